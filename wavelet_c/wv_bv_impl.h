@@ -1,0 +1,199 @@
+/*
+ * wv_bv_impl.h -- bitvector query kernels, included twice per translation
+ * unit (see wv_bits.h): once portable, once for POPCNT+BMI2. Requires the
+ * macros WV_SFX(name), WV_TARGET and WV_SELECT64 to be defined by the includer.
+ *
+ * The inline functions here trust their arguments (the exported wrappers in
+ * bitvector.c validate positions first); other structures built on the
+ * bitvector (wavelet matrix/tree) include this file to get inlined rank and
+ * select in their own kernels.
+ */
+#include "wavelet.h"
+#include "wv_bits.h"
+
+/* ones in [0, 2048*b) */
+WV_INLINE WV_TARGET uint64_t WV_SFX(wv_bv_block_rank)(const wv_bv_t *bv, uint64_t b) {
+    return bv->super[b >> 21] + (bv->blocks[b] & 0xFFFFFFFFu);
+}
+
+/* rank1(i), 0 <= i <= nbits. */
+WV_INLINE WV_TARGET uint64_t WV_SFX(wv_bv_rank1_u)(const wv_bv_t *bv, uint64_t i) {
+    uint64_t b = i >> 11;
+    uint64_t e = bv->blocks[b];
+    uint64_t r = bv->super[b >> 21] + (e & 0xFFFFFFFFu);
+    unsigned sub = (unsigned)(i >> 9) & 3;
+    /* sub-block counts: 10 bits each at 32, 42, 52 */
+    uint64_t c0 = (e >> 32) & 0x3FF, c1 = (e >> 42) & 0x3FF, c2 = (e >> 52) & 0x3FF;
+    r += (sub > 0 ? c0 : 0) + (sub > 1 ? c1 : 0) + (sub > 2 ? c2 : 0);
+    const uint64_t *w = bv->words + ((i >> 9) << 3);
+    unsigned nw = (unsigned)(i >> 6) & 7;
+    for (unsigned k = 0; k < nw; k++)
+        r += wv_popcount(w[k]);
+    unsigned off = (unsigned)i & 63;
+    if (off)
+        r += wv_popcount(w[nw] & ((1ULL << off) - 1));
+    return r;
+}
+
+WV_INLINE WV_TARGET int WV_SFX(wv_bv_access_u)(const wv_bv_t *bv, uint64_t i) {
+    return (int)((bv->words[i >> 6] >> (i & 63)) & 1);
+}
+
+/* Block b such that ones_before(b) <= k < ones_before(b+1); for one == 0 the
+ * same over zeros. lo/hi from the samples: answer in [lo, hi). */
+WV_INLINE WV_TARGET uint64_t WV_SFX(wv_bv_find_block)(const wv_bv_t *bv, uint64_t k, int one) {
+    const uint64_t *samp = one ? bv->sel1 : bv->sel0;
+    uint64_t j = k / WV_BV_SEL_SAMPLE;
+    uint64_t lo = samp[j], hi = samp[j + 1] + 1; /* candidate blocks [lo, hi) */
+    if (hi > bv->nblocks - 1)
+        hi = bv->nblocks - 1;
+    /* binary search for the last block in [lo, hi) with count_before <= k */
+    while (hi - lo > 8) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        uint64_t c = WV_SFX(wv_bv_block_rank)(bv, mid);
+        if (!one)
+            c = mid * WV_BV_BLOCK_BITS - c;
+        if (c <= k)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    while (lo + 1 < hi) {
+        uint64_t c = WV_SFX(wv_bv_block_rank)(bv, lo + 1);
+        if (!one)
+            c = (lo + 1) * WV_BV_BLOCK_BITS - c;
+        if (c > k)
+            break;
+        lo++;
+    }
+    return lo;
+}
+
+/* Finish select inside block b: k is the rank of the wanted bit among the
+ * ones (zeros) of the whole vector. */
+WV_INLINE WV_TARGET uint64_t WV_SFX(wv_bv_select_in_block)(const wv_bv_t *bv, uint64_t b, uint64_t k,
+                                                 int one) {
+    uint64_t e = bv->blocks[b];
+    uint64_t before = WV_SFX(wv_bv_block_rank)(bv, b);
+    if (!one)
+        before = b * WV_BV_BLOCK_BITS - before;
+    uint64_t r = k - before;
+    unsigned sub = 0;
+    for (; sub < 3; sub++) {
+        uint64_t c = (e >> (32 + 10 * sub)) & 0x3FF;
+        if (!one)
+            c = 512 - c;
+        if (r < c)
+            break;
+        r -= c;
+    }
+    const uint64_t *w = bv->words + b * 32 + sub * 8;
+    uint64_t nwords_left = bv->nwords - (b * 32 + sub * 8);
+    for (unsigned k2 = 0; k2 < 8 && k2 < nwords_left; k2++) {
+        uint64_t x = one ? w[k2] : ~w[k2];
+        unsigned c = wv_popcount(x);
+        if (r < c)
+            return b * WV_BV_BLOCK_BITS + sub * 512 + k2 * 64 + WV_SELECT64(x, (unsigned)r);
+        r -= c;
+    }
+    return UINT64_MAX; /* unreachable on a validated structure */
+}
+
+WV_INLINE WV_TARGET uint64_t WV_SFX(wv_bv_select_u)(const wv_bv_t *bv, uint64_t k, int one) {
+    uint64_t b = WV_SFX(wv_bv_find_block)(bv, k, one);
+    return WV_SFX(wv_bv_select_in_block)(bv, b, k, one);
+}
+
+#ifndef WV_BV_IMPL_NO_BATCH
+/* out-of-line single-query entry points (the exported functions dispatch here) */
+WV_TARGET static uint64_t WV_SFX(wv_bv_rank1_one)(const wv_bv_t *bv, uint64_t i) {
+    return WV_SFX(wv_bv_rank1_u)(bv, i);
+}
+WV_TARGET static uint64_t WV_SFX(wv_bv_select_one)(const wv_bv_t *bv, uint64_t k, int one) {
+    return WV_SFX(wv_bv_select_u)(bv, k, one);
+}
+
+#define WV_BATCH_PF 16 /* prefetch distance, in queries */
+
+WV_TARGET static int WV_SFX(wv_bv_rank_batch)(const wv_bv_t *bv, const uint64_t *q, size_t n,
+                                              uint64_t *out, size_t *bad, int one) {
+    uint64_t nb = bv->nbits;
+    for (size_t t = 0; t < n; t++) {
+        if (WV_UNLIKELY(q[t] > nb)) {
+            *bad = t;
+            return WV_ERANGE;
+        }
+    }
+    for (size_t t = 0; t < n; t++) {
+        if (t + WV_BATCH_PF < n) {
+            uint64_t p = q[t + WV_BATCH_PF];
+            WV_PREFETCH(bv->blocks + (p >> 11));
+            WV_PREFETCH(bv->words + ((p >> 9) << 3));
+        }
+        uint64_t r = WV_SFX(wv_bv_rank1_u)(bv, q[t]);
+        out[t] = one ? r : q[t] - r;
+    }
+    return WV_OK;
+}
+
+WV_TARGET static int WV_SFX(wv_bv_access_batch)(const wv_bv_t *bv, const uint64_t *q, size_t n,
+                                                uint8_t *out, size_t *bad) {
+    uint64_t nb = bv->nbits;
+    for (size_t t = 0; t < n; t++) {
+        if (WV_UNLIKELY(q[t] >= nb)) {
+            *bad = t;
+            return WV_ERANGE;
+        }
+    }
+    for (size_t t = 0; t < n; t++) {
+        if (t + WV_BATCH_PF < n)
+            WV_PREFETCH(bv->words + (q[t + WV_BATCH_PF] >> 6));
+        out[t] = (uint8_t)WV_SFX(wv_bv_access_u)(bv, q[t]);
+    }
+    return WV_OK;
+}
+
+/* Select in two passes over chunks of queries: pass 1 finds each block (the
+ * block index is small and cache-resident) and prefetches the 512-bit
+ * sub-block line the answer lies in; pass 2 scans that line. The misses on
+ * the bits of a whole chunk are thus in flight together. */
+#define WV_SEL_CHUNK 32
+WV_TARGET static int WV_SFX(wv_bv_select_batch)(const wv_bv_t *bv, const uint64_t *q, size_t n,
+                                                uint64_t *out, size_t *bad, int one) {
+    uint64_t cnt = one ? bv->ones : bv->nbits - bv->ones;
+    for (size_t t = 0; t < n; t++) {
+        if (WV_UNLIKELY(q[t] >= cnt)) {
+            *bad = t;
+            return WV_ERANGE;
+        }
+    }
+    uint64_t blk[WV_SEL_CHUNK];
+    for (size_t s = 0; s < n; s += WV_SEL_CHUNK) {
+        size_t m = n - s < WV_SEL_CHUNK ? n - s : WV_SEL_CHUNK;
+        for (size_t t = 0; t < m; t++) {
+            uint64_t k = q[s + t];
+            uint64_t b = WV_SFX(wv_bv_find_block)(bv, k, one);
+            blk[t] = b;
+            /* guess the sub-block from the entry and prefetch its line */
+            uint64_t e = bv->blocks[b];
+            uint64_t before = WV_SFX(wv_bv_block_rank)(bv, b);
+            if (!one)
+                before = b * WV_BV_BLOCK_BITS - before;
+            uint64_t r = k - before;
+            unsigned sub = 0;
+            for (; sub < 3; sub++) {
+                uint64_t c = (e >> (32 + 10 * sub)) & 0x3FF;
+                if (!one)
+                    c = 512 - c;
+                if (r < c)
+                    break;
+                r -= c;
+            }
+            WV_PREFETCH(bv->words + b * 32 + sub * 8);
+        }
+        for (size_t t = 0; t < m; t++)
+            out[s + t] = WV_SFX(wv_bv_select_in_block)(bv, blk[t], q[s + t], one);
+    }
+    return WV_OK;
+}
+#endif
