@@ -127,9 +127,9 @@ int wv_bv_rank0_batch(const wv_bv_t *bv, const uint64_t *i, size_t n, uint64_t *
 int wv_bv_select1_batch(const wv_bv_t *bv, const uint64_t *k, size_t n, uint64_t *out, size_t *bad);
 int wv_bv_select0_batch(const wv_bv_t *bv, const uint64_t *k, size_t n, uint64_t *out, size_t *bad);
 
-/* ---------------------------------------------------------------------------
- * Wavelet matrix / wavelet trees: declared below this line (wavelet_matrix.c,
- * wavelet_tree.c).
- * ------------------------------------------------------------------------- */
+/* ==== BEGIN wavelet matrix / wavelet tree section (wavelet_matrix.c, wavelet_tree.c,
+ * huffman.c) ==== */
+
+/* ==== END wavelet matrix / wavelet tree section ==== */
 
 #endif /* WAVELET_H */
