@@ -90,7 +90,10 @@ def as_index_array(x, name: str = "indices") -> tuple[np.ndarray, tuple]:
         raise TypeError(f"{name}: expected an integer array, got dtype {a.dtype}")
     if np.issubdtype(a.dtype, np.signedinteger) and a.min() < 0:
         raise IndexError(f"{name}: negative value {int(a.min())}")
-    return np.ascontiguousarray(a, dtype=np.uint64).reshape(-1), a.shape
+    q = np.ascontiguousarray(a, dtype=np.uint64).reshape(-1)
+    if not q.flags.aligned:
+        q = q.copy()
+    return q, a.shape
 
 
 def as_uint64(a: np.ndarray) -> np.ndarray:
