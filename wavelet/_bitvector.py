@@ -312,3 +312,10 @@ class BitVector:
 
     def __reduce_ex__(self, protocol):
         return _format.reduce(self, protocol)
+
+    def to_device(self, device=None):
+        """Upload to a GPU: a :class:`wavelet.cuda.DeviceBitVector` holding the
+        same serialized arrays, with batch queries and bulk extract (needs CuPy)."""
+        from ._gpu_bitvector import DeviceBitVector
+
+        return DeviceBitVector.from_host(self, device)

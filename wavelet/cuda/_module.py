@@ -46,6 +46,7 @@ KERNELS: dict[str, tuple[str, ...]] = {
     ),
     "wavelet_matrix.cu": (
         *(f"wv_wm_level_k<{t}>" for t in _U.values()),
+        *(f"wv_wm_access_k<{t}>" for t in _U.values()),
         *(f"wv_wm_level_float_k<{o}, {e}, {m}>" for o, e, m in FLOAT_FORMATS.values()),
         *(f"wv_float_merge_k<wv_u8, {o}, {e}, {m}>" for o, e, m in FLOAT_FORMATS.values()),
     ),
@@ -54,6 +55,10 @@ KERNELS: dict[str, tuple[str, ...]] = {
 
 def level_kernel_name(itemsize: int) -> str:
     return f"wv_wm_level_k<{_U['u' + str(8 * itemsize)]}>"
+
+
+def access_kernel_name(itemsize: int) -> str:
+    return f"wv_wm_access_k<{_U['u' + str(8 * itemsize)]}>"
 
 
 def float_kernel_names(fmt: str) -> tuple[str, str]:

@@ -155,6 +155,40 @@ __global__ void wv_wm_level_float_k(const wv_u64 *words, const wv_u64 *blocks,
     }
 }
 
+/* ---- point access (batch) -----------------------------------------------------
+ * One thread per query, top-down through the L levels. Levels are described by
+ * a table lv[L][7] of u64: words pointer, blocks pointer, super pointer, nwords,
+ * off (bit offset of the level), z (zeros in the level), rank1(off). Queries
+ * i >= n give WV_U64_MAX-truncated SymT(~0) and are reported through *bad. */
+#define WV_LV 7
+template <typename SymT>
+__global__ void wv_wm_access_k(const wv_u64 *lv, unsigned L, wv_u64 n, const wv_u64 *q,
+                               wv_u64 nq, SymT *out, wv_u64 *bad) {
+    for (wv_u64 t = WV_TID(); t < nq; t += WV_NTHREADS()) {
+        wv_u64 pos = q[t];
+        if (pos >= n) {
+            out[t] = (SymT)WV_U64_MAX;
+            atomicMin(bad, t);
+            continue;
+        }
+        wv_u64 v = 0;
+        for (unsigned l = 0; l < L; l++) {
+            const wv_u64 *d = lv + (wv_u64)l * WV_LV;
+            const wv_u64 *words = (const wv_u64 *)d[0];
+            const wv_u64 *blocks = (const wv_u64 *)d[1];
+            const wv_u64 *super = (const wv_u64 *)d[2];
+            wv_u64 g = d[4] + pos;
+            wv_u64 bit = (WV_LDG(words + (g >> 6)) >> (g & 63)) & 1ULL;
+            v = (v << 1) | bit;
+            if (l + 1 < L) {
+                wv_u64 r1 = wv_bv_rank1(words, blocks, super, g) - d[6];
+                pos = bit ? d[5] + r1 : pos - r1;
+            }
+        }
+        out[t] = (SymT)v;
+    }
+}
+
 /* Explicit instantiations; keep in sync with wavelet/cuda/_module.py (a test
  * checks both directions). */
 #define WV_INST_LEVEL(T)                                                                       \
@@ -165,6 +199,14 @@ WV_INST_LEVEL(wv_u8)
 WV_INST_LEVEL(wv_u16)
 WV_INST_LEVEL(wv_u32)
 WV_INST_LEVEL(wv_u64)
+
+#define WV_INST_ACCESS(T)                                                                      \
+    template __global__ void wv_wm_access_k<T>(const wv_u64 *, unsigned, wv_u64, const wv_u64 *, \
+                                               wv_u64, T *, wv_u64 *);
+WV_INST_ACCESS(wv_u8)
+WV_INST_ACCESS(wv_u16)
+WV_INST_ACCESS(wv_u32)
+WV_INST_ACCESS(wv_u64)
 
 #define WV_INST_FLOAT(O, E, M)                                                                 \
     template __global__ void wv_wm_level_float_k<O, E, M>(                                     \
