@@ -1,0 +1,639 @@
+"""Exact tensor codecs: a tensor's bits -> symbol streams in RAS wavelet trees + raw side arrays.
+
+Every codec follows the numcodecs shape: a ``codec_id``, ``encode(tensor_or_array)`` returning
+the compressed *parts* (an :class:`Encoded`), ``decode(parts, out=None)``, and JSON-only
+``get_config()`` / ``from_config()``; codecs are found by id in :data:`registry`.
+
+Codecs (all bit-exact; they compare and decode on unsigned-integer views, never float ops):
+
+``float``   IEEE-like floats: the exponent field becomes a code stream in a Huffman-shaped
+            wavelet tree (the low-entropy part); sign and mantissa are stored raw, packed
+            (fp32: 8-bit exponent + 24 raw bits, fp16: 5 + 11, bf16: 8 + 8, fp64: 11 + 53).
+``dict``    few distinct values (quantized / clustered weights, int8/uint8, torch quantized
+            tensors' ``int_repr``): codes in a Huffman wavelet tree + a table of bit patterns.
+``sparse``  mostly-zero tensors (pruned): the paper's tuple extension -- per block, the
+            distance to the previous non-zero (a code stream in its own RAS) and the value
+            (stored with the best of ``float``/``dict``/``raw`` over the non-zeros, in a RAS
+            aligned on the same blocks). "Zero" means the all-zero bit pattern (+0.0); a
+            ``-0.0`` is a value like any other.
+``raw``     fallback: the bits as they are.
+
+:func:`encode_best` tries every applicable codec and keeps the smallest whose decode
+reproduces the input bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from ._bits import (
+    QUANT_REPR,
+    DType,
+    bits_of,
+    crc32,
+    dtype_info,
+    dtype_name,
+    empty_like_bits,
+    is_torch,
+    out_bits,
+    torch,
+)
+from .ras import BLOCK, ELEMENT, RAS, RASError
+
+__all__ = [
+    "Codec",
+    "CodecError",
+    "DictCodec",
+    "Encoded",
+    "FloatCodec",
+    "RawCodec",
+    "SparseCodec",
+    "encode_best",
+    "get_codec",
+    "register_codec",
+    "registry",
+]
+
+FORMAT_VERSION = 1
+
+
+class CodecError(ValueError):
+    """A codec does not apply, or its parts are corrupt/inconsistent."""
+
+
+class NotApplicable(CodecError):
+    """This codec cannot represent the given tensor (the chooser skips it)."""
+
+
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Encoded:
+    """The compressed parts of one tensor.
+
+    ``meta`` is JSON-only; ``arrays`` are raw numpy buffers; ``ras`` are the runtime-accessible
+    sequences (each one wavelet tree); ``children`` are nested encodings (the values of a
+    sparse tensor).
+    """
+
+    codec_id: str
+    meta: dict
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    ras: dict[str, RAS] = field(default_factory=dict)
+    children: dict[str, Encoded] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of every buffer plus the JSON metadata."""
+        n = sum(int(a.nbytes) for a in self.arrays.values())
+        n += sum(r.nbytes for r in self.ras.values())
+        n += sum(c.nbytes for c in self.children.values())
+        return n + len(json.dumps(self.meta, separators=(",", ":")))
+
+    @property
+    def form(self) -> str | None:
+        for r in self.ras.values():
+            return r.form
+        for c in self.children.values():
+            return c.form
+        return None
+
+    def describe(self) -> str:
+        """Short codec description, e.g. ``sparse(dict)``."""
+        if self.children:
+            return f"{self.codec_id}(" + ",".join(c.describe() for c in self.children.values()) + ")"
+        return self.codec_id
+
+    # ---- flat form (for buffers on modules and files) ------------------------------------
+    def flatten(self, prefix: str = "") -> tuple[dict, dict[str, np.ndarray]]:
+        """``(tree, buffers)``: a JSON tree and named raw arrays; inverse of :meth:`unflatten`."""
+        bufs: dict[str, np.ndarray] = {}
+        tree: dict = {"codec": self.codec_id, "meta": self.meta, "arrays": [], "ras": {}}
+        for k, a in self.arrays.items():
+            bufs[prefix + k] = a
+            tree["arrays"].append(k)
+        for k, r in self.ras.items():
+            rmeta, parts = r.to_parts()
+            for t, a in parts.items():
+                bufs[f"{prefix}{k}.{t}"] = a
+            tree["ras"][k] = rmeta
+        if self.children:
+            tree["children"] = {}
+            for k, c in self.children.items():
+                ctree, cbufs = c.flatten(f"{prefix}{k}/")
+                tree["children"][k] = ctree
+                bufs.update(cbufs)
+        return tree, bufs
+
+    @classmethod
+    def unflatten(cls, tree: dict, bufs: dict[str, np.ndarray], prefix: str = "") -> Encoded:
+        try:
+            cid = tree["codec"]
+            meta = tree["meta"]
+            arrays = {k: bufs[prefix + k] for k in tree["arrays"]}
+            ras = {}
+            for k, rmeta in tree["ras"].items():
+                parts = {t: bufs[f"{prefix}{k}.{t}"] for t in rmeta["tags"]}
+                ras[k] = RAS.from_parts(rmeta, parts)
+            children = {
+                k: cls.unflatten(ct, bufs, f"{prefix}{k}/")
+                for k, ct in tree.get("children", {}).items()
+            }
+        except KeyError as e:
+            raise CodecError(f"missing part {e}") from None
+        except (TypeError, AttributeError) as e:
+            raise CodecError(f"malformed parts description ({e})") from None
+        if cid not in registry:
+            raise CodecError(f"unknown codec id {cid!r}")
+        if not isinstance(meta, dict):
+            raise CodecError("malformed meta")
+        return cls(cid, meta, arrays, ras, children)
+
+    # ---- text ---------------------------------------------------------------------------
+    def to_text(self, max_symbols: int = 400) -> str:
+        """The RAS in readable form (paper Figure 1), operands shown as values."""
+        return get_codec(self.codec_id)._to_text(self, max_symbols)
+
+    def __repr__(self) -> str:
+        m = self.meta
+        s = f"Encoded({self.describe()}, dtype={m.get('dtype')}, shape={m.get('shape')}"
+        s += f", form={self.form}, nbytes={self.nbytes})"
+        n = int(np.prod(m.get("shape", [0]) or [1])) if "shape" in m else 0
+        if 0 < n <= 64 and self.ras:
+            s += "\n  " + self.to_text()
+        return s
+
+
+# ---------------------------------------------------------------------------------------------
+registry: dict[str, type[Codec]] = {}
+
+
+def register_codec(cls):
+    """Class decorator: make a codec findable by its ``codec_id``."""
+    registry[cls.codec_id] = cls
+    return cls
+
+
+def get_codec(config) -> Codec:
+    """A codec instance from an id or a config dict (``{"id": ..., ...}``)."""
+    if isinstance(config, str):
+        config = {"id": config}
+    try:
+        cls = registry[config["id"]]
+    except KeyError:
+        raise CodecError(f"unknown codec {config!r}") from None
+    return cls.from_config(config)
+
+
+def _blocks_for(shape) -> int:
+    """Default block length: one block per leading index (row / filter / embedding vector)."""
+    n = int(np.prod(shape, dtype=np.int64))
+    if n == 0:
+        return 0
+    if len(shape) >= 2 and shape[0] > 0:
+        return n // shape[0]
+    return n
+
+
+def _freq_table(values: np.ndarray):
+    """Distinct values sorted by decreasing frequency, and each element's code."""
+    uniq, inv, cnt = np.unique(values, return_inverse=True, return_counts=True)
+    order = np.argsort(-cnt, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return uniq[order], rank[inv.reshape(-1)]
+
+
+def _values_list(bits: np.ndarray, dt: DType) -> list:
+    if torch is not None and dt.name not in ("bool",):
+        t = torch.from_numpy(np.array(bits.view(f"<i{dt.itemsize}"), copy=True))
+        return t.view(dt.torch_dtype).to(torch.float64 if dt.is_float else torch.int64).tolist()
+    return np.asarray(bits).view(dt.numpy_dtype).tolist()
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+class Codec:
+    """Base class. Subclasses implement ``_encode_bits`` and ``_decode_bits``."""
+
+    codec_id: ClassVar[str] = ""
+
+    def __init__(self, form: str = BLOCK):
+        if form not in (BLOCK, ELEMENT):
+            raise ValueError(f"form must be {BLOCK!r} or {ELEMENT!r}")
+        self.form = form
+
+    # ---- numcodecs-style API ---------------------------------------------------------------
+    def get_config(self) -> dict:
+        return {"id": self.codec_id, "form": self.form}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Codec:
+        cfg = dict(config)
+        cfg.pop("id", None)
+        return cls(**cfg)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "id")
+        return f"{type(self).__name__}({args})"
+
+    def encode(self, x, *, block_len: int | None = None) -> Encoded:
+        """Compress a torch tensor or numpy array; the input is never modified.
+
+        *block_len* sets the RAS block (default: one block per leading index).
+        """
+        qmeta, qarrays = {}, {}
+        if is_torch(x) and x.is_quantized:
+            qmeta, qarrays = _quant_params(x)
+            x = x.int_repr()
+        u, dt, shape = bits_of(x)
+        if block_len is None:
+            block_len = _blocks_for(shape)
+        enc = self._encode_bits(u, dt, block_len)
+        enc.meta.update(
+            {
+                "v": FORMAT_VERSION,
+                "dtype": dt.name,
+                "shape": list(shape),
+                "torch": bool(is_torch(x)),
+                "crc32": crc32(u),
+            }
+        )
+        if qmeta:
+            enc.meta["quant"] = qmeta
+            enc.arrays.update(qarrays)
+        return enc
+
+    def decode(self, enc: Encoded, out=None):
+        """Decompress into *out* (torch tensor or numpy array of the right dtype/size) or new."""
+        if enc.codec_id != self.codec_id:
+            raise CodecError(f"{self.codec_id}: cannot decode parts of codec {enc.codec_id!r}")
+        m = enc.meta
+        try:
+            dt = dtype_info(m["dtype"])
+            shape = tuple(int(s) for s in m["shape"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CodecError(f"{self.codec_id}: bad meta ({e})") from None
+        n = int(np.prod(shape, dtype=np.int64))
+        quant = m.get("quant")
+        if out is None or quant:
+            res, ub = empty_like_bits(dt, shape, as_torch=bool(m.get("torch")) and torch is not None)
+        else:
+            res, ub = out, out_bits(out, dt)
+            if ub.size != n:
+                raise ValueError(f"decode: out holds {ub.size} elements, expected {n}")
+        self._decode_bits(enc, ub)
+        if quant:
+            return _make_quantized(res, quant, enc.arrays)
+        return res
+
+    # ---- to implement ------------------------------------------------------------------------
+    def _encode_bits(self, u: np.ndarray, dt: DType, block_len) -> Encoded:
+        raise NotImplementedError
+
+    def _decode_bits(self, enc: Encoded, out: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _to_text(self, enc: Encoded, max_symbols: int) -> str:
+        dt = dtype_info(enc.meta["dtype"])
+        if not enc.ras:
+            return f"<raw {enc.meta.get('shape')}>"
+        ub = np.empty(int(np.prod(enc.meta["shape"], dtype=np.int64)), dtype=dt.uint)
+        self._decode_bits(enc, ub)
+        vals = _values_list(ub, dt)
+        r = next(iter(enc.ras.values()))
+        return r.to_text(lambda i, c: _fmt(vals[i]), max_symbols=max_symbols)
+
+
+# ---------------------------------------------------------------------------------------------
+@register_codec
+class FloatCodec(Codec):
+    """Exponent codes in a Huffman wavelet tree (RAS ``exp``) + raw sign/mantissa bits.
+
+    Parts: ``exp`` (RAS of exponent codes), ``exp_table`` (code -> exponent field),
+    ``raw`` (``nb x n`` uint8 byte planes of sign|mantissa), ``raw_top`` (the remaining
+    ``(mant_bits + 1) % 8`` bits per element, bit-packed).
+    """
+
+    codec_id = "float"
+
+    def _encode_bits(self, u, dt, block_len):
+        if not dt.is_float:
+            raise NotApplicable(f"float: {dt.name} is not a float type")
+        W, M, E = 8 * dt.itemsize, dt.mant_bits, dt.exp_bits
+        ut = u.dtype.type
+        exp = (u >> ut(M)) & ut((1 << E) - 1)
+        table, codes = _freq_table(exp)
+        table = table.astype(np.uint16)
+        raw = (u & ut((1 << M) - 1)) | ((u >> ut(W - 1)) << ut(M))
+        nfull, rem = divmod(M + 1, 8)
+        planes = np.empty((nfull, u.size), dtype=np.uint8)
+        for p in range(nfull):
+            planes[p] = (raw >> ut(8 * p)) & ut(0xFF)
+        arrays = {"exp_table": table, "raw": planes}
+        if rem:
+            top = ((raw >> ut(8 * nfull)) & ut((1 << rem) - 1)).astype(np.uint8)
+            bits = np.unpackbits(top[:, None], axis=1, bitorder="little")[:, :rem]
+            arrays["raw_top"] = np.packbits(bits.reshape(-1), bitorder="little")
+        ras = RAS.build(codes, table.size, self.form, _lengths(block_len, u.size))
+        return Encoded(self.codec_id, {"form": self.form, "nplanes": nfull, "rem": rem}, arrays, {"exp": ras})
+
+    def _decode_bits(self, enc, out):
+        dt = dtype_info(enc.meta["dtype"])
+        W, M = 8 * dt.itemsize, dt.mant_bits
+        n = out.size
+        ras, table = enc.ras["exp"], enc.arrays["exp_table"]
+        planes = enc.arrays["raw"]
+        nfull, rem = divmod(M + 1, 8)
+        if len(ras) != n or planes.shape != (nfull, n) or planes.dtype != np.uint8:
+            raise CodecError("float: parts do not match the tensor size")
+        if table.dtype != np.uint16 or (table.size and int(table.max()) >= 1 << dt.exp_bits):
+            raise CodecError("float: bad exponent table")
+        if n == 0:
+            return
+        codes = ras.decode()
+        if codes.size and int(codes.max()) >= table.size:
+            raise CodecError("float: exponent code out of range")
+        ut = out.dtype.type
+        out[...] = planes[0] if nfull else 0
+        for p in range(1, nfull):
+            out |= planes[p].astype(out.dtype) << ut(8 * p)
+        if rem:
+            packed = enc.arrays["raw_top"]
+            if packed.dtype != np.uint8 or packed.size != (n * rem + 7) // 8:
+                raise CodecError("float: bad raw_top part")
+            bits = np.unpackbits(packed, count=n * rem, bitorder="little").reshape(n, rem)
+            top = np.packbits(bits, axis=1, bitorder="little").reshape(n)
+            out |= top.astype(out.dtype) << ut(8 * nfull)
+        sign = out >> ut(M)
+        out &= ut((1 << M) - 1)
+        out |= sign << ut(W - 1)
+        out |= table.astype(out.dtype)[codes] << ut(M)
+
+    def _to_text(self, enc, max_symbols):
+        return super()._to_text(enc, max_symbols)
+
+
+def _lengths(block_len, n):
+    return block_len if np.ndim(block_len) == 0 else np.asarray(block_len)
+
+
+# ---------------------------------------------------------------------------------------------
+@register_codec
+class DictCodec(Codec):
+    """Dictionary codes in a Huffman wavelet tree (RAS ``codes``) + ``table`` of bit patterns.
+
+    Applies when the tensor has at most ``max_values`` distinct bit patterns.
+    """
+
+    codec_id = "dict"
+
+    def __init__(self, form: str = BLOCK, max_values: int = 4096):
+        super().__init__(form)
+        self.max_values = int(max_values)
+
+    def get_config(self):
+        return {**super().get_config(), "max_values": self.max_values}
+
+    def _encode_bits(self, u, dt, block_len):
+        if u.size > 8192:  # cheap rejection of dense float tensors: sample first
+            sample = u[:: max(1, u.size // 4096)]
+            if np.unique(sample).size > self.max_values:
+                raise NotApplicable("dict: too many distinct values")
+        table, codes = _freq_table(u)
+        if table.size > self.max_values:
+            raise NotApplicable(f"dict: {table.size} distinct values > {self.max_values}")
+        ras = RAS.build(codes, table.size, self.form, _lengths(block_len, u.size))
+        return Encoded(self.codec_id, {"form": self.form}, {"table": table.astype(u.dtype)}, {"codes": ras})
+
+    def _decode_bits(self, enc, out):
+        ras, table = enc.ras["codes"], enc.arrays["table"]
+        if len(ras) != out.size or table.dtype != out.dtype or table.size != ras.k:
+            raise CodecError("dict: parts do not match the tensor")
+        if out.size == 0:
+            return
+        codes = ras.decode()
+        np.take(table, codes, out=out)
+
+
+# ---------------------------------------------------------------------------------------------
+@register_codec
+class SparseCodec(Codec):
+    """The tuple extension for pruned tensors: (distance to previous non-zero, value).
+
+    Parts: ``gaps`` (RAS of distance codes; one block per kernel, distances restart after each
+    delimiter), ``gap_table`` (code -> distance), child ``values`` (the non-zeros, encoded with
+    the best of float/dict/raw in a RAS over the same blocks). Applies when at least
+    ``min_zero_fraction`` of the elements are exactly zero (all bits clear).
+    """
+
+    codec_id = "sparse"
+
+    def __init__(self, form: str = BLOCK, min_zero_fraction: float = 0.2):
+        super().__init__(form)
+        self.min_zero_fraction = float(min_zero_fraction)
+
+    def get_config(self):
+        return {**super().get_config(), "min_zero_fraction": self.min_zero_fraction}
+
+    def _encode_bits(self, u, dt, block_len):
+        n = u.size
+        L = int(block_len) if np.ndim(block_len) == 0 else 0
+        if not L and n:
+            raise NotApplicable("sparse: needs equal-length blocks")
+        nz = np.flatnonzero(u)
+        if n == 0 or (n - nz.size) < self.min_zero_fraction * n:
+            raise NotApplicable("sparse: not sparse enough")
+        nb = n // L
+        b = nz // L
+        o = nz - b * L
+        prev = np.empty_like(o)
+        prev[1:] = o[:-1]
+        if prev.size:
+            prev[0] = -1
+        first = np.ones(nz.size, dtype=bool)
+        first[1:] = b[1:] != b[:-1]
+        prev[first] = -1
+        gaps = o - prev - 1
+        counts = np.bincount(b, minlength=nb).astype(np.int64)
+        table, codes = _freq_table(gaps.astype(np.uint64))
+        ras = RAS.build(codes, table.size, self.form, counts)
+        vals = np.ascontiguousarray(u[nz])
+        child = _best_bits(vals, dt, counts, self.form, (FloatCodec, DictCodec, RawCodec))
+        meta = {"form": self.form, "block_len": L, "nnz": int(nz.size)}
+        return Encoded(self.codec_id, meta, {"gap_table": table}, {"gaps": ras}, {"values": child})
+
+    def _positions(self, enc, n):
+        ras, table = enc.ras["gaps"], enc.arrays["gap_table"]
+        L, nnz = int(enc.meta["block_len"]), int(enc.meta["nnz"])
+        if len(ras) != nnz or table.dtype != np.uint64 or table.size != ras.k:
+            raise CodecError("sparse: gap parts do not match")
+        if L <= 0 or n % L or ras.nblocks != n // L:
+            raise CodecError("sparse: block layout does not match the tensor")
+        codes = ras.decode()
+        if nnz and int(codes.max()) >= table.size:
+            raise CodecError("sparse: gap code out of range")
+        step = table[codes].astype(np.int64) + 1
+        counts = ras.block_lengths()
+        cs = np.cumsum(step)
+        ends = np.cumsum(counts)
+        base = np.zeros(counts.size, dtype=np.int64)
+        base[1:] = np.where(ends[:-1] > 0, cs[np.maximum(ends[:-1] - 1, 0)], 0)
+        off = cs - np.repeat(base, counts) - 1
+        if nnz and (off.min() < 0 or off.max() >= L):
+            raise CodecError("sparse: a distance runs past its block")
+        pos = off + np.repeat(np.arange(counts.size, dtype=np.int64) * L, counts)
+        return pos, counts
+
+    def _decode_bits(self, enc, out):
+        pos, counts = self._positions(enc, out.size)
+        child = enc.children["values"]
+        vals = np.empty(pos.size, dtype=out.dtype)
+        if child.meta.get("dtype") != enc.meta["dtype"] or child.meta.get("n") != pos.size:
+            raise CodecError("sparse: values part does not match")
+        registry[child.codec_id]()._decode_bits(child, vals)
+        out[...] = 0
+        out[pos] = vals
+
+    def _to_text(self, enc, max_symbols):
+        dt = dtype_info(enc.meta["dtype"])
+        n = int(np.prod(enc.meta["shape"], dtype=np.int64))
+        ub = np.empty(n, dtype=dt.uint)
+        self._decode_bits(enc, ub)
+        pos, _ = self._positions(enc, n)
+        vals = _values_list(ub[pos], dt)
+        table = enc.arrays["gap_table"]
+        return enc.ras["gaps"].to_text(
+            lambda i, c: f"({int(table[c])},{_fmt(vals[i])})", max_symbols=max_symbols
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+@register_codec
+class RawCodec(Codec):
+    """Fallback: the bits as they are (part ``data``)."""
+
+    codec_id = "raw"
+
+    def _encode_bits(self, u, dt, block_len):
+        return Encoded(self.codec_id, {}, {"data": np.array(u, copy=True)})
+
+    def _decode_bits(self, enc, out):
+        d = enc.arrays["data"]
+        if d.dtype != out.dtype or d.size != out.size:
+            raise CodecError("raw: part does not match the tensor")
+        out[...] = d.reshape(-1)
+
+
+# ---------------------------------------------------------------------------------------------
+def _best_bits(u, dt, block_len, form, classes) -> Encoded:
+    best = None
+    for cls in classes:
+        try:
+            enc = cls(form)._encode_bits(u, dt, block_len)
+        except NotApplicable:
+            continue
+        if best is None or enc.nbytes < best.nbytes:
+            best = enc
+    best.meta.update({"dtype": dt.name, "n": int(u.size)})
+    return best
+
+
+def encode_best(x, *, form: str = BLOCK, block_len: int | None = None, candidates=None,
+                verify: bool = True) -> Encoded:
+    """Encode with every applicable codec and keep the smallest exact one.
+
+    *candidates* is a list of codec ids or configs (default: sparse, dict, float, raw).
+    With *verify* the winner is decoded and compared bit for bit with the input.
+    """
+    if candidates is None:
+        candidates = ["sparse", "dict", "float", "raw"]
+    best = None
+    for c in candidates:
+        cfg = {"id": c} if isinstance(c, str) else dict(c)
+        if cfg["id"] != "raw":
+            cfg.setdefault("form", form)
+        codec = get_codec(cfg)
+        try:
+            enc = codec.encode(x, block_len=block_len)
+        except NotApplicable:
+            continue
+        if best is None or enc.nbytes < best.nbytes:
+            best = enc
+    if best is None:
+        raise CodecError("no codec applies")
+    if verify:
+        check_exact(x, best)
+    return best
+
+
+def check_exact(x, enc: Encoded) -> None:
+    """Raise CodecError unless *enc* decodes to exactly the bits of *x*."""
+    got = get_codec(enc.codec_id).decode(enc)
+    if is_torch(x) and x.is_quantized:
+        ok = (
+            got.is_quantized
+            and got.qscheme() == x.qscheme()
+            and np.array_equal(bits_of(got.int_repr())[0], bits_of(x.int_repr())[0])
+            and _quant_params(got)[0] == _quant_params(x)[0]
+        )
+    else:
+        a, da, sa = bits_of(x)
+        b, db, sb = bits_of(got)
+        ok = da == db and sa == sb and np.array_equal(a, b)
+    if not ok:
+        raise CodecError(f"{enc.codec_id}: decoded tensor differs from the input (not exact)")
+
+
+def decode(enc: Encoded, out=None):
+    """Decode parts with the codec that made them."""
+    return get_codec(enc.codec_id).decode(enc, out=out)
+
+
+# ---- torch quantized tensors -----------------------------------------------------------------
+def _quant_params(x):
+    qs = x.qscheme()
+    name = str(qs).removeprefix("torch.")
+    meta = {"qscheme": name, "qdtype": dtype_name(x)}
+    arrays = {}
+    if qs == torch.per_tensor_affine:
+        meta["scale"] = float(x.q_scale()).hex()
+        meta["zero_point"] = int(x.q_zero_point())
+    elif qs == torch.per_channel_affine:
+        meta["axis"] = int(x.q_per_channel_axis())
+        arrays["q_scales"] = x.q_per_channel_scales().to(torch.float64).numpy().copy()
+        arrays["q_zero_points"] = x.q_per_channel_zero_points().to(torch.int64).numpy().copy()
+        meta["scales_dtype"] = dtype_name(x.q_per_channel_scales())
+        meta["zp_dtype"] = dtype_name(x.q_per_channel_zero_points())
+    else:
+        raise NotApplicable(f"quantized tensors with qscheme {name} are not supported")
+    if QUANT_REPR.get(meta["qdtype"]) is None:
+        raise NotApplicable(f"quantized dtype {meta['qdtype']} is not supported")
+    return meta, arrays
+
+
+def _make_quantized(int_repr, q, arrays):
+    if not is_torch(int_repr):
+        int_repr = torch.from_numpy(int_repr)
+    qdt = getattr(torch, q["qdtype"])
+    if q["qscheme"] == "per_tensor_affine":
+        t = torch._make_per_tensor_quantized_tensor(
+            int_repr, float.fromhex(q["scale"]), int(q["zero_point"])
+        )
+    else:
+        scales = torch.from_numpy(np.array(arrays["q_scales"], dtype=np.float64))
+        zps = torch.from_numpy(np.array(arrays["q_zero_points"], dtype=np.int64))
+        t = torch._make_per_channel_quantized_tensor(
+            int_repr,
+            scales.to(getattr(torch, q["scales_dtype"])),
+            zps.to(getattr(torch, q["zp_dtype"])),
+            int(q["axis"]),
+        )
+    if t.dtype != qdt:
+        raise CodecError(f"quantized: rebuilt {t.dtype}, expected {qdt}")
+    return t
