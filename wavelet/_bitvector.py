@@ -5,7 +5,19 @@ from __future__ import annotations
 import numpy as np
 
 from . import _format
-from ._core import WaveletError, as_index, as_index_array, buf, check, ffi, is_scalar, lib, wbuf
+from ._core import (
+    WaveletError,
+    aligned_copy,
+    aligned_empty,
+    as_index,
+    as_index_array,
+    buf,
+    check,
+    ffi,
+    is_scalar,
+    lib,
+    wbuf,
+)
 
 __all__ = ["BitVector"]
 
@@ -16,8 +28,8 @@ def _pack_bits(bits) -> tuple[np.ndarray, int]:
         b = np.frombuffer(bytes(bits), dtype=np.uint8)
         nbits = 8 * b.size
         pad = (-b.size) % 8
-        w = np.concatenate([b, np.zeros(pad, np.uint8)]).view("<u8").astype(np.uint64)
-        return np.ascontiguousarray(w), nbits
+        w = np.concatenate([b, np.zeros(pad, np.uint8)]).view("<u8")
+        return aligned_copy(w), nbits
     if isinstance(bits, str):
         raise TypeError("BitVector: a str is not a bit sequence (use bytes, or a list of 0/1)")
     a = np.asarray(bits if isinstance(bits, np.ndarray) else list(bits))
@@ -32,7 +44,7 @@ def _pack_bits(bits) -> tuple[np.ndarray, int]:
             raise ValueError("BitVector: integer bits must be 0 or 1")
     u8 = np.ascontiguousarray(a, dtype=np.uint8)
     nbits = u8.size
-    words = np.empty((nbits + 63) // 64, dtype=np.uint64)
+    words = aligned_empty((nbits + 63) // 64)
     check(
         lib.wv_bv_pack_bools(ffi.from_buffer("uint8_t[]", u8), nbits, wbuf(words)),
         "BitVector",
@@ -54,8 +66,8 @@ class BitVector:
     Notes
     -----
     Rank uses interleaved counters (one 64-bit entry per 2048 bits, 3.125%);
-    select uses sampled positions (every 8192nd one and zero). Space overhead
-    is at most about 3.9% of ``n``. Queries are read-only and thread-safe; the
+    select uses sampled positions (every 4096th one and zero). Space overhead
+    is at most about 4.7% of ``n``. Queries are read-only and thread-safe; the
     batch forms run in C with the GIL released.
     """
 
@@ -83,7 +95,7 @@ class BitVector:
         if nbits < 0 or (nbits + 63) // 64 != w.size:
             raise ValueError(f"BitVector.from_words: {w.size} words cannot hold {nbits} bits")
         self = cls.__new__(cls)
-        self._build(np.array(w, dtype=np.uint64, order="C"), nbits)
+        self._build(aligned_copy(w), nbits)
         return self
 
     def _build(self, words: np.ndarray, nbits: int) -> None:
@@ -97,7 +109,7 @@ class BitVector:
             lib.wv_bv_layout(nbits, ones[0], sizes + 0, sizes + 1, sizes + 2, sizes + 3, sizes + 4),
             "BitVector",
         )
-        arrs = [np.empty(int(sizes[k]), dtype=np.uint64) for k in range(1, 5)]
+        arrs = [aligned_empty(int(sizes[k])) for k in range(1, 5)]
         self._attach(words, *arrs, nbits, ones[0])
         check(lib.wv_bv_build(self._bv, *[wbuf(a) for a in arrs]), "BitVector")
         for a in (self._words, *arrs):

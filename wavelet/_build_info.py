@@ -7,11 +7,11 @@ import platform
 
 from ._core import check, ffi, lib
 
-_ISA_NAMES = {0: "portable", 1: "x86-64 popcnt+bmi2"}
+_ISA_NAMES = {0: "portable", 1: "x86-64 popcnt", 2: "x86-64 popcnt+bmi2"}
 
 
 def isa_level() -> int:
-    """The kernel level in use (0 portable, 1 POPCNT+BMI2)."""
+    """The kernel level in use (0 portable, 1 POPCNT, 2 POPCNT+BMI2)."""
     out = ffi.new("int *")
     check(lib.wv_isa_get(out), "isa_level")
     return int(out[0])

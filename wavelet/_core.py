@@ -96,5 +96,23 @@ def as_index_array(x, name: str = "indices") -> tuple[np.ndarray, tuple]:
     return q, a.shape
 
 
+def aligned_empty(n: int, dtype=np.uint64, align: int = 64) -> np.ndarray:
+    """An uninitialised 1-D array whose data starts on an *align*-byte boundary.
+
+    Rank/select read one 512-bit sub-block per query; on a 64-byte boundary
+    that is exactly one cache line (numpy alone only guarantees 16 bytes).
+    """
+    dt = np.dtype(dtype)
+    raw = np.empty(n * dt.itemsize + align, dtype=np.uint8)
+    off = (-raw.ctypes.data) % align
+    return raw[off : off + n * dt.itemsize].view(dt)
+
+
+def aligned_copy(a: np.ndarray, dtype=np.uint64) -> np.ndarray:
+    out = aligned_empty(a.size, dtype)
+    out[...] = a.reshape(-1)
+    return out
+
+
 def as_uint64(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.uint64)

@@ -25,13 +25,39 @@ __attribute__((constructor)) static void wv_init_tables(void) {
     __atomic_store_n(&g_isa, wv_detect_isa(), __ATOMIC_RELEASE);
 }
 
-static int wv_detect_isa(void) {
+/* pdep/pext are microcoded (tens to hundreds of cycles) on AMD before Zen 3
+ * (family 0x19); there the POPCNT level with broadword select is faster. */
+static int wv_pdep_is_fast(void) {
+#if WV_X86
+    unsigned a, b, c, d;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0), "c"(0));
+    int amd = b == 0x68747541u; /* "Auth" of AuthenticAMD */
+    if (!amd)
+        return 1;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
+    unsigned family = ((a >> 8) & 0xF) + (((a >> 8) & 0xF) == 0xF ? ((a >> 20) & 0xFF) : 0);
+    return family >= 0x19;
+#else
+    return 0;
+#endif
+}
+
+/* Highest level the CPU can run. */
+static int wv_cpu_max(void) {
 #if WV_X86
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("popcnt") && __builtin_cpu_supports("bmi2"))
-        return 1;
+    if (__builtin_cpu_supports("popcnt"))
+        return __builtin_cpu_supports("bmi2") ? 2 : 1;
 #endif
     return 0;
+}
+
+/* Level chosen by default: the fastest, not the highest. */
+static int wv_detect_isa(void) {
+    int m = wv_cpu_max();
+    if (m == 2 && !wv_pdep_is_fast())
+        m = 1;
+    return m;
 }
 
 int wv_isa_level_internal(void) {
@@ -53,12 +79,12 @@ int wv_isa_get(int *level) {
 int wv_isa_max(int *level) {
     if (!level)
         return WV_EINVAL;
-    *level = wv_detect_isa();
+    *level = wv_cpu_max();
     return WV_OK;
 }
 
 int wv_isa_set(int level) {
-    if (level < 0 || level > wv_detect_isa())
+    if (level < 0 || level > wv_cpu_max())
         return WV_EINVAL;
     __atomic_store_n(&g_isa, level, __ATOMIC_RELEASE);
     return WV_OK;
@@ -74,6 +100,14 @@ int wv_isa_set(int level) {
 #undef WV_SELECT64
 
 #if WV_X86
+#define WV_SFX(x) x##_popcnt
+#define WV_TARGET __attribute__((target("popcnt")))
+#define WV_SELECT64 wv_select64_portable
+#include "wv_bv_impl.h"
+#undef WV_SFX
+#undef WV_TARGET
+#undef WV_SELECT64
+
 #define WV_SFX(x) x##_bmi2
 #define WV_TARGET __attribute__((target("popcnt,bmi2")))
 #define WV_SELECT64 wv_select64_bmi2
@@ -82,7 +116,9 @@ int wv_isa_set(int level) {
 #undef WV_TARGET
 #undef WV_SELECT64
 #define WV_DISPATCH(name, ...)                                                                     \
-    (wv_isa_level_internal() == 1 ? name##_bmi2(__VA_ARGS__) : name##_portable(__VA_ARGS__))
+    (wv_isa_level_internal() == 2   ? name##_bmi2(__VA_ARGS__)                                     \
+     : wv_isa_level_internal() == 1 ? name##_popcnt(__VA_ARGS__)                                   \
+                                    : name##_portable(__VA_ARGS__))
 #else
 #define WV_DISPATCH(name, ...) (wv_isa_level_internal(), name##_portable(__VA_ARGS__))
 #endif

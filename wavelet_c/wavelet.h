@@ -35,11 +35,14 @@
 /* ---------------------------------------------------------------------------
  * Runtime ISA dispatch.
  *
- * Hot kernels exist in a portable build and (on x86-64) a POPCNT+BMI2 build;
- * the best one the CPU supports is chosen on first use. wv_isa_set() forces a
- * level (tests run the suite on the portable level too).
- *   level 0: portable C (table-driven popcount/select)
- *   level 1: x86-64 POPCNT + BMI2 (pdep-based in-word select)
+ * Hot kernels exist in a portable build and (on x86-64) POPCNT and
+ * POPCNT+BMI2 builds; the fastest one the CPU runs is chosen when the library
+ * loads (BMI2 pdep is skipped on AMD before Zen 3, where it is microcoded).
+ * wv_isa_max() gives the highest level the CPU can run; wv_isa_set() forces a
+ * level (tests run the suite on every level).
+ *   level 0: portable C (software popcount, broadword in-word select)
+ *   level 1: x86-64 POPCNT (broadword in-word select)
+ *   level 2: x86-64 POPCNT + BMI2 (pdep-based in-word select)
  * ------------------------------------------------------------------------- */
 int wv_isa_get(int *level);
 int wv_isa_max(int *level);
@@ -65,8 +68,8 @@ int wv_isa_set(int level);
  *            j = 0 .. nsel1-1, nsel1 = ceil(ones / WV_BV_SEL_SAMPLE) + 1; the last
  *            entry is nblocks-1.
  *   sel0   : the same for zeros.
- * Space: 64 bits per 2048 (3.125%) for rank, plus 64 bits per 8192 ones and
- * per 8192 zeros for select (0.78% of n in total): at most 3.92% of n.
+ * Space: 64 bits per 2048 (3.125%) for rank, plus 64 bits per 4096 ones and
+ * per 4096 zeros for select (1.56% of n in total): at most 4.7% of n.
  * Query cost: rank = one index entry + one 64-byte line of bits; select = a
  * sample, a binary search over (cached) block entries, one line of bits.
  *
@@ -77,7 +80,7 @@ int wv_isa_set(int level);
  * ------------------------------------------------------------------------- */
 #define WV_BV_BLOCK_BITS 2048
 #define WV_BV_SUPER_BITS 4294967296
-#define WV_BV_SEL_SAMPLE 8192
+#define WV_BV_SEL_SAMPLE 4096
 
 typedef struct wv_bv {
     const uint64_t *words;

@@ -16,22 +16,31 @@ WV_INLINE WV_TARGET uint64_t WV_SFX(wv_bv_block_rank)(const wv_bv_t *bv, uint64_
     return bv->super[b >> 21] + (bv->blocks[b] & 0xFFFFFFFFu);
 }
 
-/* rank1(i), 0 <= i <= nbits. */
+/* rank1(i), 0 <= i <= nbits. Branch-free: the sub-block counts are summed
+ * with masks and all 8 words of the 512-bit line are popcounted under masks
+ * (words past the end of the array are never read). */
 WV_INLINE WV_TARGET uint64_t WV_SFX(wv_bv_rank1_u)(const wv_bv_t *bv, uint64_t i) {
     uint64_t b = i >> 11;
     uint64_t e = bv->blocks[b];
     uint64_t r = bv->super[b >> 21] + (e & 0xFFFFFFFFu);
-    unsigned sub = (unsigned)(i >> 9) & 3;
-    /* sub-block counts: 10 bits each at 32, 42, 52 */
+    uint64_t sub = (i >> 9) & 3;
     uint64_t c0 = (e >> 32) & 0x3FF, c1 = (e >> 42) & 0x3FF, c2 = (e >> 52) & 0x3FF;
-    r += (sub > 0 ? c0 : 0) + (sub > 1 ? c1 : 0) + (sub > 2 ? c2 : 0);
-    const uint64_t *w = bv->words + ((i >> 9) << 3);
-    unsigned nw = (unsigned)(i >> 6) & 7;
-    for (unsigned k = 0; k < nw; k++)
-        r += wv_popcount(w[k]);
-    unsigned off = (unsigned)i & 63;
-    if (off)
-        r += wv_popcount(w[nw] & ((1ULL << off) - 1));
+    r += (c0 & -(uint64_t)(sub > 0)) + (c1 & -(uint64_t)(sub > 1)) + (c2 & -(uint64_t)(sub > 2));
+    uint64_t wi = i >> 6, w0 = (i >> 9) << 3;
+    const uint64_t *w = bv->words + w0;
+    uint64_t full = wi - w0; /* whole words before i in this line, 0..7 */
+    if (WV_LIKELY(w0 + 8 <= bv->nwords)) {
+        uint64_t partial = (UINT64_C(1) << (i & 63)) - 1;
+        for (unsigned k = 0; k < 8; k++) {
+            uint64_t m = k < full ? ~UINT64_C(0) : (k == full ? partial : 0);
+            r += wv_popcount(w[k] & m);
+        }
+    } else {
+        for (uint64_t k = 0; k < full; k++)
+            r += wv_popcount(w[k]);
+        if (i & 63)
+            r += wv_popcount(w[full] & ((UINT64_C(1) << (i & 63)) - 1));
+    }
     return r;
 }
 
@@ -58,15 +67,19 @@ WV_INLINE WV_TARGET uint64_t WV_SFX(wv_bv_find_block)(const wv_bv_t *bv, uint64_
         else
             hi = mid;
     }
-    while (lo + 1 < hi) {
-        uint64_t c = WV_SFX(wv_bv_block_rank)(bv, lo + 1);
+    /* at most 8 candidates left: a fixed-length branch-free count of those
+     * with count_before <= k (monotone), clamped to stay inside [lo, hi) */
+    uint64_t add = 0, last = hi - 1;
+    for (uint64_t d = 1; d < 8; d++) {
+        uint64_t b = lo + d;
+        uint64_t in = b <= last;
+        b = in ? b : last;
+        uint64_t c = WV_SFX(wv_bv_block_rank)(bv, b);
         if (!one)
-            c = (lo + 1) * WV_BV_BLOCK_BITS - c;
-        if (c > k)
-            break;
-        lo++;
+            c = b * WV_BV_BLOCK_BITS - c;
+        add += in & (c <= k);
     }
-    return lo;
+    return lo + add;
 }
 
 /* Finish select inside block b: k is the rank of the wanted bit among the
@@ -113,7 +126,9 @@ WV_TARGET static uint64_t WV_SFX(wv_bv_select_one)(const wv_bv_t *bv, uint64_t k
     return WV_SFX(wv_bv_select_u)(bv, k, one);
 }
 
+#ifndef WV_BATCH_PF
 #define WV_BATCH_PF 16 /* prefetch distance, in queries */
+#endif
 
 WV_TARGET static int WV_SFX(wv_bv_rank_batch)(const wv_bv_t *bv, const uint64_t *q, size_t n,
                                               uint64_t *out, size_t *bad, int one) {
@@ -153,11 +168,13 @@ WV_TARGET static int WV_SFX(wv_bv_access_batch)(const wv_bv_t *bv, const uint64_
     return WV_OK;
 }
 
-/* Select in two passes over chunks of queries: pass 1 finds each block (the
- * block index is small and cache-resident) and prefetches the 512-bit
- * sub-block line the answer lies in; pass 2 scans that line. The misses on
- * the bits of a whole chunk are thus in flight together. */
+/* Select in three passes over chunks of queries, so that the cache misses of
+ * a whole chunk are in flight together: pass 1 reads each query's sample and
+ * prefetches the block entries it points at; pass 2 finds the block and the
+ * 512-bit sub-block and prefetches that line of bits; pass 3 scans the line. */
+#ifndef WV_SEL_CHUNK
 #define WV_SEL_CHUNK 32
+#endif
 WV_TARGET static int WV_SFX(wv_bv_select_batch)(const wv_bv_t *bv, const uint64_t *q, size_t n,
                                                 uint64_t *out, size_t *bad, int one) {
     uint64_t cnt = one ? bv->ones : bv->nbits - bv->ones;
@@ -167,32 +184,68 @@ WV_TARGET static int WV_SFX(wv_bv_select_batch)(const wv_bv_t *bv, const uint64_
             return WV_ERANGE;
         }
     }
-    uint64_t blk[WV_SEL_CHUNK];
+    const uint64_t *samp = one ? bv->sel1 : bv->sel0;
+    uint64_t wpos[WV_SEL_CHUNK], rem[WV_SEL_CHUNK];
     for (size_t s = 0; s < n; s += WV_SEL_CHUNK) {
         size_t m = n - s < WV_SEL_CHUNK ? n - s : WV_SEL_CHUNK;
         for (size_t t = 0; t < m; t++) {
+            const uint64_t *e = bv->blocks + samp[q[s + t] / WV_BV_SEL_SAMPLE];
+            WV_PREFETCH(e);
+            WV_PREFETCH(e + 8);
+        }
+        for (size_t t = 0; t < m; t++) {
             uint64_t k = q[s + t];
             uint64_t b = WV_SFX(wv_bv_find_block)(bv, k, one);
-            blk[t] = b;
-            /* guess the sub-block from the entry and prefetch its line */
             uint64_t e = bv->blocks[b];
             uint64_t before = WV_SFX(wv_bv_block_rank)(bv, b);
             if (!one)
                 before = b * WV_BV_BLOCK_BITS - before;
             uint64_t r = k - before;
-            unsigned sub = 0;
-            for (; sub < 3; sub++) {
-                uint64_t c = (e >> (32 + 10 * sub)) & 0x3FF;
-                if (!one)
-                    c = 512 - c;
-                if (r < c)
-                    break;
-                r -= c;
+            uint64_t c0 = (e >> 32) & 0x3FF, c1 = (e >> 42) & 0x3FF, c2 = (e >> 52) & 0x3FF;
+            if (!one) {
+                c0 = 512 - c0;
+                c1 = 512 - c1;
+                c2 = 512 - c2;
             }
-            WV_PREFETCH(bv->words + b * 32 + sub * 8);
+            uint64_t p1 = c0, p2 = c0 + c1, p3 = c0 + c1 + c2;
+            uint64_t sub = (r >= p1) + (r >= p2) + (r >= p3);
+            r -= (p1 & -(uint64_t)(sub == 1)) + (p2 & -(uint64_t)(sub == 2)) +
+                 (p3 & -(uint64_t)(sub == 3));
+            wpos[t] = b * 32 + sub * 8;
+            rem[t] = r;
+            WV_PREFETCH(bv->words + wpos[t]);
         }
-        for (size_t t = 0; t < m; t++)
-            out[s + t] = WV_SFX(wv_bv_select_in_block)(bv, blk[t], q[s + t], one);
+        for (size_t t = 0; t < m; t++) {
+            const uint64_t *w = bv->words + wpos[t];
+            uint64_t left = bv->nwords - wpos[t], r = rem[t], res = UINT64_MAX;
+            if (WV_LIKELY(left >= 8)) {
+                /* branch-free: prefix popcounts of the 8 words, pick the word */
+                uint64_t acc = 0, widx = 0, before = 0;
+                for (unsigned k2 = 0; k2 < 8; k2++) {
+                    uint64_t x = one ? w[k2] : ~w[k2];
+                    uint64_t nacc = acc + wv_popcount(x);
+                    uint64_t le = nacc <= r; /* the answer is after word k2 */
+                    widx += le;
+                    before += (nacc - acc) & -le;
+                    acc = nacc;
+                }
+                if (WV_LIKELY(widx < 8)) {
+                    uint64_t x = one ? w[widx] : ~w[widx];
+                    res = (wpos[t] + widx) * 64 + WV_SELECT64(x, (unsigned)(r - before));
+                }
+            } else {
+                for (unsigned k2 = 0; k2 < left; k2++) {
+                    uint64_t x = one ? w[k2] : ~w[k2];
+                    unsigned c = wv_popcount(x);
+                    if (r < c) {
+                        res = (wpos[t] + k2) * 64 + WV_SELECT64(x, (unsigned)r);
+                        break;
+                    }
+                    r -= c;
+                }
+            }
+            out[s + t] = res;
+        }
     }
     return WV_OK;
 }
