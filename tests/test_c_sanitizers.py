@@ -7,21 +7,26 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-C_TESTS = {"test_bitvector.c": ["bitvector.c"]}
+# test source (under tests/c or fuzz/) -> (core sources, extra flags, argv)
+C_TESTS = {
+    "tests/c/test_bitvector.c": (["bitvector.c"], [], []),
+    "fuzz/fuzz_bv_validate.c": (["bitvector.c"], ["-DWV_FUZZ_STANDALONE", "-std=gnu11"], ["20000"]),
+}
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 @pytest.mark.parametrize("name", sorted(C_TESTS))
 def test_c_under_asan_ubsan(tmp_path, name):
     exe = tmp_path / "t"
-    srcs = [str(ROOT / "tests" / "c" / name)] + [str(ROOT / "wavelet_c" / s) for s in C_TESTS[name]]
+    core, flags, argv = C_TESTS[name]
+    srcs = [str(ROOT / name)] + [str(ROOT / "wavelet_c" / s) for s in core]
     cmd = ["gcc", "-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-fsanitize=address,undefined",
            "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", f"-I{ROOT / 'wavelet_c'}",
-           *srcs, "-o", str(exe)]
+           *flags, *srcs, "-o", str(exe)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0 and "asan" in r.stderr.lower():
         pytest.skip("AddressSanitizer runtime not available: " + r.stderr[-300:])
     assert r.returncode == 0, r.stderr
-    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
+    run = subprocess.run([str(exe), *argv], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-5000:]
     assert run.stdout.strip().endswith("ok")
