@@ -168,13 +168,86 @@ WV_TARGET static int WV_SFX(wv_bv_access_batch)(const wv_bv_t *bv, const uint64_
     return WV_OK;
 }
 
-/* Select in three passes over chunks of queries, so that the cache misses of
- * a whole chunk are in flight together: pass 1 reads each query's sample and
- * prefetches the block entries it points at; pass 2 finds the block and the
- * 512-bit sub-block and prefetches that line of bits; pass 3 scans the line. */
+/* Batch select, software-pipelined over chunks of queries so that each
+ * chunk's cache misses are in flight while other chunks compute. Per chunk,
+ * stage A reads each query's sample and prefetches the block entries it
+ * points at; stage B (one chunk later) finds the block and the 512-bit
+ * sub-block and prefetches that line of bits; stage C (one more chunk later)
+ * finishes inside the line. */
 #ifndef WV_SEL_CHUNK
-#define WV_SEL_CHUNK 32
+#define WV_SEL_CHUNK 8
 #endif
+WV_INLINE WV_TARGET void WV_SFX(wv_sel_stage_a)(const wv_bv_t *bv, const uint64_t *samp,
+                                                const uint64_t *q, size_t m) {
+    for (size_t t = 0; t < m; t++) {
+        const uint64_t *e = bv->blocks + samp[q[t] / WV_BV_SEL_SAMPLE];
+        WV_PREFETCH(e);
+        WV_PREFETCH(e + 7);
+    }
+}
+
+WV_INLINE WV_TARGET void WV_SFX(wv_sel_stage_b)(const wv_bv_t *bv, const uint64_t *q, size_t m,
+                                                int one, uint64_t *wpos, uint64_t *rem) {
+    for (size_t t = 0; t < m; t++) {
+        uint64_t k = q[t];
+        uint64_t b = WV_SFX(wv_bv_find_block)(bv, k, one);
+        uint64_t e = bv->blocks[b];
+        uint64_t before = WV_SFX(wv_bv_block_rank)(bv, b);
+        if (!one)
+            before = b * WV_BV_BLOCK_BITS - before;
+        uint64_t r = k - before;
+        uint64_t c0 = (e >> 32) & 0x3FF, c1 = (e >> 42) & 0x3FF, c2 = (e >> 52) & 0x3FF;
+        if (!one) {
+            c0 = 512 - c0;
+            c1 = 512 - c1;
+            c2 = 512 - c2;
+        }
+        uint64_t p1 = c0, p2 = c0 + c1, p3 = c0 + c1 + c2;
+        uint64_t sub = (r >= p1) + (r >= p2) + (r >= p3);
+        r -= (p1 & -(uint64_t)(sub == 1)) + (p2 & -(uint64_t)(sub == 2)) +
+             (p3 & -(uint64_t)(sub == 3));
+        wpos[t] = b * 32 + sub * 8;
+        rem[t] = r;
+        WV_PREFETCH(bv->words + wpos[t]);
+    }
+}
+
+WV_INLINE WV_TARGET void WV_SFX(wv_sel_stage_c)(const wv_bv_t *bv, size_t m, int one,
+                                                const uint64_t *wpos, const uint64_t *rem,
+                                                uint64_t *out) {
+    for (size_t t = 0; t < m; t++) {
+        const uint64_t *w = bv->words + wpos[t];
+        uint64_t left = bv->nwords - wpos[t], r = rem[t], res = UINT64_MAX;
+        if (WV_LIKELY(left >= 8)) {
+            /* branch-free: prefix popcounts of the 8 words, pick the word */
+            uint64_t acc = 0, widx = 0, before = 0;
+            for (unsigned k2 = 0; k2 < 8; k2++) {
+                uint64_t x = one ? w[k2] : ~w[k2];
+                uint64_t nacc = acc + wv_popcount(x);
+                uint64_t le = nacc <= r; /* the answer is after word k2 */
+                widx += le;
+                before += (nacc - acc) & -le;
+                acc = nacc;
+            }
+            if (WV_LIKELY(widx < 8)) {
+                uint64_t x = one ? w[widx] : ~w[widx];
+                res = (wpos[t] + widx) * 64 + WV_SELECT64(x, (unsigned)(r - before));
+            }
+        } else {
+            for (unsigned k2 = 0; k2 < left; k2++) {
+                uint64_t x = one ? w[k2] : ~w[k2];
+                unsigned c = wv_popcount(x);
+                if (r < c) {
+                    res = (wpos[t] + k2) * 64 + WV_SELECT64(x, (unsigned)r);
+                    break;
+                }
+                r -= c;
+            }
+        }
+        out[t] = res;
+    }
+}
+
 WV_TARGET static int WV_SFX(wv_bv_select_batch)(const wv_bv_t *bv, const uint64_t *q, size_t n,
                                                 uint64_t *out, size_t *bad, int one) {
     uint64_t cnt = one ? bv->ones : bv->nbits - bv->ones;
@@ -185,68 +258,20 @@ WV_TARGET static int WV_SFX(wv_bv_select_batch)(const wv_bv_t *bv, const uint64_
         }
     }
     const uint64_t *samp = one ? bv->sel1 : bv->sel0;
-    uint64_t wpos[WV_SEL_CHUNK], rem[WV_SEL_CHUNK];
-    for (size_t s = 0; s < n; s += WV_SEL_CHUNK) {
-        size_t m = n - s < WV_SEL_CHUNK ? n - s : WV_SEL_CHUNK;
-        for (size_t t = 0; t < m; t++) {
-            const uint64_t *e = bv->blocks + samp[q[s + t] / WV_BV_SEL_SAMPLE];
-            WV_PREFETCH(e);
-            WV_PREFETCH(e + 8);
-        }
-        for (size_t t = 0; t < m; t++) {
-            uint64_t k = q[s + t];
-            uint64_t b = WV_SFX(wv_bv_find_block)(bv, k, one);
-            uint64_t e = bv->blocks[b];
-            uint64_t before = WV_SFX(wv_bv_block_rank)(bv, b);
-            if (!one)
-                before = b * WV_BV_BLOCK_BITS - before;
-            uint64_t r = k - before;
-            uint64_t c0 = (e >> 32) & 0x3FF, c1 = (e >> 42) & 0x3FF, c2 = (e >> 52) & 0x3FF;
-            if (!one) {
-                c0 = 512 - c0;
-                c1 = 512 - c1;
-                c2 = 512 - c2;
-            }
-            uint64_t p1 = c0, p2 = c0 + c1, p3 = c0 + c1 + c2;
-            uint64_t sub = (r >= p1) + (r >= p2) + (r >= p3);
-            r -= (p1 & -(uint64_t)(sub == 1)) + (p2 & -(uint64_t)(sub == 2)) +
-                 (p3 & -(uint64_t)(sub == 3));
-            wpos[t] = b * 32 + sub * 8;
-            rem[t] = r;
-            WV_PREFETCH(bv->words + wpos[t]);
-        }
-        for (size_t t = 0; t < m; t++) {
-            const uint64_t *w = bv->words + wpos[t];
-            uint64_t left = bv->nwords - wpos[t], r = rem[t], res = UINT64_MAX;
-            if (WV_LIKELY(left >= 8)) {
-                /* branch-free: prefix popcounts of the 8 words, pick the word */
-                uint64_t acc = 0, widx = 0, before = 0;
-                for (unsigned k2 = 0; k2 < 8; k2++) {
-                    uint64_t x = one ? w[k2] : ~w[k2];
-                    uint64_t nacc = acc + wv_popcount(x);
-                    uint64_t le = nacc <= r; /* the answer is after word k2 */
-                    widx += le;
-                    before += (nacc - acc) & -le;
-                    acc = nacc;
-                }
-                if (WV_LIKELY(widx < 8)) {
-                    uint64_t x = one ? w[widx] : ~w[widx];
-                    res = (wpos[t] + widx) * 64 + WV_SELECT64(x, (unsigned)(r - before));
-                }
-            } else {
-                for (unsigned k2 = 0; k2 < left; k2++) {
-                    uint64_t x = one ? w[k2] : ~w[k2];
-                    unsigned c = wv_popcount(x);
-                    if (r < c) {
-                        res = (wpos[t] + k2) * 64 + WV_SELECT64(x, (unsigned)r);
-                        break;
-                    }
-                    r -= c;
-                }
-            }
-            out[s + t] = res;
-        }
+    uint64_t wpos[2][WV_SEL_CHUNK], rem[2][WV_SEL_CHUNK];
+    size_t nch = (n + WV_SEL_CHUNK - 1) / WV_SEL_CHUNK;
+#define WV_CH_LEN(c) (n - (c) * WV_SEL_CHUNK < WV_SEL_CHUNK ? n - (c) * WV_SEL_CHUNK : WV_SEL_CHUNK)
+    for (size_t c = 0; c < nch + 2; c++) {
+        if (c < nch)
+            WV_SFX(wv_sel_stage_a)(bv, samp, q + c * WV_SEL_CHUNK, WV_CH_LEN(c));
+        if (c >= 1 && c - 1 < nch)
+            WV_SFX(wv_sel_stage_b)(bv, q + (c - 1) * WV_SEL_CHUNK, WV_CH_LEN(c - 1), one,
+                                   wpos[(c - 1) & 1], rem[(c - 1) & 1]);
+        if (c >= 2)
+            WV_SFX(wv_sel_stage_c)(bv, WV_CH_LEN(c - 2), one, wpos[c & 1], rem[c & 1],
+                                   out + (c - 2) * WV_SEL_CHUNK);
     }
+#undef WV_CH_LEN
     return WV_OK;
 }
 #endif
