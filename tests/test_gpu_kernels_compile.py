@@ -198,3 +198,13 @@ def test_import_wavelet_cuda_does_not_import_cupy():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
+
+
+def test_layout_constants_match_the_c_core():
+    """The kernels mirror wavelet_c/wavelet.h; the layout constants must agree."""
+    h = (ROOT / "wavelet_c" / "wavelet.h").read_text()
+    cu = (CUDA_DIR / "wv_common.cuh").read_text()
+    for name in ("WV_BV_BLOCK_BITS", "WV_BV_SEL_SAMPLE"):
+        c = re.search(rf"#define\s+{name}\s+(\d+)", h).group(1)
+        g = re.search(rf"#define\s+{name}\s+(\d+)ULL", cu).group(1)
+        assert c == g, f"{name}: wavelet.h says {c}, wv_common.cuh says {g}"

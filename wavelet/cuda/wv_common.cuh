@@ -25,8 +25,8 @@ typedef unsigned short wv_u16;
 typedef unsigned char wv_u8;
 
 #define WV_U64_MAX 0xFFFFFFFFFFFFFFFFULL
-#define WV_BV_BLOCK_BITS 2048ULL
-#define WV_BV_SEL_SAMPLE 8192ULL
+#define WV_BV_BLOCK_BITS 2048ULL /* must equal wavelet.h (tested) */
+#define WV_BV_SEL_SAMPLE 4096ULL /* must equal WV_BV_SEL_SAMPLE in wavelet_c/wavelet.h (tested) */
 
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
 #define WV_HD __host__ __device__ __forceinline__
