@@ -7,8 +7,18 @@ inference straight from the compressed form. See :func:`wrap`, :func:`save`, :fu
 
 from .codecs import Codec, CodecError, Encoded, encode_best, get_codec, register_codec, registry
 from .ras import RAS
+from .report import Report, count_macs, report
+from .wrap import InferenceOnlyError, WrapConfig, is_wrapped, unwrap, wrap
 
 __all__ = [
+    "wrap",
+    "unwrap",
+    "is_wrapped",
+    "WrapConfig",
+    "InferenceOnlyError",
+    "report",
+    "Report",
+    "count_macs",
     "RAS",
     "Codec",
     "CodecError",

@@ -1,0 +1,560 @@
+"""``wrap(model)``: keep weights compressed on the modules and decode them only to run.
+
+Mechanics (DFloat11-style pre-hook, bitsandbytes-style state-dict hook; module classes are
+kept intact):
+
+* each selected parameter is encoded (smallest exact codec, verified bit for bit), removed from
+  ``module._parameters``, and its compressed parts become non-persistent ``uint8`` buffers on
+  the module (so ``.to()`` and ``buffers()`` see them);
+* **streaming** (default): a forward pre-hook on the decode *scope* decodes the weights into a
+  reused per-dtype workspace and sets them as plain attributes; a forward hook with
+  ``always_call=True`` puts back a ``meta`` placeholder (shape/dtype only) and releases the
+  workspace. The scope is the owning module, or the outermost ``MultiheadAttention`` /
+  ``Transformer*`` ancestor, because those read their children's weights directly (fused
+  fast paths), without calling the children;
+* **cached**: weights are decoded once at wrap time (disk savings only, no inference cost);
+* ``model.state_dict()`` holds the dense, bit-exact weights under their usual keys (a
+  state-dict post-hook decodes them); ``load_state_dict`` with dense weights re-encodes them;
+* inference only: a forward in training mode with gradients enabled raises, and so does a
+  backward that reaches a compressed weight.
+
+Not thread-safe: one forward at a time per process (the workspace is shared).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._bits import crc32, out_bits
+from .codecs import CodecError, Encoded, check_exact, encode_best, get_codec
+
+__all__ = ["WrapConfig", "wrap", "unwrap", "is_wrapped", "compressed_entries", "InferenceOnlyError"]
+
+_STATE_ATTR = "_dnn_adapter_state"
+_FUSED_SCOPES = (
+    nn.MultiheadAttention,
+    nn.TransformerEncoderLayer,
+    nn.TransformerDecoderLayer,
+    nn.TransformerEncoder,
+    nn.TransformerDecoder,
+    nn.Transformer,
+)
+_KNOWN = (nn.Linear, nn.modules.conv._ConvNd, nn.Embedding, nn.EmbeddingBag, nn.Bilinear,
+          nn.MultiheadAttention)
+
+
+class InferenceOnlyError(RuntimeError):
+    """Raised when a wrapped model is used for training."""
+
+
+@dataclass(frozen=True)
+class WrapConfig:
+    """Options of :func:`wrap` (frozen; ``version`` tracks the option set).
+
+    Parameters
+    ----------
+    mode : ``"streaming"`` (decode before each use, drop after) or ``"cached"`` (decode once).
+    fpr_threshold : layers with FLOPs-per-parameter above it use the block-wise RAS,
+        the others the element-wise RAS (FPr is measured when a sample input is given).
+    min_numel : parameters with fewer elements stay dense.
+    overrides : ``{layer name or module type name: "block" | "element" | "skip"}``.
+    codecs : candidate codec ids (or configs); the smallest exact one wins.
+    verify : decode every encoding and compare bits before accepting it.
+    """
+
+    mode: str = "streaming"
+    fpr_threshold: float = 8.0
+    min_numel: int = 1024
+    overrides: Any = field(default_factory=dict)
+    codecs: tuple = ("sparse", "dict", "float", "raw")
+    verify: bool = True
+    version: int = 1
+
+    def __post_init__(self):
+        if self.mode not in ("streaming", "cached"):
+            raise ValueError(f"WrapConfig: mode must be 'streaming' or 'cached', not {self.mode!r}")
+        for k, v in dict(self.overrides).items():
+            if v not in ("block", "element", "skip"):
+                raise ValueError(f"WrapConfig: override for {k!r} must be block/element/skip")
+        object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))
+        object.__setattr__(self, "codecs", tuple(self.codecs))
+
+    def to_json(self) -> dict:
+        return {
+            "mode": self.mode,
+            "fpr_threshold": self.fpr_threshold,
+            "min_numel": self.min_numel,
+            "overrides": dict(self.overrides),
+            "codecs": list(self.codecs),
+            "verify": self.verify,
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> WrapConfig:
+        d = dict(d)
+        if int(d.get("version", 1)) > 1:
+            raise ValueError(f"WrapConfig: version {d['version']} is newer than this library")
+        return cls(**d)
+
+
+# ---- plan -------------------------------------------------------------------------------------
+@dataclass
+class _Target:
+    owner_name: str
+    owner: nn.Module
+    pname: str
+    form: str
+    macs: int
+    fpr: float | None
+
+
+def _plan(model, config: WrapConfig, filter_fn, macs: dict) -> list[_Target]:
+    out = []
+    ov = config.overrides
+    for name, mod in model.named_modules():
+        if filter_fn is not None and filter_fn(mod, name) is False:
+            continue
+        params = list(mod.named_parameters(recurse=False))
+        if not params:
+            continue
+        nparams = sum(p.numel() for _, p in params)
+        m = macs.get(name) if macs else None
+        fpr = (m / nparams) if m is not None else None
+        from .report import form_for
+
+        for pname, p in params:
+            full = f"{name}.{pname}" if name else pname
+            if ov.get(full) == "skip" or ov.get(name) == "skip":
+                continue
+            if not (p.dtype.is_floating_point or p.dtype in (torch.int8, torch.uint8)):
+                continue
+            if p.numel() < config.min_numel:
+                continue
+            if not isinstance(mod, _KNOWN) and p.dim() < 2 and full not in ov:
+                continue  # norms, scales: tiny and hot; keep dense unless asked
+            form = ov.get(full) or form_for(mod, name, fpr, config.fpr_threshold, ov, None)
+            out.append(_Target(name, mod, pname, form, m or 0, fpr))
+    return out
+
+
+# ---- workspace ----------------------------------------------------------------------------------
+class _Workspace(threading.local):
+    """Bump allocator per dtype: decoded weights live here during one forward."""
+
+    def __init__(self):
+        self.pools: dict = {}
+
+    def acquire(self, dtype, numel: int) -> tuple[torch.Tensor, bool]:
+        pool = self.pools.setdefault(dtype, {"buf": None, "top": 0, "high": 0})
+        need = pool["top"] + numel
+        pool["high"] = max(pool["high"], need)
+        buf = pool["buf"]
+        if buf is None or buf.numel() < need:
+            if pool["top"] == 0:
+                buf = pool["buf"] = torch.empty(pool["high"], dtype=dtype)
+            else:
+                return torch.empty(numel, dtype=dtype), False
+        t = buf[pool["top"] : need]
+        pool["top"] = need
+        return t, True
+
+    def release(self, dtype, numel: int, pooled: bool) -> None:
+        if pooled:
+            self.pools[dtype]["top"] -= numel
+
+    def clear(self) -> None:
+        self.pools.clear()
+
+
+_WS = _Workspace()
+
+
+def clear_workspace() -> None:
+    """Free the decode workspace (it is re-grown on the next forward)."""
+    _WS.clear()
+
+
+# ---- per-module state -------------------------------------------------------------------------
+@dataclass
+class _Entry:
+    pname: str
+    enc: Encoded
+    dtype: torch.dtype
+    shape: tuple
+    requires_grad: bool
+    buffer_names: list
+    cached: torch.Tensor | None = None
+    live: list = field(default_factory=list)
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def dense_nbytes(self) -> int:
+        return self.numel * torch.empty(0, dtype=self.dtype).element_size()
+
+    def decode_into(self, out: torch.Tensor) -> torch.Tensor:
+        get_codec(self.enc.codec_id).decode(self.enc, out=out)
+        return out
+
+    def decode(self) -> torch.Tensor:
+        return self.decode_into(torch.empty(self.shape, dtype=self.dtype))
+
+
+class _State:
+    def __init__(self, mode):
+        self.mode = mode
+        self.entries: dict[str, _Entry] = {}
+        self.handles: list = []
+        self.order: list[str] = []
+        self.fqn = ""
+
+
+def _state(mod) -> _State | None:
+    return mod.__dict__.get(_STATE_ATTR)
+
+
+def is_wrapped(model: nn.Module) -> bool:
+    return any(_state(m) for m in model.modules())
+
+
+def compressed_entries(model: nn.Module):
+    """Yield ``(fqn, module, pname, Encoded)`` for every compressed parameter."""
+    for name, mod in model.named_modules():
+        st = _state(mod)
+        if st:
+            for pname, e in st.entries.items():
+                yield (f"{name}.{pname}" if name else pname), mod, pname, e
+
+
+def _grad_guard(w: torch.Tensor, name: str) -> torch.Tensor:
+    def hook(_g):
+        raise InferenceOnlyError(
+            f"dnn_adapter: cannot backpropagate into compressed weight {name!r} "
+            "(wrapped models are inference-only; unwrap(model) to train)"
+        )
+
+    w = w.detach().requires_grad_(True)
+    w.register_hook(hook)
+    return w
+
+
+def _placeholder(e: _Entry) -> torch.Tensor:
+    return torch.empty(e.shape, dtype=e.dtype, device="meta")
+
+
+# ---- scope hooks ---------------------------------------------------------------------------------
+class _Scope:
+    """Decodes every compressed weight under one scope module around its forward."""
+
+    def __init__(self, scope: nn.Module):
+        self.scope = scope
+        self.owners: list[tuple[nn.Module, str]] = []  # (owner, fqn)
+        self.handles = []
+        self.depth = 0
+
+    def attach(self):
+        self.handles = [
+            self.scope.register_forward_pre_hook(self.pre),
+            self.scope.register_forward_hook(self.post, always_call=True),
+        ]
+
+    def detach(self):
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+    def _check_mode(self):
+        if self.scope.training and torch.is_grad_enabled():
+            raise InferenceOnlyError(
+                "dnn_adapter: wrapped modules are inference-only; call model.eval() (or run "
+                "under torch.no_grad()/torch.inference_mode()), or unwrap(model) to train"
+            )
+
+    def pre(self, mod, args):
+        self._check_mode()
+        self.depth += 1
+        if self.depth > 1:
+            return None
+        grad = torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+        for owner, fqn in self.owners:
+            st = _state(owner)
+            for pname, e in st.entries.items():
+                if st.mode == "cached":
+                    if grad and e.requires_grad:
+                        object.__setattr__(owner, pname, _grad_guard(e.cached, fqn + "." + pname))
+                    continue
+                flat, pooled = _WS.acquire(e.dtype, e.numel)
+                w = e.decode_into(flat.view(e.shape))
+                e.live.append((pooled, w))
+                if grad and e.requires_grad:
+                    w = _grad_guard(w, f"{fqn}.{pname}" if fqn else pname)
+                object.__setattr__(owner, pname, w)
+        return None
+
+    def post(self, mod, args, output):
+        self.depth -= 1
+        if self.depth > 0:
+            return None
+        for owner, _fqn in reversed(self.owners):
+            st = _state(owner)
+            for pname, e in reversed(list(st.entries.items())):
+                if st.mode == "cached":
+                    object.__setattr__(owner, pname, e.cached)
+                    continue
+                while e.live:
+                    pooled, _w = e.live.pop()
+                    _WS.release(e.dtype, e.numel, pooled)
+                object.__setattr__(owner, pname, _placeholder(e))
+        return None
+
+
+def _scope_of(model, name: str) -> str:
+    """The outermost fused ancestor (MHA / Transformer*) of module *name*, else *name*."""
+    parts = name.split(".") if name else []
+    best = name
+    for i in range(len(parts) - 1, -1, -1):
+        anc = ".".join(parts[:i])
+        if isinstance(model.get_submodule(anc), _FUSED_SCOPES):
+            best = anc
+    return best
+
+
+# ---- state dict hooks --------------------------------------------------------------------------
+_SD = threading.local()
+
+
+@contextlib.contextmanager
+def _compressed_state_dict():
+    """Inside: state_dict() does not decode compressed weights (used by save)."""
+    old = getattr(_SD, "skip", False)
+    _SD.skip = True
+    try:
+        yield
+    finally:
+        _SD.skip = old
+
+
+def _sd_post_hook(module, state_dict, prefix, local_metadata):
+    if getattr(_SD, "skip", False):
+        return
+    st = _state(module)
+    if not st:
+        return
+    for pname, e in st.entries.items():
+        state_dict[prefix + pname] = e.decode()
+    # put the keys back in the module's original parameter order
+    own = [prefix + n for n in st.order if prefix + n in state_dict]
+    own_set = set(own)
+    keys = list(state_dict)
+    first = min(keys.index(k) for k in own) if own else 0
+    order = [k for k in keys[:first] if k not in own_set] + own
+    order += [k for k in keys[first:] if k not in own_set]
+    items = {k: state_dict[k] for k in order}
+    state_dict.clear()
+    state_dict.update(items)
+
+
+def _load_pre_hook(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
+    st = _state(module)
+    if not st:
+        return
+    for pname, e in list(st.entries.items()):
+        key = prefix + pname
+        if key not in state_dict:
+            if strict:
+                missing.append(key)
+            continue
+        t = state_dict.pop(key)
+        if tuple(t.shape) != e.shape or t.dtype != e.dtype:
+            errors.append(f"size/dtype mismatch for {key}: {tuple(t.shape)} {t.dtype} vs "
+                          f"{e.shape} {e.dtype}")
+            continue
+        enc = encode_best(t, form=e.enc.form or "block", candidates=_CODECS_OF.get(id(st)))
+        _replace_encoding(module, st, pname, enc)
+
+
+_CODECS_OF: dict = {}
+
+
+# ---- install / remove ----------------------------------------------------------------------------
+def _buffer_name(pname: str, i: int) -> str:
+    return f"_dnnz_{pname}_{i}"
+
+
+def _register_parts(module, pname, enc: Encoded) -> list[str]:
+    _tree, bufs = enc.flatten()
+    names = []
+    for i, (_k, a) in enumerate(bufs.items()):
+        a = np.ascontiguousarray(a)
+        b = a.reshape(-1).view(np.uint8) if a.size else np.zeros(0, np.uint8)
+        with warnings.catch_warnings():  # read-only structure arrays: shared, never written
+            warnings.simplefilter("ignore", UserWarning)
+            t = torch.from_numpy(b)
+        n = _buffer_name(pname, i)
+        module.register_buffer(n, t, persistent=False)
+        names.append(n)
+    return names
+
+
+def _replace_encoding(module, st: _State, pname: str, enc: Encoded) -> None:
+    e = st.entries[pname]
+    for n in e.buffer_names:
+        module._buffers.pop(n, None)
+    e.enc = enc
+    e.buffer_names = _register_parts(module, pname, enc)
+    if st.mode == "cached":
+        e.cached = _cached_tensor(e)
+        object.__setattr__(module, pname, e.cached)
+
+
+def _cached_tensor(e: _Entry) -> torch.Tensor:
+    w = e.decode()
+    return w
+
+
+def attach_encoded(model, owner_name: str, pname: str, enc: Encoded, mode: str,
+                   requires_grad: bool = True) -> None:
+    """Install an (already verified) encoding as the compressed form of a parameter."""
+    owner = model.get_submodule(owner_name)
+    st = _state(owner)
+    if st is None:
+        st = _State(mode)
+        st.fqn = owner_name
+        st.order = list(owner._parameters)
+        owner.__dict__[_STATE_ATTR] = st
+        st.handles.append(owner.register_state_dict_post_hook(_sd_post_hook))
+        st.handles.append(owner.register_load_state_dict_pre_hook(_load_pre_hook))
+    elif st.mode != mode:
+        raise ValueError(f"{owner_name}: already wrapped in {st.mode!r} mode")
+    if pname in owner._parameters:
+        del owner._parameters[pname]
+    shape = tuple(int(s) for s in enc.meta["shape"])
+    dtype = getattr(torch, enc.meta["dtype"])
+    e = _Entry(pname, enc, dtype, shape, requires_grad, [])
+    st.entries[pname] = e
+    e.buffer_names = _register_parts(owner, pname, enc)
+    if mode == "cached":
+        e.cached = _cached_tensor(e)
+        object.__setattr__(owner, pname, e.cached)
+    else:
+        object.__setattr__(owner, pname, _placeholder(e))
+
+
+def _install_scopes(model) -> None:
+    """(Re)build the scope hooks of every wrapped module under *model*."""
+    scopes = model.__dict__.setdefault("_dnn_adapter_scopes", {})
+    for sc in scopes.values():
+        sc.detach()
+    scopes.clear()
+    for name, mod in model.named_modules():
+        st = _state(mod)
+        if not st:
+            continue
+        sname = _scope_of(model, name)
+        if sname not in scopes:
+            scopes[sname] = _Scope(model.get_submodule(sname))
+        scopes[sname].owners.append((mod, name))
+    for sc in scopes.values():
+        sc.attach()
+
+
+def _remove_prune(mod, pname) -> bool:
+    """Make a torch.nn.utils.prune reparametrization permanent (weight = orig * mask)."""
+    from torch.nn.utils import prune
+
+    for hook in list(mod._forward_pre_hooks.values()):
+        if isinstance(hook, prune.BasePruningMethod) and hook._tensor_name == pname:
+            prune.remove(mod, pname)
+            return True
+    return False
+
+
+def wrap(model: nn.Module, config: WrapConfig | None = None, *, filter_fn=None,
+         sample_input=None) -> nn.Module:
+    """Compress *model*'s weights in place and return the same object (``wrap(m) is m``).
+
+    Parameters
+    ----------
+    model : the module to change in place.
+    config : :class:`WrapConfig` (default: streaming, FPr threshold 8).
+    filter_fn : ``filter_fn(module, fqn) -> bool``; modules for which it returns False are
+        left alone (torchao's signature).
+    sample_input : optional input (tensor or tuple of args); with it, each layer's FPr is
+        measured by one forward and decides its RAS form; without it, the layer type does
+        (conv/attention block-wise, the rest element-wise).
+
+    Pruned modules (``torch.nn.utils.prune``) are made permanent first (``prune.remove``).
+    """
+    config = config or WrapConfig()
+    if not isinstance(config, WrapConfig):
+        raise TypeError("wrap: config must be a WrapConfig")
+    from .report import count_macs
+
+    macs = count_macs(model, sample_input) if sample_input is not None else {}
+    for name, mod in list(model.named_modules()):
+        for pname in [h._tensor_name for h in mod._forward_pre_hooks.values()
+                      if type(h).__module__.startswith("torch.nn.utils.prune")]:
+            _remove_prune(mod, pname)
+    for t in _plan(model, config, filter_fn, macs):
+        p = t.owner._parameters[t.pname]
+        enc = encode_best(p, form=t.form, candidates=config.codecs, verify=False)
+        if config.verify:
+            check_exact(p, enc)
+        attach_encoded(model, t.owner_name, t.pname, enc, config.mode, p.requires_grad)
+        st = _state(t.owner)
+        _CODECS_OF[id(st)] = config.codecs
+    _install_scopes(model)
+    model.__dict__["_dnn_adapter_config"] = config
+    return model
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """Restore dense parameters (bit-exact) and remove every hook and buffer; returns *model*."""
+    for _name, mod in list(model.named_modules()):
+        st = _state(mod)
+        if not st:
+            continue
+        for pname, e in st.entries.items():
+            dense = e.decode()
+            for n in e.buffer_names:
+                mod._buffers.pop(n, None)
+            mod.__dict__.pop(pname, None)
+            mod.register_parameter(pname, nn.Parameter(dense, requires_grad=e.requires_grad))
+        params = dict(mod._parameters)
+        mod._parameters.clear()
+        for n in [n for n in st.order if n in params] + [n for n in params if n not in st.order]:
+            mod._parameters[n] = params[n]
+        for h in st.handles:
+            h.remove()
+        _CODECS_OF.pop(id(st), None)
+        del mod.__dict__[_STATE_ATTR]
+    for sc in model.__dict__.pop("_dnn_adapter_scopes", {}).values():
+        sc.detach()
+    model.__dict__.pop("_dnn_adapter_config", None)
+    return model
+
+
+def verify(model: nn.Module) -> None:
+    """Decode every compressed weight and check it against the checksum taken at encode time."""
+    for fqn, _mod, _p, e in compressed_entries(model):
+        w = e.decode()
+        if crc32(out_bits(w, _dtype_info(e))) != int(e.enc.meta["crc32"]):
+            raise CodecError(f"{fqn}: decoded weight does not match its checksum")
+
+
+def _dtype_info(e):
+    from ._bits import dtype_info
+
+    return dtype_info(e.enc.meta["dtype"])
