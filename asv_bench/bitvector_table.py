@@ -27,6 +27,51 @@ def _time(fn) -> float:
     return time.perf_counter() - t0
 
 
+def _measure(n: int, p: float, nq: int, repeats: int, rng) -> dict:
+    words = np.zeros(n // 64, dtype=np.uint64)
+    # random bits with density p, generated in chunks to bound memory
+    chunk = min(1 << 24, n)
+    for s in range(0, n, chunk):
+        b = rng.random(chunk) < p
+        words[s // 64 : (s + chunk) // 64] = np.packbits(b, bitorder="little").view("<u8")
+    t_build = [_time(lambda: wavelet.BitVector.from_words(words, n)) for _ in range(3)]
+    bv = wavelet.BitVector.from_words(words, n)
+    bits_u8 = bv.to_numpy().view(np.uint8)
+    t0 = time.perf_counter()
+    csum = np.concatenate([[0], np.cumsum(bits_u8, dtype=np.uint32)])
+    ones = np.flatnonzero(bits_u8).astype(np.uint64)
+    t_np_build = time.perf_counter() - t0
+    qr = rng.integers(0, n + 1, nq).astype(np.uint64)
+    qs = rng.integers(0, bv.count(), nq).astype(np.uint64)
+    qa = rng.integers(0, n, nq).astype(np.uint64)
+    np.testing.assert_array_equal(bv.rank1(qr[:1000]), csum[qr[:1000]])
+    np.testing.assert_array_equal(bv.select1(qs[:1000]), ones[qs[:1000]])
+    ops = {
+        "rank1": (lambda: bv.rank1(qr), lambda: csum[qr]),
+        "select1": (lambda: bv.select1(qs), lambda: ones[qs]),
+        "access": (lambda: bv.access(qa), lambda: bits_u8[qa]),
+    }
+    res = {}
+    for name, (ours, ref) in ops.items():
+        a, b = [], []
+        for _ in range(repeats):
+            a.append(_time(ours))
+            b.append(_time(ref))
+        res[name] = (statistics.median(a) / nq * 1e9, statistics.median(b) / nq * 1e9)
+    sp = bv.space()
+    return {
+        "density": p,
+        "n": n,
+        "build_s": statistics.median(t_build),
+        "np_build_s": t_np_build,
+        "bytes": sp["total_bytes"],
+        "overhead_pct": sp["overhead_pct"],
+        "np_bytes": bits_u8.nbytes + csum.nbytes + ones.nbytes,
+        **{f"{k}_ns": v[0] for k, v in res.items()},
+        **{f"np_{k}_ns": v[1] for k, v in res.items()},
+    }
+
+
 def run(log2n: int, nq: int, repeats: int, densities=(0.5, 0.05), isa=None) -> list[dict]:
     if isa is not None:
         wavelet.set_isa_level(isa)
@@ -34,51 +79,7 @@ def run(log2n: int, nq: int, repeats: int, densities=(0.5, 0.05), isa=None) -> l
     n = 1 << log2n
     rows = []
     for p in densities:
-        words = np.zeros(n // 64, dtype=np.uint64)
-        # random bits with density p, generated in chunks to bound memory
-        chunk = 1 << 24
-        for s in range(0, n, chunk):
-            b = rng.random(chunk) < p
-            words[s // 64 : (s + chunk) // 64] = np.packbits(b, bitorder="little").view("<u8")
-        t_build = [_time(lambda: wavelet.BitVector.from_words(words, n)) for _ in range(3)]
-        bv = wavelet.BitVector.from_words(words, n)
-        bits_u8 = bv.to_numpy().view(np.uint8)
-        t0 = time.perf_counter()
-        csum = np.concatenate([[0], np.cumsum(bits_u8, dtype=np.uint32)])
-        ones = np.flatnonzero(bits_u8).astype(np.uint64)
-        t_np_build = time.perf_counter() - t0
-        qr = rng.integers(0, n + 1, nq).astype(np.uint64)
-        qs = rng.integers(0, bv.count(), nq).astype(np.uint64)
-        qa = rng.integers(0, n, nq).astype(np.uint64)
-        np.testing.assert_array_equal(bv.rank1(qr[:1000]), csum[qr[:1000]])
-        np.testing.assert_array_equal(bv.select1(qs[:1000]), ones[qs[:1000]])
-        ops = {
-            "rank1": (lambda: bv.rank1(qr), lambda: csum[qr]),
-            "select1": (lambda: bv.select1(qs), lambda: ones[qs]),
-            "access": (lambda: bv.access(qa), lambda: bits_u8[qa]),
-        }
-        res = {}
-        for name, (ours, ref) in ops.items():
-            a, b = [], []
-            for _ in range(repeats):
-                a.append(_time(ours))
-                b.append(_time(ref))
-            res[name] = (statistics.median(a) / nq * 1e9, statistics.median(b) / nq * 1e9)
-        sp = bv.space()
-        rows.append(
-            {
-                "density": p,
-                "n": n,
-                "build_s": statistics.median(t_build),
-                "np_build_s": t_np_build,
-                "bytes": sp["total_bytes"],
-                "overhead_pct": sp["overhead_pct"],
-                "np_bytes": bits_u8.nbytes + csum.nbytes + ones.nbytes,
-                **{f"{k}_ns": v[0] for k, v in res.items()},
-                **{f"np_{k}_ns": v[1] for k, v in res.items()},
-            }
-        )
-        del csum, ones, bits_u8, bv, words
+        rows.append(_measure(n, p, nq, repeats, rng))
     return rows
 
 
@@ -91,10 +92,14 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     rows = run(a.log2n, a.queries, a.repeats, isa=a.isa)
     info = wavelet.build_info()
-    print(f"BitVector, n = 2^{a.log2n} random bits, {a.queries} random queries per batch, "
-          f"median of {a.repeats}; kernels: {info['isa_level_name']}")
-    print("| density | build s (numpy ref) | MB ours (numpy ref) | overhead % "
-          "| rank1 ns (numpy) | select1 ns (numpy) | access ns (numpy) |")
+    print(
+        f"BitVector, n = 2^{a.log2n} random bits, {a.queries} random queries per batch, "
+        f"median of {a.repeats}; kernels: {info['isa_level_name']}"
+    )
+    print(
+        "| density | build s (numpy ref) | MB ours (numpy ref) | overhead % "
+        "| rank1 ns (numpy) | select1 ns (numpy) | access ns (numpy) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(

@@ -25,5 +25,8 @@ nitpicky = False
 intersphinx_mapping = (
     {}
     if os.environ.get("DOCS_OFFLINE")
-    else {"python": ("https://docs.python.org/3", None), "numpy": ("https://numpy.org/doc/stable", None)}
+    else {
+        "python": ("https://docs.python.org/3", None),
+        "numpy": ("https://numpy.org/doc/stable", None),
+    }
 )

@@ -7,8 +7,11 @@ def oracle(bits: np.ndarray):
     bits = np.asarray(bits, dtype=bool)
     rank1 = np.concatenate([[0], np.cumsum(bits, dtype=np.int64)]).astype(np.uint64)
     rank0 = np.arange(bits.size + 1, dtype=np.uint64) - rank1
-    return rank1, rank0, np.flatnonzero(bits).astype(np.uint64), np.flatnonzero(~bits).astype(
-        np.uint64
+    return (
+        rank1,
+        rank0,
+        np.flatnonzero(bits).astype(np.uint64),
+        np.flatnonzero(~bits).astype(np.uint64),
     )
 
 
@@ -27,8 +30,9 @@ def check_all(bv, bits: np.ndarray) -> None:
     np.testing.assert_array_equal(bv.select0(np.arange(zeros.size)), zeros)
     np.testing.assert_array_equal(bv.to_numpy(), bits)
     # scalar forms on a sample of positions (first, last, boundaries)
-    probe = sorted({0, n // 2, n, max(n - 1, 0)} | {p for p in (63, 64, 65, 511, 512, 2047, 2048)
-                                                    if p <= n})
+    probe = sorted(
+        {0, n // 2, n, max(n - 1, 0)} | {p for p in (63, 64, 65, 511, 512, 2047, 2048) if p <= n}
+    )
     for p in probe:
         assert bv.rank1(p) == r1[p]
         assert bv.rank0(p) == r0[p]

@@ -34,8 +34,11 @@ def test_beyond_one_superblock(isa):
     # positions around the edge, checked against popcounts of the words
     for p in [(1 << 32) - 3000, (1 << 32) - 1, (1 << 32) + 1, (1 << 32) + 64 * 50 + 3]:
         w, b = divmod(p, 64)
-        expect = ones_before_edge - int(sum(int(x).bit_count() for x in words[w:edge])) \
-            if w < edge else ones_before_edge + int(sum(int(x).bit_count() for x in words[edge:w]))
+        expect = (
+            ones_before_edge - int(sum(int(x).bit_count() for x in words[w:edge]))
+            if w < edge
+            else ones_before_edge + int(sum(int(x).bit_count() for x in words[edge:w]))
+        )
         expect += (int(words[w]) & ((1 << b) - 1)).bit_count()
         assert bv.rank1(p) == expect
         k = bv.rank1(p)

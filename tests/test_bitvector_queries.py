@@ -11,8 +11,33 @@ import wavelet
 from wavelet import BitVector
 
 # lengths around word (64), sub-block (512), block (2048) and sample edges
-EDGE_LENGTHS = [0, 1, 2, 63, 64, 65, 127, 128, 511, 512, 513, 1023, 2047, 2048, 2049, 4095,
-                4096, 4097, 6143, 6144, 6145, 8191, 8192, 8193, 16385]
+EDGE_LENGTHS = [
+    0,
+    1,
+    2,
+    63,
+    64,
+    65,
+    127,
+    128,
+    511,
+    512,
+    513,
+    1023,
+    2047,
+    2048,
+    2049,
+    4095,
+    4096,
+    4097,
+    6143,
+    6144,
+    6145,
+    8191,
+    8192,
+    8193,
+    16385,
+]
 
 
 @pytest.mark.parametrize("n", EDGE_LENGTHS)

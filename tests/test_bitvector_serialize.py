@@ -14,8 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from wavelet import BitVector, WaveletError
-from wavelet import _format
+from wavelet import BitVector, WaveletError, _format
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -51,8 +50,9 @@ def test_save_load_mmap(tmp_path):
     for mm in (False, True):
         b2 = BitVector.load(p, mmap=mm)
         assert b2 == bv
-        np.testing.assert_array_equal(b2.rank1(np.arange(0, 100_001, 997)),
-                                      bv.rank1(np.arange(0, 100_001, 997)))
+        np.testing.assert_array_equal(
+            b2.rank1(np.arange(0, 100_001, 997)), bv.rank1(np.arange(0, 100_001, 997))
+        )
     b3 = BitVector.load(p, mmap=True)
     assert not b3.words.flags.writeable
     assert b3.words.base is not None  # a view into the mapping, not a copy
@@ -127,7 +127,7 @@ def _refresh_crcs(d: bytearray) -> bytearray:
         at = 64 + 8 * nmeta + 32 * s
         off, nbytes = struct.unpack_from("<QQ", d, at + 8)
         if off + nbytes <= len(d):
-            struct.pack_into("<I", d, at + 24, zlib.crc32(bytes(d[off:off + nbytes])))
+            struct.pack_into("<I", d, at + 24, zlib.crc32(bytes(d[off : off + nbytes])))
     hlen = struct.unpack_from("<Q", d, 40)[0]
     h = bytearray(d[:hlen])
     struct.pack_into("<I", h, 32, 0)
@@ -224,7 +224,9 @@ def test_fuzz_mutated_files_in_subprocess():
     n_iter = 3000 if os.environ.get("CI") else 800
     r = subprocess.run(
         [sys.executable, "-c", FUZZ_SCRIPT, "12345", str(n_iter), str(Path(__file__).parent)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "rejected" in r.stdout

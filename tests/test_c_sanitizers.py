@@ -20,9 +20,22 @@ def test_c_under_asan_ubsan(tmp_path, name):
     exe = tmp_path / "t"
     core, flags, argv = C_TESTS[name]
     srcs = [str(ROOT / name)] + [str(ROOT / "wavelet_c" / s) for s in core]
-    cmd = ["gcc", "-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-fsanitize=address,undefined",
-           "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", f"-I{ROOT / 'wavelet_c'}",
-           *flags, *srcs, "-o", str(exe)]
+    cmd = [
+        "gcc",
+        "-std=c11",
+        "-O1",
+        "-g",
+        "-Wall",
+        "-Wextra",
+        "-fsanitize=address,undefined",
+        "-fno-sanitize-recover=all",
+        "-fno-omit-frame-pointer",
+        f"-I{ROOT / 'wavelet_c'}",
+        *flags,
+        *srcs,
+        "-o",
+        str(exe),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0 and "asan" in r.stderr.lower():
         pytest.skip("AddressSanitizer runtime not available: " + r.stderr[-300:])

@@ -150,7 +150,9 @@ class BitVector:
     @property
     def nbytes(self) -> int:
         """Bytes used by the bits plus the rank/select index."""
-        return sum(a.nbytes for a in (self._words, self._blocks, self._super, self._sel1, self._sel0))
+        return sum(
+            a.nbytes for a in (self._words, self._blocks, self._super, self._sel1, self._sel0)
+        )
 
     def size_bits(self) -> int:
         out = ffi.new("uint64_t *")

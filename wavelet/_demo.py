@@ -39,8 +39,10 @@ def demo() -> None:
     t0 = time.perf_counter()
     text = stdlib_text()
     data = np.frombuffer(text, dtype=np.uint8)
-    print(f"text: {len(text) / 1e6:.1f} MB of CPython stdlib sources "
-          f"(read in {time.perf_counter() - t0:.2f} s)")
+    print(
+        f"text: {len(text) / 1e6:.1f} MB of CPython stdlib sources "
+        f"(read in {time.perf_counter() - t0:.2f} s)"
+    )
 
     # line starts: position 0 and every position after a newline
     starts = np.zeros(data.size, dtype=bool)
@@ -50,8 +52,10 @@ def demo() -> None:
     bv = wavelet.BitVector(starts)
     t_build = time.perf_counter() - t0
     sp = bv.space()
-    print(f"BitVector of line starts: {len(bv):,} bits, {bv.count():,} lines, built in "
-          f"{t_build * 1e3:.0f} ms, rank/select overhead {sp['overhead_pct']:.2f}% of n")
+    print(
+        f"BitVector of line starts: {len(bv):,} bits, {bv.count():,} lines, built in "
+        f"{t_build * 1e3:.0f} ms, rank/select overhead {sp['overhead_pct']:.2f}% of n"
+    )
 
     rng = np.random.default_rng(0)
     offs = rng.integers(0, data.size, 1_000_000)
@@ -65,10 +69,14 @@ def demo() -> None:
     ref_starts = np.flatnonzero(starts)
     assert np.array_equal(line_of, np.searchsorted(ref_starts, offs, side="right") - 1)
     assert np.array_equal(line_start, ref_starts[lines])
-    print(f"1M 'line of byte offset' queries (rank1): {t_rank * 1e3:.0f} ms "
-          f"({t_rank * 1e3:.0f} ns/query), checked against numpy")
-    print(f"1M 'start of line k' queries (select1): {t_sel * 1e3:.0f} ms "
-          f"({t_sel * 1e3:.0f} ns/query), checked against numpy")
+    print(
+        f"1M 'line of byte offset' queries (rank1): {t_rank * 1e3:.0f} ms "
+        f"({t_rank * 1e3:.0f} ns/query), checked against numpy"
+    )
+    print(
+        f"1M 'start of line k' queries (select1): {t_sel * 1e3:.0f} ms "
+        f"({t_sel * 1e3:.0f} ns/query), checked against numpy"
+    )
     k = int(rng.integers(0, bv.count()))
     s = int(bv.select1(k))
     e = int(bv.select1(k + 1)) if k + 1 < bv.count() else data.size
@@ -79,8 +87,10 @@ def demo() -> None:
         wm = wavelet.WaveletMatrix(data)
         t_wm = time.perf_counter() - t0
         n_def = int(wm.rank(ord("d"), data.size)) if data.size else 0
-        print(f"WaveletMatrix over the bytes: built in {t_wm:.2f} s; "
-              f"{n_def:,} occurrences of 'd' (rank)")
+        print(
+            f"WaveletMatrix over the bytes: built in {t_wm:.2f} s; "
+            f"{n_def:,} occurrences of 'd' (rank)"
+        )
     if hasattr(wavelet, "WaveletTree"):
         t0 = time.perf_counter()
         wt = wavelet.WaveletTree(data, shape="huffman")
@@ -89,5 +99,7 @@ def demo() -> None:
         back = wt.extract(0, data.size)
         t_ex = time.perf_counter() - t0
         assert np.array_equal(back, data)
-        print(f"Huffman WaveletTree: built in {t_wt:.2f} s, {8 * wt.nbytes / max(data.size, 1):.2f} "
-              f"bits/byte, whole-text extract {data.size / t_ex / 1e6:.0f} MB/s (bit-exact)")
+        print(
+            f"Huffman WaveletTree: built in {t_wt:.2f} s, {8 * wt.nbytes / max(data.size, 1):.2f} "
+            f"bits/byte, whole-text extract {data.size / t_ex / 1e6:.0f} MB/s (bit-exact)"
+        )
