@@ -10,6 +10,16 @@ torch.
 from ._bitvector import BitVector
 from ._build_info import build_info, isa_level, set_isa_level
 from ._core import WaveletError
+from ._wavelet_matrix import WaveletMatrix
+from ._wavelet_tree import WaveletTree
 
-__all__ = ["BitVector", "WaveletError", "build_info", "isa_level", "set_isa_level"]
+__all__ = [
+    "BitVector",
+    "WaveletError",
+    "WaveletMatrix",
+    "WaveletTree",
+    "build_info",
+    "isa_level",
+    "set_isa_level",
+]
 __version__ = "0.1.0"

@@ -133,6 +133,201 @@ int wv_bv_select0_batch(const wv_bv_t *bv, const uint64_t *k, size_t n, uint64_t
 /* ==== BEGIN wavelet matrix / wavelet tree section (wavelet_matrix.c, wavelet_tree.c,
  * huffman.c) ==== */
 
+/* ---------------------------------------------------------------------------
+ * Wavelet matrix (wavelet_matrix.c).
+ *
+ * After Claude, Navarro, Ordonez, "The wavelet matrix: An efficient wavelet
+ * tree for large alphabets", Information Systems 47 (2015). A sequence of n
+ * symbols below 2^L is stored as L bit levels; level l holds bit L-1-l (most
+ * significant first) of every symbol, in the order obtained by stably
+ * partitioning the previous level by its bit (zeros first). All levels live in
+ * one rank/select bitvector `bv`: level l at bits [l*stride, l*stride + n),
+ * stride = n rounded up to a multiple of 512 (padding bits are zero), so rank
+ * inside a level is rank1(l*stride + i) - base[l].
+ * Space: L*stride bits plus the bitvector index (at most 3.92%): about
+ * n*L*(1.04) bits. Query cost: access/rank O(L) ranks, select O(L) selects,
+ * quantile / count_less / range_freq / prev/next value O(L) ranks, range_list
+ * O(k L) for k reported values, extract(l, r) streams level by level
+ * (O((r-l) L) sequential work plus O(nodes) ranks).
+ *
+ * **Warning**: positions i satisfy i < n (access) or i <= n (rank); ranges
+ * need l <= r <= n; symbols >= 2^L have no occurrences (rank 0, select
+ * WV_ERANGE). Out-of-range arguments give WV_ERANGE, never UB.
+ * **Warning**: the structure borrows bv's arrays (see wv_bv_t).
+ * Thread safety: read-only queries, any number of threads.
+ * ------------------------------------------------------------------------- */
+#define WV_WM_MAX_LEVELS 64
+#define WV_LEVEL_ALIGN 512
+
+typedef struct wv_wm {
+    wv_bv_t bv;
+    uint64_t n;
+    uint64_t stride;
+    uint32_t nlevels;
+    uint32_t reserved;
+    uint64_t zeros[64];
+    uint64_t base[64];
+} wv_wm_t;
+
+/* stride and total bits of the level bitvector for n symbols, L levels. */
+int wv_wm_layout(uint64_t n, uint32_t nlevels, uint64_t *stride, uint64_t *nbits);
+/* Fill words (ceil(nbits/64) words, from wv_wm_layout) from seq (n unsigned
+ * integers of `width` bytes: 1, 2, 4 or 8). O(n L) time, 2 n*width bytes of
+ * temporary memory (malloc). WV_EINVAL if a symbol needs more than L bits. */
+int wv_wm_build_bits(const void *seq, uint32_t width, uint64_t n, uint32_t nlevels,
+                     uint64_t *words, uint64_t nwords);
+/* Attach a built or loaded bitvector: checks the shape and that padding bits
+ * are zero (WV_ECORRUPT otherwise) and fills zeros[] and base[]. Run
+ * wv_bv_validate(bv) first on untrusted data. */
+int wv_wm_init(wv_wm_t *wm, const wv_bv_t *bv, uint64_t n, uint32_t nlevels);
+int wv_wm_size_bits(const wv_wm_t *wm, uint64_t *bits);
+
+int wv_wm_access(const wv_wm_t *wm, uint64_t i, uint64_t *c);
+int wv_wm_rank(const wv_wm_t *wm, uint64_t c, uint64_t i, uint64_t *r);
+int wv_wm_select(const wv_wm_t *wm, uint64_t c, uint64_t k, uint64_t *pos);
+/* k-th smallest (0-based) in [l, r) */
+int wv_wm_quantile(const wv_wm_t *wm, uint64_t l, uint64_t r, uint64_t k, uint64_t *c);
+/* number of values < x in [l, r) (any x) */
+int wv_wm_count_less(const wv_wm_t *wm, uint64_t l, uint64_t r, uint64_t x, uint64_t *cnt);
+/* number of values in [lo, hi) in [l, r) */
+int wv_wm_range_freq(const wv_wm_t *wm, uint64_t l, uint64_t r, uint64_t lo, uint64_t hi,
+                     uint64_t *cnt);
+/* largest value < x (prev) / smallest value >= x (next) in [l, r);
+ * WV_ENOTFOUND if there is none. */
+int wv_wm_prev_value(const wv_wm_t *wm, uint64_t l, uint64_t r, uint64_t x, uint64_t *c);
+int wv_wm_next_value(const wv_wm_t *wm, uint64_t l, uint64_t r, uint64_t x, uint64_t *c);
+/* Distinct values in [lo, hi) occurring in [l, r), ascending, with counts.
+ * Writes min(count, cap) pairs; *count is the total number. */
+int wv_wm_range_list(const wv_wm_t *wm, uint64_t l, uint64_t r, uint64_t lo, uint64_t hi,
+                     uint64_t *vals, uint64_t *cnts, uint64_t cap, uint64_t *count);
+
+/* Batch forms (arrays of n queries; *bad = first offending query on
+ * WV_ERANGE). prev/next write found[t] = 0 and out[t] = 0 where none. */
+int wv_wm_access_batch(const wv_wm_t *wm, const uint64_t *i, size_t n, uint64_t *out,
+                       size_t *bad);
+int wv_wm_rank_batch(const wv_wm_t *wm, const uint64_t *c, const uint64_t *i, size_t n,
+                     uint64_t *out, size_t *bad);
+int wv_wm_select_batch(const wv_wm_t *wm, const uint64_t *c, const uint64_t *k, size_t n,
+                       uint64_t *out, size_t *bad);
+int wv_wm_quantile_batch(const wv_wm_t *wm, const uint64_t *l, const uint64_t *r,
+                         const uint64_t *k, size_t n, uint64_t *out, size_t *bad);
+int wv_wm_count_less_batch(const wv_wm_t *wm, const uint64_t *l, const uint64_t *r,
+                           const uint64_t *x, size_t n, uint64_t *out, size_t *bad);
+int wv_wm_range_freq_batch(const wv_wm_t *wm, const uint64_t *l, const uint64_t *r,
+                           const uint64_t *lo, const uint64_t *hi, size_t n, uint64_t *out,
+                           size_t *bad);
+int wv_wm_prev_value_batch(const wv_wm_t *wm, const uint64_t *l, const uint64_t *r,
+                           const uint64_t *x, size_t n, uint64_t *out, uint8_t *found,
+                           size_t *bad);
+int wv_wm_next_value_batch(const wv_wm_t *wm, const uint64_t *l, const uint64_t *r,
+                           const uint64_t *x, size_t n, uint64_t *out, uint8_t *found,
+                           size_t *bad);
+
+/* Bulk extract of [l, r) into out (r-l unsigned integers of out_width bytes,
+ * which must hold L bits). Decodes level by level, bottom-up, merging the
+ * decoded children of every tree node under the control of the node's bits.
+ * Workspace: tmp holds r-l elements of out_width bytes; ws holds ws_entries
+ * entries of 8 uint64 each (wv_wm_extract_ws gives the number needed). */
+int wv_wm_extract_ws(const wv_wm_t *wm, uint64_t l, uint64_t r, uint64_t *ws_entries);
+int wv_wm_extract(const wv_wm_t *wm, uint64_t l, uint64_t r, void *out, uint32_t out_width,
+                  void *tmp, uint64_t *ws, uint64_t ws_entries);
+
+/* ---------------------------------------------------------------------------
+ * Wavelet tree, balanced or Huffman-shaped (wavelet_tree.c, huffman.c).
+ *
+ * A pointerless, level-wise wavelet tree over a canonical prefix code: after
+ * Grossi, Gupta, Vitter, "High-order entropy-compressed text indexes", SODA
+ * 2003, and, for the Huffman shape, Makinen and Navarro, "Succinct suffix
+ * arrays based on run-length encoding", Nordic J. Computing 12 (2005). Every
+ * symbol gets a canonical code (lengths 1..L, L <= 32): the balanced shape
+ * uses L = ceil(log2 sigma) bits for the sigma distinct symbols, in symbol
+ * order (so range queries follow symbol order); the Huffman shape uses
+ * length-limited Huffman code lengths (so the bits total sum f_c len_c <=
+ * n (H0 + 1)). Level d holds bit d of the code of every element whose code is
+ * longer than d, grouped by tree node (code prefix) in node order, in
+ * sequence order inside a node. With canonical codes the leaves of each
+ * level are its leftmost nodes, so a level stores only the nact[d] elements
+ * still active, and no node pointers are needed: a node is found from its
+ * parent with two ranks.
+ * Layout: one bitvector `bv`, level d at bits [off[d], off[d] + nact[d]),
+ * each level padded to a multiple of 512 bits (zero padding). Code tables:
+ * syms (symbols in canonical order: by code length, then symbol), skey
+ * (symbols ascending) and spos (canonical index of skey[i]); cnt[d] = number
+ * of codes of length d.
+ * Space: sum of code lengths (n H0 + n at most for Huffman, n ceil(log2
+ * sigma) for balanced) + 3.92% bitvector index + 20 bytes per symbol.
+ * Query cost: access O(len) ranks (3 per level), rank O(len) ranks, select
+ * O(len) ranks and selects; extract streams level by level like the wavelet
+ * matrix.
+ *
+ * **Warning**: positions and ranges as for the wavelet matrix; symbols that
+ * do not occur have rank 0 and select gives WV_ERANGE.
+ * **Warning**: the structure borrows bv's arrays and the three tables.
+ * Thread safety: read-only queries, any number of threads.
+ * ------------------------------------------------------------------------- */
+#define WV_WT_MAX_LEVELS 32
+
+typedef struct wv_wt {
+    wv_bv_t bv;
+    uint64_t n;
+    uint64_t nsyms;
+    uint32_t nlevels;
+    uint32_t reserved;
+    const uint64_t *syms;
+    const uint64_t *skey;
+    const uint32_t *spos;
+    uint64_t cnt[33];
+    uint64_t first[33];
+    uint64_t idx[33];
+    uint64_t nact[33];
+    uint64_t off[34];
+    uint64_t base[33];
+    uint64_t nnodes[34];
+} wv_wt_t;
+
+/* Length-limited Huffman code lengths (maxlen <= 32) for nsyms frequencies
+ * (all > 0); lens[i] in 1..maxlen. WV_EINVAL if 2^maxlen < nsyms. */
+int wv_huffman_lengths(const uint64_t *freq, uint64_t nsyms, uint32_t maxlen, uint8_t *lens);
+/* Level offsets and total bits from nact[0..L] (nact[L] = 0). */
+int wv_wt_layout(const uint64_t *nact, uint32_t nlevels, uint64_t *nbits);
+/* Fill words from seq (n integers of `width` bytes). With lut != NULL the
+ * canonical index of value v is lut[v] (v < lut_len); with lut == NULL seq
+ * must hold canonical indices (width 4). cnt[0..L] code length counts, nact
+ * from wv_wt_layout's input. Temporary memory 3 n * (1, 2 or 4) bytes. */
+int wv_wt_build_bits(const void *seq, uint32_t width, uint64_t n, const uint32_t *lut,
+                     uint64_t lut_len, const uint64_t *cnt, uint32_t nlevels, uint64_t nsyms,
+                     const uint64_t *nact, uint64_t *words, uint64_t nwords);
+/* Attach and validate everything (code tables: Kraft, canonical order,
+ * permutation; level sizes; every tree node against its parent's bits):
+ * WV_ECORRUPT if anything is inconsistent. O(nsyms L + nodes) ranks. Run
+ * wv_bv_validate(bv) first on untrusted data. */
+/* counts[v] = occurrences of v in seq (n integers of `width` bytes), for
+ * v <= maxv; WV_EINVAL if some value exceeds maxv. counts has maxv+1 entries
+ * and is zeroed first. */
+int wv_wt_histogram(const void *seq, uint32_t width, uint64_t n, uint64_t maxv, uint64_t *counts);
+int wv_wt_init(wv_wt_t *wt, const wv_bv_t *bv, uint64_t n, uint32_t nlevels, const uint64_t *cnt,
+               const uint64_t *nact, const uint64_t *syms, const uint64_t *skey,
+               const uint32_t *spos, uint64_t nsyms);
+int wv_wt_size_bits(const wv_wt_t *wt, uint64_t *bits);
+
+int wv_wt_access(const wv_wt_t *wt, uint64_t i, uint64_t *c);
+int wv_wt_rank(const wv_wt_t *wt, uint64_t c, uint64_t i, uint64_t *r);
+int wv_wt_select(const wv_wt_t *wt, uint64_t c, uint64_t k, uint64_t *pos);
+int wv_wt_access_batch(const wv_wt_t *wt, const uint64_t *i, size_t n, uint64_t *out,
+                       size_t *bad);
+int wv_wt_rank_batch(const wv_wt_t *wt, const uint64_t *c, const uint64_t *i, size_t n,
+                     uint64_t *out, size_t *bad);
+int wv_wt_select_batch(const wv_wt_t *wt, const uint64_t *c, const uint64_t *k, size_t n,
+                       uint64_t *out, size_t *bad);
+/* Bulk extract of [l, r) into out (out_width bytes per element). idx_width 0:
+ * merge symbol values directly (tmp holds r-l elements of out_width bytes);
+ * idx_width 1, 2 or 4 (< out_width, 2^(8 idx_width) >= nsyms): merge
+ * canonical indices of idx_width bytes (tmp holds r-l of those, out serves as
+ * the second buffer) then map them to symbols. ws as for wv_wm_extract. */
+int wv_wt_extract_ws(const wv_wt_t *wt, uint64_t l, uint64_t r, uint64_t *ws_entries);
+int wv_wt_extract(const wv_wt_t *wt, uint64_t l, uint64_t r, void *out, uint32_t out_width,
+                  void *tmp, uint32_t idx_width, uint64_t *ws, uint64_t ws_entries);
+
 /* ==== END wavelet matrix / wavelet tree section ==== */
 
 #endif /* WAVELET_H */

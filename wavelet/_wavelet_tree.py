@@ -1,0 +1,364 @@
+"""WaveletTree: balanced or Huffman-shaped wavelet tree (C core:
+wavelet_tree.c, huffman.c)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _format
+from ._core import WaveletError, as_index, check, ffi, lib
+from ._wavelet_matrix import _SeqMixin
+from ._wseq import (
+    BV_TAGS,
+    CODES,
+    LevelBits,
+    as_symbols,
+    batch_args,
+    check_out,
+    dtype_max,
+    is_batch,
+    norm_range,
+    pos_scalar,
+    sym_scalar,
+    u64ptr,
+    u64wptr,
+)
+
+__all__ = ["WaveletTree"]
+
+_SHAPES = {"balanced": 0, "huffman": 1}
+_SHAPE_NAMES = {v: k for k, v in _SHAPES.items()}
+MAX_CODE_LEN = 32
+
+
+def _histogram(u: np.ndarray):
+    """(sorted distinct symbols, their counts, lut or None, ids or None)."""
+    n = u.size
+    mx = int(u.max())
+    if mx < max(1 << 16, 2 * n) and mx < 1 << 32:
+        counts = np.empty(mx + 1, dtype=np.uint64)
+        check(lib.wv_wt_histogram(ffi.from_buffer(u), u.dtype.itemsize, n, mx, u64wptr(counts)),
+              "WaveletTree")
+        skey = np.flatnonzero(counts).astype(np.uint64)
+        return skey, counts[skey], mx, None
+    skey, inv, freq = np.unique(u, return_inverse=True, return_counts=True)
+    return skey.astype(np.uint64), freq.astype(np.uint64), None, inv.reshape(-1)
+
+
+@_format.register_kind(3)
+class WaveletTree(_SeqMixin):
+    """A wavelet tree, balanced or Huffman-shaped, over non-negative integers.
+
+    Parameters
+    ----------
+    seq : bytes, str, or 1-D array_like of non-negative integers
+        As for :class:`WaveletMatrix` (signed arrays must not hold negatives).
+    shape : {"balanced", "huffman"}
+        ``"balanced"``: ``ceil(log2 sigma)`` bits per symbol over the sigma
+        distinct symbols, in symbol order. ``"huffman"``: canonical,
+        length-limited Huffman codes, ``n (H0 + 1)`` bits at most (plus the
+        bitvector index and 20 bytes per distinct symbol).
+    max_code_len : int
+        Longest code allowed (1..32, at least ``ceil(log2 sigma)``).
+    alphabet_size : int, optional
+        Declared alphabet ``[0, alphabet_size)``, checked against the input.
+
+    Raises
+    ------
+    TypeError
+        For non-integer input.
+    ValueError
+        For negative symbols, symbols outside the alphabet, a bad shape, or
+        more than ``2**max_code_len`` distinct symbols.
+
+    Notes
+    -----
+    A pointerless level-wise tree over canonical codes (Grossi, Gupta,
+    Vitter, SODA 2003; Huffman shape after Mäkinen and Navarro, 2005):
+    access/rank cost ``O(len(code))`` ranks, select ``O(len)`` selects; bulk
+    :meth:`extract` decodes level by level with sequential merges. Queries
+    are read-only and thread-safe; batch forms run in C without the GIL.
+    """
+
+    __slots__ = ("_n", "_nlevels", "_max_symbol", "_dtype", "_kind", "_lb", "_wt", "_shape",
+                 "_tabs", "_max_code_len", "__weakref__")
+
+    def __init__(self, seq=(), shape: str = "balanced", *, max_code_len: int = MAX_CODE_LEN,
+                 alphabet_size=None):
+        if shape not in _SHAPES:
+            raise ValueError(f"WaveletTree: shape must be 'balanced' or 'huffman', got {shape!r}")
+        max_code_len = as_index(max_code_len, "max_code_len")
+        if not 1 <= max_code_len <= MAX_CODE_LEN:
+            raise ValueError(f"WaveletTree: max_code_len must be in [1, {MAX_CODE_LEN}]")
+        a, u, kind = as_symbols(seq, "WaveletTree", alphabet_size)
+        n = int(u.size)
+        if n:
+            skey, freq, lutmax, inv = _histogram(u)
+        else:
+            skey, freq, lutmax, inv = (np.empty(0, np.uint64), np.empty(0, np.uint64), None, None)
+        sigma = int(skey.size)
+        need = max(1, (sigma - 1).bit_length())
+        if need > max_code_len:
+            raise ValueError(
+                f"WaveletTree: {sigma} distinct symbols need codes longer than max_code_len="
+                f"{max_code_len}"
+            )
+        if shape == "balanced" or sigma <= 1:
+            lens = np.full(sigma, need, dtype=np.uint8)
+        else:
+            lens = np.empty(sigma, dtype=np.uint8)
+            check(lib.wv_huffman_lengths(u64ptr(freq), sigma, max_code_len,
+                                         ffi.from_buffer("uint8_t[]", lens, require_writable=True)),
+                  "WaveletTree")
+        L = int(lens.max()) if sigma else 1
+        order = np.lexsort((skey, lens)) if sigma else np.empty(0, np.intp)
+        syms = np.ascontiguousarray(skey[order])
+        spos = np.empty(sigma, dtype=np.uint32)
+        spos[order] = np.arange(sigma, dtype=np.uint32)
+        cnt = np.bincount(lens, minlength=L + 1).astype(np.uint64)[: L + 1]
+        nact = np.zeros(L + 1, dtype=np.uint64)
+        if sigma:
+            flen = np.bincount(lens, weights=freq.astype(np.float64), minlength=L + 1)
+            # exact integer suffix sums (weights in float64 are exact below 2**53)
+            flen = np.round(flen).astype(np.uint64)
+            for d in range(L):
+                nact[d] = int(flen[d + 1 :].sum())
+        nbits_p = ffi.new("uint64_t *")
+        check(lib.wv_wt_layout(u64ptr(nact), L, nbits_p), "WaveletTree")
+        nbits = int(nbits_p[0])
+        words = np.empty(nbits // 64, dtype=np.uint64)
+        if n:
+            if lutmax is not None:
+                lut = np.full(lutmax + 1, 0xFFFFFFFF, dtype=np.uint32)
+                lut[skey] = spos
+                src, width = ffi.from_buffer(u), u.dtype.itemsize
+                lutp, lutn = ffi.from_buffer("uint32_t[]", lut), lut.size
+            else:
+                ids = spos[inv].astype(np.uint32)
+                src, width, lutp, lutn = ffi.from_buffer(ids), 4, ffi.NULL, 0
+        else:
+            src, width, lutp, lutn = ffi.NULL, 1, ffi.NULL, 0
+        check(lib.wv_wt_build_bits(src, width, n, lutp, lutn, u64ptr(cnt), L, sigma, u64ptr(nact),
+                                   u64wptr(words), words.size), "WaveletTree")
+        lb = LevelBits.build(words, nbits, "WaveletTree")
+        mx = int(alphabet_size) - 1 if alphabet_size is not None else (int(skey[-1]) if sigma else 0)
+        for arr in (syms, skey, spos, cnt, nact):
+            arr.flags.writeable = False
+        self._setup(n, L, mx, a.dtype, kind, lb, _SHAPES[shape], max_code_len,
+                    (syms, np.ascontiguousarray(skey), spos, cnt, nact))
+
+    def _setup(self, n, L, mx, dtype, kind, lb, shape, max_code_len, tabs) -> None:
+        self._n, self._nlevels, self._max_symbol = n, L, mx
+        self._dtype, self._kind, self._lb = np.dtype(dtype), kind, lb
+        self._shape, self._max_code_len, self._tabs = shape, max_code_len, tabs
+        syms, skey, spos, cnt, nact = tabs
+        wt = ffi.new("wv_wt_t *")
+        keep = [ffi.from_buffer("uint64_t[]", syms), ffi.from_buffer("uint64_t[]", skey),
+                ffi.from_buffer("uint32_t[]", spos)]
+        st = lib.wv_wt_init(wt, lb.bv, n, L, u64ptr(cnt), u64ptr(nact), keep[0], keep[1], keep[2],
+                            syms.size)
+        if st == lib.WV_ECORRUPT:
+            raise WaveletError("WaveletTree: code tables or levels are inconsistent (corrupt data)")
+        check(st, "WaveletTree")
+        self._wt = (wt, keep)
+
+    # ---- sizes ------------------------------------------------------------------------
+    @property
+    def shape(self) -> str:
+        """``"balanced"`` or ``"huffman"``."""
+        return _SHAPE_NAMES[self._shape]
+
+    @property
+    def nlevels(self) -> int:
+        """Longest code length (number of levels)."""
+        return self._nlevels
+
+    @property
+    def nsymbols(self) -> int:
+        """Number of distinct symbols (sigma)."""
+        return int(self._tabs[0].size)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of all arrays: level bits, their index, code tables."""
+        return self._lb.nbytes + sum(a.nbytes for a in self._tabs)
+
+    def size_bits(self) -> int:
+        out = ffi.new("uint64_t *")
+        check(lib.wv_wt_size_bits(self._wt[0], out), "size_bits")
+        return int(out[0])
+
+    def code_lengths(self) -> dict:
+        """``{symbol: code length}`` of the tree's canonical code."""
+        syms, _, _, cnt, _ = self._tabs
+        lens = np.repeat(np.arange(cnt.size), cnt.astype(np.int64))
+        return dict(zip(syms.tolist(), lens.tolist(), strict=True))
+
+    def space(self) -> dict:
+        """Space report: bits per symbol (code bits, total), H0, index overhead."""
+        n = max(self._n, 1)
+        syms, skey, spos, cnt, nact = self._tabs
+        code_bits = int(nact.sum())
+        total = self.size_bits()
+        return {
+            "n": self._n,
+            "shape": self.shape,
+            "nsymbols": int(syms.size),
+            "nlevels": self._nlevels,
+            "code_bits": code_bits,
+            "level_bits": int(self._lb.nbits),
+            "total_bytes": self.nbytes,
+            "code_bits_per_symbol": code_bits / n,
+            "bits_per_symbol": total / n,
+        }
+
+    def __repr__(self) -> str:
+        head = self.extract(0, min(self._n, 10)).tolist()
+        more = ", ..." if self._n > 10 else ""
+        return (
+            f"WaveletTree(n={self._n}, shape={self.shape!r}, dtype={self._dtype}, "
+            f"nsymbols={self.nsymbols}, nlevels={self._nlevels}, "
+            f"seq=[{', '.join(map(str, head))}{more}])"
+        )
+
+    # ---- queries ------------------------------------------------------------------------
+    def access(self, i):
+        """Symbol at position ``i`` (int -> int; integer array -> array of ``dtype``).
+
+        Raises
+        ------
+        IndexError
+            If ``i < 0`` or ``i >= len``.
+        """
+        wt = self._wt[0]
+        if not is_batch(i):
+            i = pos_scalar(i, "access")
+            out = ffi.new("uint64_t *")
+            check(lib.wv_wt_access(wt, i, out), "access")
+            return int(out[0])
+        (q,), shape = batch_args([(i, "pos")], "access")
+        res = np.empty(q.size, dtype=np.uint64)
+        bad = ffi.new("size_t *")
+        check(lib.wv_wt_access_batch(wt, u64ptr(q), q.size, u64wptr(res), bad), "access",
+              bad=bad[0])
+        return self._result(res, shape)
+
+    def rank(self, c, i):
+        """Occurrences of ``c`` in ``[0, i)``, ``0 <= i <= len`` (ints or arrays).
+
+        Raises
+        ------
+        IndexError
+            If ``i`` is negative or greater than ``len``.
+        ValueError
+            If ``c`` is negative or not below ``2**64``.
+        """
+        wt = self._wt[0]
+        if not is_batch(c, i):
+            c, i = sym_scalar(c, "rank"), pos_scalar(i, "rank")
+            out = ffi.new("uint64_t *")
+            check(lib.wv_wt_rank(wt, c, i, out), "rank")
+            return int(out[0])
+        (cc, q), shape = batch_args([(c, "sym"), (i, "pos")], "rank")
+        res = np.empty(q.size, dtype=np.uint64)
+        bad = ffi.new("size_t *")
+        st = lib.wv_wt_rank_batch(wt, u64ptr(cc), u64ptr(q), q.size, u64wptr(res), bad)
+        check(st, "rank", bad=bad[0])
+        return res.reshape(shape)
+
+    def select(self, c, k):
+        """Position of the ``k``-th (0-based) occurrence of ``c``.
+
+        Raises
+        ------
+        IndexError
+            If ``c`` occurs ``k`` times or fewer (or ``k < 0``).
+        """
+        wt = self._wt[0]
+        if not is_batch(c, k):
+            c, k = sym_scalar(c, "select"), pos_scalar(k, "select")
+            out = ffi.new("uint64_t *")
+            check(lib.wv_wt_select(wt, c, k, out), "select", what="k")
+            return int(out[0])
+        (cc, q), shape = batch_args([(c, "sym"), (k, "pos")], "select")
+        res = np.empty(q.size, dtype=np.uint64)
+        bad = ffi.new("size_t *")
+        st = lib.wv_wt_select_batch(wt, u64ptr(cc), u64ptr(q), q.size, u64wptr(res), bad)
+        check(st, "select", bad=bad[0], what="k")
+        return res.reshape(shape)
+
+    def extract(self, l=0, r=None, out=None):
+        """Symbols ``[l, r)`` as an array of ``dtype``, written into *out* if given.
+
+        *out* must be a C-contiguous, aligned, writable array of ``dtype`` and
+        shape ``(r - l,)``. Decodes level by level (sequential merges of the
+        children of every node), not ``r - l`` accesses.
+
+        Raises
+        ------
+        IndexError
+            If the range is not inside ``[0, len]``.
+        TypeError, ValueError
+            If *out* has the wrong dtype, shape or flags.
+        """
+        l, r = norm_range(l, r, self._n, "extract")
+        m = r - l
+        out = check_out(out, self._dtype, m, "extract")
+        if m == 0:
+            return out
+        wt = self._wt[0]
+        ne = ffi.new("uint64_t *")
+        check(lib.wv_wt_extract_ws(wt, l, r, ne), "extract")
+        ws = np.empty(int(ne[0]) * 8, dtype=np.uint64)
+        sigma = self.nsymbols
+        iw = 1 if sigma <= 256 else 2 if sigma <= 65536 else 4
+        ow = self._dtype.itemsize
+        if iw >= ow:
+            iw = 0
+            tmp = np.empty(m, dtype=self._dtype)
+        else:
+            tmp = np.empty(m, dtype=f"u{iw}")
+        st = lib.wv_wt_extract(wt, l, r, ffi.from_buffer(out, require_writable=True), ow,
+                               ffi.from_buffer(tmp, require_writable=True), iw, u64wptr(ws),
+                               int(ne[0]))
+        check(st, "extract")
+        return out
+
+    # ---- serialization --------------------------------------------------------------------
+    def _to_parts(self):
+        syms, skey, spos, cnt, nact = self._tabs
+        meta = [self._n, self._nlevels, int(syms.size), self._shape, CODES[self._dtype],
+                self._kind, self._max_code_len, self._max_symbol, int(self._lb.nbits),
+                int(self._lb.ones)]
+        secs = self._lb.sections() + [("SYMS", syms), ("SKEY", skey), ("SPOS", spos),
+                                      ("CNTS", cnt), ("NACT", nact)]
+        return meta, secs
+
+    @classmethod
+    def _from_parts(cls, meta, sections):
+        op = "WaveletTree"
+        if len(meta) != 10:
+            raise WaveletError(f"{op}: bad meta length")
+        n, L, sigma, shape, code, kind, mcl, mx, nbits, ones = (int(x) for x in meta)
+        want = set(BV_TAGS) | {"SYMS", "SKEY", "SPOS", "CNTS", "NACT"}
+        if set(sections) != want:
+            raise WaveletError(f"{op}: unexpected sections {tuple(sections)}")
+        self = cls.__new__(cls)
+        dt = self._check_meta_dtype(code, kind, op)
+        if shape not in _SHAPE_NAMES or not 1 <= mcl <= MAX_CODE_LEN or not 1 <= L <= MAX_CODE_LEN:
+            raise WaveletError(f"{op}: bad shape or code length")
+        if n > 1 << 50 or sigma > min(n, 1 << 32) or mx > dtype_max(dt):
+            raise WaveletError(f"{op}: bad length, symbol count or max symbol")
+        for t, d, size in (("SYMS", np.uint64, sigma), ("SKEY", np.uint64, sigma),
+                           ("SPOS", np.uint32, sigma), ("CNTS", np.uint64, L + 1),
+                           ("NACT", np.uint64, L + 1)):
+            a = sections[t]
+            if a.dtype != d or a.ndim != 1 or a.size != size:
+                raise WaveletError(f"{op}: section {t} has a bad dtype or length")
+        skey = sections["SKEY"]
+        if sigma and int(skey[-1]) > mx:
+            raise WaveletError(f"{op}: symbol outside the alphabet")
+        lb = LevelBits.from_sections(sections, nbits, ones, op)
+        tabs = tuple(np.ascontiguousarray(sections[t]) for t in ("SYMS", "SKEY", "SPOS", "CNTS", "NACT"))
+        self._setup(n, L, mx, dt, kind, lb, shape, mcl, tabs)
+        return self

@@ -1,0 +1,26 @@
+/*
+ * wv_merge.h -- private declarations shared by the wavelet matrix and tree:
+ * extract entries and the shuffle tables of the SSSE3 merge kernels.
+ */
+#ifndef WV_MERGE_H
+#define WV_MERGE_H
+#include <stdint.h>
+
+/* One node sub-range in the bulk-decode plan (8 uint64 words). */
+typedef struct wv_xent {
+    uint64_t a, b;   /* sub-range, positions inside the level */
+    uint64_t s, e;   /* whole node (wavelet tree only) */
+    uint64_t leaf;   /* value to fill for a leaf, WV_XENT_INTERNAL otherwise */
+    uint64_t o;      /* offset of this entry's values in its level buffer */
+    uint64_t co;     /* offset of the children's values in the next level */
+    uint64_t z;      /* zeros in [a, b) (internal entries) */
+} wv_xent_t;
+#define WV_XENT_INTERNAL UINT64_MAX
+#define WV_XENT_WORDS 8
+
+extern uint8_t wv_merge_tab8[256 * 8];
+extern uint8_t wv_merge_tab16z[256 * 16], wv_merge_tab16o[256 * 16];
+extern uint8_t wv_merge_tab32z[16 * 16], wv_merge_tab32o[16 * 16];
+void wv_merge_tables_init(void);
+int wv_merge_simd_ok(void);
+#endif
