@@ -7,11 +7,15 @@ inference straight from the compressed form. See :func:`wrap`, :func:`save`, :fu
 
 from .codecs import Codec, CodecError, Encoded, encode_best, get_codec, register_codec, registry
 from .ras import RAS
-from .report import Report, count_macs, report
-from .wrap import InferenceOnlyError, WrapConfig, is_wrapped, unwrap, wrap
+from .reporting import Report, count_macs, report
+from .io import FileFormatError, load, save
+from .wrapping import InferenceOnlyError, WrapConfig, is_wrapped, unwrap, wrap
 
 __all__ = [
     "wrap",
+    "save",
+    "load",
+    "FileFormatError",
     "unwrap",
     "is_wrapped",
     "WrapConfig",

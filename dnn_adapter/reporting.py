@@ -228,7 +228,7 @@ def report(model: nn.Module, sample_input=None, config=None, *, filter_fn=None,
     reported; otherwise (with *encode*) each selected tensor is encoded now (the model is
     not modified).
     """
-    from .wrap import WrapConfig, _plan, _state
+    from .wrapping import WrapConfig, _plan, _state
 
     config = config or WrapConfig()
     macs = count_macs(model, sample_input) if sample_input is not None else {}

@@ -130,7 +130,7 @@ def _plan(model, config: WrapConfig, filter_fn, macs: dict) -> list[_Target]:
         nparams = sum(p.numel() for _, p in params)
         m = macs.get(name) if macs else None
         fpr = (m / nparams) if m is not None else None
-        from .report import form_for
+        from .reporting import form_for
 
         for pname, p in params:
             full = f"{name}.{pname}" if name else pname
@@ -500,7 +500,7 @@ def wrap(model: nn.Module, config: WrapConfig | None = None, *, filter_fn=None,
     config = config or WrapConfig()
     if not isinstance(config, WrapConfig):
         raise TypeError("wrap: config must be a WrapConfig")
-    from .report import count_macs
+    from .reporting import count_macs
 
     macs = count_macs(model, sample_input) if sample_input is not None else {}
     for name, mod in list(model.named_modules()):
@@ -510,6 +510,8 @@ def wrap(model: nn.Module, config: WrapConfig | None = None, *, filter_fn=None,
     for t in _plan(model, config, filter_fn, macs):
         p = t.owner._parameters[t.pname]
         enc = encode_best(p, form=t.form, candidates=config.codecs, verify=False)
+        if enc.codec_id == "raw":
+            continue  # nothing to gain: stays a dense parameter
         if config.verify:
             check_exact(p, enc)
         attach_encoded(model, t.owner_name, t.pname, enc, config.mode, p.requires_grad)

@@ -1,0 +1,361 @@
+"""One-file save/load of compressed models (safetensors-like layout, never pickle).
+
+Layout (little-endian)::
+
+    u64        header length H
+    H bytes    JSON header (UTF-8, space-padded so the data starts 64-byte aligned)
+    ...        raw buffers, each starting at a multiple of 64 bytes from the data start
+
+Header::
+
+    {"format": "dnn_adapter", "version": 1, "config": {...WrapConfig...},
+     "tensors": {
+        "<param fqn>": {"kind": "compressed", "dtype", "shape", "crc32" (of the original bits),
+                        "requires_grad", "tree": <Encoded tree (codec, meta, ras, ...)>,
+                        "buffers": {"<part>": {"offset", "nbytes", "dtype", "shape", "crc32"}}},
+        "<fqn>": {"kind": "dense", "dtype", "shape", "crc32", "offset", "nbytes"}}}
+
+Writing: every compressed tensor is decoded and compared with its checksum first, then the
+file is written to a temporary file in the same folder, fsynced and renamed over the target.
+Reading: every header field, offset and length is checked against the file size, every buffer
+against its CRC-32, and every decoded tensor against the original checksum; errors name the
+layer and the problem (:class:`FileFormatError`).
+"""
+
+from __future__ import annotations
+
+import json
+import mmap as _mmap
+import os
+import struct
+import tempfile
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._bits import bits_of, crc32, dtype_info, out_bits
+from .codecs import CodecError, Encoded, encode_best, get_codec
+from .ras import RASError
+from .wrapping import (
+    WrapConfig,
+    _compressed_state_dict,
+    _install_scopes,
+    _plan,
+    _state,
+    attach_encoded,
+    compressed_entries,
+    unwrap,
+)
+
+__all__ = ["save", "load", "read_header", "FileFormatError", "compress_state_dict"]
+
+MAGIC = "dnn_adapter"
+VERSION = 1
+ALIGN = 64
+MAX_HEADER = 1 << 28
+_ALLOWED_NP = {"<u1", "<u2", "<u4", "<u8", "<i1", "<i2", "<i4", "<i8", "<f4", "<f8", "|u1", "|i1",
+               "|b1"}
+
+
+class FileFormatError(ValueError):
+    """The file is truncated, corrupt, or does not match the model."""
+
+
+def _np_dtype_str(a: np.ndarray) -> str:
+    return np.dtype(a.dtype).newbyteorder("<").str if a.dtype.itemsize > 1 else a.dtype.str
+
+
+def _collect(model: nn.Module | None, state_dict=None, config: WrapConfig | None = None):
+    """(entries, buffers): the header entries and the raw arrays to write, verified."""
+    entries: dict[str, dict] = {}
+    arrays: list[tuple[str, str, np.ndarray]] = []  # (fqn, part, array)
+
+    def add_compressed(fqn, enc: Encoded, requires_grad: bool):
+        # verify bit-exactness before writing (decode + checksum of the original bits)
+        got = get_codec(enc.codec_id).decode(enc)
+        if enc.meta.get("quant"):
+            got = got.int_repr()
+        if crc32(bits_of(got)[0]) != int(enc.meta["crc32"]):
+            raise CodecError(f"{fqn}: decoded weight does not match the original; not writing")
+        tree, bufs = enc.flatten()
+        entries[fqn] = {
+            "kind": "compressed",
+            "dtype": enc.meta["dtype"],
+            "shape": enc.meta["shape"],
+            "crc32": enc.meta["crc32"],
+            "requires_grad": bool(requires_grad),
+            "tree": tree,
+            "buffers": {},
+        }
+        for part, a in bufs.items():
+            arrays.append((fqn, part, np.ascontiguousarray(a)))
+
+    def add_dense(fqn, t):
+        u, dt, shape = bits_of(t)
+        entries[fqn] = {"kind": "dense", "dtype": dt.name, "shape": list(shape), "crc32": crc32(u)}
+        arrays.append((fqn, "", u))
+
+    if model is not None:
+        done = set()
+        for fqn, _mod, _p, e in compressed_entries(model):
+            add_compressed(fqn, e.enc, e.requires_grad)
+            done.add(fqn)
+        if not done:  # unwrapped model: compress with the policy, model unchanged
+            config = config or WrapConfig()
+            for t in _plan(model, config, None, {}):
+                p = t.owner._parameters[t.pname]
+                fqn = f"{t.owner_name}.{t.pname}" if t.owner_name else t.pname
+                enc = encode_best(p, form=t.form, candidates=config.codecs)
+                add_compressed(fqn, enc, p.requires_grad)
+                done.add(fqn)
+        with _compressed_state_dict():
+            sd = model.state_dict()
+        for k, v in sd.items():
+            if k not in done:
+                add_dense(k, v)
+    else:
+        config = config or WrapConfig()
+        for k, v in state_dict.items():
+            if not isinstance(v, torch.Tensor):
+                continue
+            if v.numel() >= config.min_numel and (v.dtype.is_floating_point or v.is_quantized
+                                                  or v.dtype in (torch.int8, torch.uint8)):
+                form = "block" if v.dim() > 2 else "element"
+                add_compressed(k, encode_best(v, form=form, candidates=config.codecs),
+                               v.requires_grad)
+            else:
+                add_dense(k, v)
+    return entries, arrays
+
+
+def _write(path, header: dict, arrays, entries) -> None:
+    offset = 0
+    for fqn, part, a in arrays:
+        rec = {"offset": offset, "nbytes": int(a.nbytes), "crc32": crc32(a)}
+        if part:
+            rec.update(dtype=_np_dtype_str(a), shape=list(a.shape))
+            entries[fqn]["buffers"][part] = rec
+        else:
+            entries[fqn].update(offset=offset, nbytes=int(a.nbytes))
+        offset += (a.nbytes + ALIGN - 1) // ALIGN * ALIGN
+    hj = json.dumps(header, separators=(",", ":")).encode()
+    hlen = (8 + len(hj) + ALIGN - 1) // ALIGN * ALIGN - 8
+    hj += b" " * (hlen - len(hj))
+    path = os.fspath(path)
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".dnnz-", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(struct.pack("<Q", hlen))
+            f.write(hj)
+            pos = 0
+            for _fqn, _part, a in arrays:
+                f.write(memoryview(a).cast("B") if a.size else b"")
+                pad = (-a.nbytes) % ALIGN
+                f.write(b"\0" * pad)
+                pos += a.nbytes + pad
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with _suppress():
+            os.unlink(tmp)
+        raise
+    with _suppress():
+        dfd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+class _suppress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return exc[0] is not None and issubclass(exc[0], OSError)
+
+
+def save(model: nn.Module, path, *, config: WrapConfig | None = None) -> None:
+    """Write *model* (wrapped or not; it is not modified) to one file at *path*, atomically.
+
+    Compressed weights of a wrapped model are written as they are; an unwrapped model is
+    compressed with *config*'s policy. Every other state-dict entry is stored dense.
+    """
+    cfg = model.__dict__.get("_dnn_adapter_config") or config or WrapConfig()
+    entries, arrays = _collect(model, config=cfg)
+    header = {"format": MAGIC, "version": VERSION, "config": cfg.to_json(), "tensors": entries}
+    _write(path, header, arrays, entries)
+
+
+def compress_state_dict(state_dict: dict, path, *, config: WrapConfig | None = None,
+                        progress=None) -> dict:
+    """Compress a plain state dict (no model) to *path*; returns the header."""
+    cfg = config or WrapConfig()
+    if progress is not None:
+        entries, arrays = {}, []
+        for k in progress(list(state_dict)):
+            e, a = _collect(None, {k: state_dict[k]}, cfg)
+            entries.update(e)
+            arrays += a
+    else:
+        entries, arrays = _collect(None, state_dict, cfg)
+    header = {"format": MAGIC, "version": VERSION, "config": cfg.to_json(), "tensors": entries}
+    _write(path, header, arrays, entries)
+    return header
+
+
+# ---- reading --------------------------------------------------------------------------------
+class _File:
+    def __init__(self, path, use_mmap: bool = True):
+        self.path = os.fspath(path)
+        size = os.path.getsize(self.path)
+        if size < 8:
+            raise FileFormatError(f"{self.path}: truncated (no header length)")
+        with open(self.path, "rb") as f:
+            if use_mmap and size:
+                self.buf = _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_COPY)
+            else:
+                self.buf = bytearray(f.read())
+        (hlen,) = struct.unpack_from("<Q", self.buf, 0)
+        if hlen > min(size - 8, MAX_HEADER):
+            raise FileFormatError(f"{self.path}: header length {hlen} exceeds the file (truncated?)")
+        try:
+            self.header = json.loads(bytes(self.buf[8 : 8 + hlen]).decode())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise FileFormatError(f"{self.path}: header is not valid JSON ({e})") from None
+        if not isinstance(self.header, dict) or self.header.get("format") != MAGIC:
+            raise FileFormatError(f"{self.path}: not a dnn_adapter file")
+        if self.header.get("version") != VERSION:
+            raise FileFormatError(f"{self.path}: unsupported version {self.header.get('version')}")
+        if not isinstance(self.header.get("tensors"), dict):
+            raise FileFormatError(f"{self.path}: header has no tensor table")
+        self.data0 = 8 + hlen
+        self.size = size
+
+    def array(self, fqn, rec, dtype, shape, check_crc=True) -> np.ndarray:
+        try:
+            off, nb = int(rec["offset"]), int(rec["nbytes"])
+        except (KeyError, TypeError, ValueError):
+            raise FileFormatError(f"{fqn}: buffer record is malformed") from None
+        if dtype not in _ALLOWED_NP:
+            raise FileFormatError(f"{fqn}: buffer dtype {dtype!r} not allowed")
+        dt = np.dtype(dtype)
+        n = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        if off < 0 or nb < 0 or off % ALIGN or nb != n * dt.itemsize:
+            raise FileFormatError(f"{fqn}: buffer offset/size inconsistent")
+        start = self.data0 + off
+        if start + nb > self.size:
+            raise FileFormatError(f"{fqn}: buffer runs past the end of the file (truncated)")
+        a = np.frombuffer(self.buf, dtype=dt, count=n, offset=start).reshape(shape)
+        if check_crc and crc32(a) != rec.get("crc32"):
+            raise FileFormatError(f"{fqn}: checksum mismatch (corrupt file)")
+        return a
+
+
+def read_header(path) -> dict:
+    """The JSON header of a compressed file (validated)."""
+    return _File(path, use_mmap=False).header
+
+
+def _decode_entry(f: _File, fqn: str, rec: dict) -> Encoded:
+    try:
+        bufs = {}
+        for part, b in rec["buffers"].items():
+            bufs[part] = f.array(fqn, b, b["dtype"], [int(s) for s in b["shape"]])
+        enc = Encoded.unflatten(rec["tree"], bufs)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise FileFormatError(f"{fqn}: malformed entry ({e})") from None
+    except (CodecError, RASError, ValueError) as e:
+        if isinstance(e, FileFormatError):
+            raise
+        raise FileFormatError(f"{fqn}: corrupt compressed parts ({e})") from None
+    if enc.meta.get("dtype") != rec.get("dtype") or enc.meta.get("shape") != rec.get("shape"):
+        raise FileFormatError(f"{fqn}: entry and parts disagree on dtype/shape")
+    return enc
+
+
+def _verify_enc(fqn, enc: Encoded) -> torch.Tensor:
+    try:
+        got = get_codec(enc.codec_id).decode(enc)
+    except (CodecError, RASError, ValueError, IndexError) as e:
+        raise FileFormatError(f"{fqn}: cannot decode ({e})") from None
+    t = got.int_repr() if enc.meta.get("quant") else got
+    if crc32(bits_of(t)[0]) != int(enc.meta["crc32"]):
+        raise FileFormatError(f"{fqn}: decoded weight does not match its checksum (corrupt)")
+    return got
+
+
+def load(path, model: nn.Module, *, mode: str | None = None, mmap: bool = True,
+         verify: bool = True, strict: bool = True) -> nn.Module:
+    """Load a file written by :func:`save` into *model* (same architecture); returns *model*.
+
+    Compressed entries are installed as compressed weights (``mode``: ``"streaming"`` or
+    ``"cached"``, default from the file); dense entries are copied into the model's
+    parameters/buffers bit for bit. Any mismatch (missing/unexpected layer, shape, dtype),
+    truncation or corruption raises :class:`FileFormatError` naming the layer.
+    """
+    f = _File(path, use_mmap=mmap)
+    try:
+        cfg = WrapConfig.from_json(f.header.get("config", {}))
+    except (TypeError, ValueError) as e:
+        raise FileFormatError(f"{f.path}: bad config in header ({e})") from None
+    mode = mode or cfg.mode
+    tensors = f.header["tensors"]
+    if any(_state(m) for m in model.modules()):
+        unwrap(model)
+    with _compressed_state_dict():
+        sd = model.state_dict(keep_vars=True)
+    if strict:
+        missing = [k for k in sd if k not in tensors]
+        extra = [k for k in tensors if k not in sd]
+        if missing or extra:
+            raise FileFormatError(
+                f"{f.path}: model does not match the file (missing from file: {missing[:5]}, "
+                f"not in model: {extra[:5]})"
+            )
+    plan = []
+    for fqn, rec in tensors.items():
+        if not isinstance(rec, dict):
+            raise FileFormatError(f"{fqn}: malformed entry")
+        if fqn not in sd:
+            continue
+        cur = sd[fqn]
+        want_shape = rec.get("shape")
+        if list(cur.shape) != want_shape or str(cur.dtype).removeprefix("torch.") != rec.get("dtype"):
+            raise FileFormatError(
+                f"{fqn}: file has {rec.get('dtype')} {want_shape}, model has "
+                f"{str(cur.dtype).removeprefix('torch.')} {list(cur.shape)} (wrong model?)"
+            )
+        if rec.get("kind") == "compressed":
+            enc = _decode_entry(f, fqn, rec)
+            if verify:
+                _verify_enc(fqn, enc)
+            owner, _, pname = fqn.rpartition(".")
+            mod = model.get_submodule(owner)
+            if pname not in mod._parameters:
+                raise FileFormatError(f"{fqn}: compressed entry is not a parameter of the model")
+            plan.append(("c", owner, pname, enc, bool(rec.get("requires_grad", True))))
+        elif rec.get("kind") == "dense":
+            try:
+                dt = dtype_info(rec["dtype"])
+            except TypeError as e:
+                raise FileFormatError(f"{fqn}: {e}") from None
+            a = f.array(fqn, rec, dt.uint.str, [int(s) for s in rec["shape"]])
+            plan.append(("d", fqn, cur, a, dt))
+        else:
+            raise FileFormatError(f"{fqn}: unknown entry kind {rec.get('kind')!r}")
+    # everything validated: now change the model
+    with torch.no_grad():
+        for item in plan:
+            if item[0] == "d":
+                _, fqn, cur, a, dt = item
+                out_bits(cur.data, dt)[...] = a.reshape(-1)
+            else:
+                _, owner, pname, enc, rg = item
+                attach_encoded(model, owner, pname, enc, mode, rg)
+    _install_scopes(model)
+    model.__dict__["_dnn_adapter_config"] = WrapConfig(**{**cfg.to_json(), "mode": mode})
+    return model
