@@ -618,6 +618,14 @@ def _quant_params(x):
 
 
 def _make_quantized(int_repr, q, arrays):
+    import warnings
+
+    with warnings.catch_warnings():  # torch 2.13 deprecates quantized-tensor creation
+        warnings.simplefilter("ignore", UserWarning)
+        return _make_quantized_impl(int_repr, q, arrays)
+
+
+def _make_quantized_impl(int_repr, q, arrays):
     if not is_torch(int_repr):
         int_repr = torch.from_numpy(int_repr)
     qdt = getattr(torch, q["qdtype"])

@@ -1,0 +1,235 @@
+"""dnn_adapter codecs and RAS: bit-exact round trips (integer views), properties, no mutation."""
+
+import hashlib
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from dnn_adapter import codecs as C  # noqa: E402
+from dnn_adapter._bits import bits_of  # noqa: E402
+from dnn_adapter.ras import RAS  # noqa: E402
+
+FLOATS = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
+INTV = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def ibits(t):
+    return t.contiguous().view(INTV[t.element_size()])
+
+
+def specials(dt):
+    vals = [float("nan"), float("inf"), -float("inf"), -0.0, 0.0, 1e-40, -1e-45, 6e-8, 1.0]
+    t = torch.tensor(vals, dtype=torch.float64).to(dt)
+    # a NaN with a non-default payload
+    b = ibits(t).clone()
+    b[0] = b[0] | 1
+    return b.view(dt)
+
+
+def assert_exact(x, y):
+    assert x.dtype == y.dtype and x.shape == y.shape
+    assert torch.equal(ibits(x), ibits(y))
+
+
+@pytest.mark.parametrize("dt", FLOATS)
+@pytest.mark.parametrize("cid", ["float", "raw", "sparse", "dict"])
+@pytest.mark.parametrize("form", ["block", "element"])
+def test_roundtrip_specials(dt, cid, form):
+    torch.manual_seed(0)
+    x = torch.randn(40, 30).to(dt)
+    x.view(-1)[:9] = specials(dt)
+    if cid == "sparse":
+        x[torch.rand(40, 30) < 0.7] = 0
+    if cid == "dict":
+        x = (torch.randint(-3, 4, (40, 30)).to(dt) * 0.5)
+        x.view(-1)[:9] = specials(dt)
+    codec = C.get_codec({"id": cid, "form": form} if cid != "raw" else cid)
+    enc = codec.encode(x)
+    assert_exact(codec.decode(enc), x)
+    out = torch.empty_like(x)
+    assert codec.decode(enc, out=out) is out
+    assert_exact(out, x)
+    if enc.ras:
+        assert enc.form == form
+
+
+def test_fp32_split_is_8_plus_24_bits():
+    x = torch.randn(64, 64)
+    enc = C.FloatCodec().encode(x)
+    assert enc.arrays["raw"].shape == (3, 4096) and "raw_top" not in enc.arrays
+    enc16 = C.FloatCodec().encode(x.half())
+    assert enc16.arrays["raw"].shape == (1, 4096) and enc16.arrays["raw_top"].size == 4096 * 3 // 8
+    encb = C.FloatCodec().encode(x.bfloat16())
+    assert encb.arrays["raw"].shape == (1, 4096)
+
+
+def test_numpy_input_output():
+    a = np.random.default_rng(0).standard_normal((50, 20)).astype(np.float32)
+    enc = C.encode_best(a)
+    b = C.decode(enc)
+    assert isinstance(b, np.ndarray) and np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+@pytest.mark.parametrize("dt", [torch.int8, torch.uint8, torch.int64, torch.bool])
+def test_integer_tensors(dt):
+    x = torch.randint(0, 2 if dt == torch.bool else 5, (100, 30)).to(dt)
+    enc = C.encode_best(x)
+    assert enc.codec_id in ("dict", "sparse")
+    assert torch.equal(C.decode(enc), x)
+
+
+@pytest.mark.filterwarnings("ignore:.*quantized tensor creation functions.*:UserWarning")
+def test_quantized_tensors():
+    torch.manual_seed(0)
+    qs = [
+        torch.quantize_per_tensor(torch.randn(256, 256), 0.2, 3, torch.qint8),
+        torch.quantize_per_channel(torch.randn(256, 256), torch.rand(256, dtype=torch.float64) + 0.1,
+                                   torch.randint(0, 10, (256,)), 0, torch.quint8),
+    ]
+    for q in qs:
+        enc = C.encode_best(q)
+        assert enc.codec_id in ("dict", "sparse") and "quant" in enc.meta
+        got = C.decode(enc)
+        assert got.qscheme() == q.qscheme() and torch.equal(got.int_repr(), q.int_repr())
+        if q.qscheme() == torch.per_tensor_affine:
+            assert got.q_scale() == q.q_scale() and got.q_zero_point() == q.q_zero_point()
+        else:
+            assert torch.equal(got.q_per_channel_scales(), q.q_per_channel_scales())
+            assert torch.equal(got.q_per_channel_zero_points(), q.q_per_channel_zero_points())
+
+
+@pytest.mark.parametrize("cid", ["float", "dict", "sparse", "raw"])
+def test_encode_does_not_mutate(cid):
+    x = torch.randn(64, 64)
+    x[x.abs() < 1] = 0
+    x.view(-1)[:9] = specials(torch.float32)
+    before = hashlib.sha256(x.numpy().tobytes()).hexdigest()
+    copy = x.clone()
+    enc = C.get_codec(cid).encode(x)
+    C.get_codec(cid).decode(enc)
+    C.encode_best(x)
+    assert hashlib.sha256(x.numpy().tobytes()).hexdigest() == before
+    assert torch.equal(ibits(x), ibits(copy))
+
+
+def test_choice_prefers_smallest():
+    torch.manual_seed(0)
+    dense = torch.randn(256, 256)
+    assert C.encode_best(dense).codec_id == "float"
+    sparse = dense.clone()
+    sparse[torch.rand(256, 256) < 0.9] = 0
+    assert C.encode_best(sparse).codec_id == "sparse"
+    q = torch.randint(-8, 8, (256, 256)).float() / 8
+    assert C.encode_best(q).codec_id == "dict"
+    e = C.encode_best(dense)
+    assert e.nbytes < dense.numel() * 4
+
+
+def test_config_json_and_registry():
+    import json
+
+    for cid, cls in C.registry.items():
+        codec = cls()
+        cfg = codec.get_config()
+        assert json.loads(json.dumps(cfg)) == cfg and cfg["id"] == cid
+        assert C.get_codec(cfg).get_config() == cfg
+    with pytest.raises(C.CodecError):
+        C.get_codec("nope")
+
+
+def test_flatten_roundtrip():
+    x = torch.randn(30, 40)
+    x[x.abs() < 1] = 0
+    enc = C.encode_best(x)
+    tree, bufs = enc.flatten()
+    enc2 = C.Encoded.unflatten(tree, {k: v.copy() for k, v in bufs.items()})
+    assert_exact(C.decode(enc2), x)
+
+
+# ---- RAS -----------------------------------------------------------------------------------
+def test_ras_figure1_text():
+    s = torch.tensor([[0.5, 0.0, 0.0, -1.25], [0.0, 0.0, 3.0, 0.0]])
+    assert C.FloatCodec("block").encode(s).to_text() == "<B> [0.5 0 0 -1.25] [0 0 3 0] #"
+    assert C.FloatCodec("element").encode(s).to_text() == "<E> |0.5 0 0 -1.25|0 0 3 0| #"
+    assert C.SparseCodec("block").encode(s).to_text() == "<B> [(0,0.5) (2,-1.25)] [(2,3)] #"
+    assert "<B>" in repr(C.FloatCodec("block").encode(s))
+
+
+@pytest.mark.parametrize("form", ["block", "element"])
+def test_ras_retrieval(form):
+    rng = np.random.default_rng(1)
+    codes = rng.integers(0, 7, 60)
+    r = RAS.build(codes, 7, form, 12)
+    assert r.form == form and len(r) == 60 and r.nblocks == 5
+    assert np.array_equal(r.decode(), codes)
+    for j in range(5):
+        assert np.array_equal(r.block(j), codes[12 * j : 12 * j + 12])
+    for i in range(60):
+        assert r.get(i) == codes[i]
+    seq = r.symbols()
+    assert seq[0] == (8 if form == "block" else 7) and seq[-1] == 10
+    assert np.count_nonzero(seq == 9) == 5
+    lengths = np.array([3, 0, 10, 7])
+    r2 = RAS.build(codes[:20], 7, form, lengths)
+    assert np.array_equal(r2.decode(), codes[:20])
+    assert np.array_equal(r2.block_lengths(), lengths)
+    assert [r2.get(i) for i in range(20)] == codes[:20].tolist()
+    assert r2.block(1).size == 0
+    meta, parts = r2.to_parts()
+    r3 = RAS.from_parts(meta, parts)
+    assert np.array_equal(r3.decode(), codes[:20])
+
+
+# ---- hypothesis ------------------------------------------------------------------------------
+_special_bits = st.sampled_from([0, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00001, 0xFFFFFFFF,
+                                 0x00000001, 0x807FFFFF, 0x3F800000])
+
+
+@st.composite
+def tensors(draw):
+    n = draw(st.integers(0, 300))
+    rows = draw(st.sampled_from([1, 2, 3, 5]))
+    kind = draw(st.sampled_from(["any", "few", "sparse"]))
+    if kind == "any":
+        el = st.one_of(st.integers(0, 2**32 - 1), _special_bits)
+    elif kind == "few":
+        el = st.sampled_from(draw(st.lists(st.one_of(st.integers(0, 2**32 - 1), _special_bits),
+                                           min_size=1, max_size=5)))
+    else:
+        el = st.one_of(st.just(0), st.just(0), st.just(0), _special_bits, st.integers(0, 2**32 - 1))
+    vals = draw(st.lists(el, min_size=n * rows, max_size=n * rows))
+    b = np.array(vals, dtype=np.uint32).reshape(rows, n) if n else np.zeros((rows, 0), np.uint32)
+    dt = draw(st.sampled_from(FLOATS))
+    t = torch.from_numpy(b.view(np.int32).copy()).view(torch.float32)
+    if dt != torch.float32:  # reinterpret the low bits as the narrower/wider type
+        size = torch.empty(0, dtype=dt).element_size()
+        t = torch.from_numpy(b.astype(np.uint64).astype({2: np.uint16, 8: np.uint64}[size])
+                             .view({2: np.int16, 8: np.int64}[size]).copy()).view(dt)
+    return t
+
+
+@settings(deadline=None)
+@given(tensors(), st.sampled_from(["float", "dict", "sparse", "raw"]),
+       st.sampled_from(["block", "element"]))
+def test_property_roundtrip(x, cid, form):
+    codec = C.get_codec({"id": cid, "form": form} if cid != "raw" else cid)
+    copy = x.clone()
+    try:
+        enc = codec.encode(x)
+    except C.CodecError:
+        return  # not applicable (e.g. too many values for dict, not sparse)
+    assert_exact(codec.decode(enc), x)
+    assert torch.equal(ibits(x), ibits(copy))
+    u, _, _ = bits_of(x)
+    assert enc.meta["crc32"] == C.crc32(u)
+
+
+@settings(deadline=None, max_examples=20)
+@given(tensors())
+def test_property_best(x):
+    enc = C.encode_best(x)  # verify=True checks exactness
+    assert_exact(C.decode(enc), x)
