@@ -1,0 +1,309 @@
+"""dnn_adapter.wrap/unwrap/save/load/report: bit-exact weights, torch.equal outputs."""
+
+import copy
+import os
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+import dnn_adapter as D  # noqa: E402
+from dnn_adapter.models import DigitsCNN, resnet50  # noqa: E402
+
+INTV = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+torch.set_num_threads(1)
+
+
+def ibits(t):
+    return t.detach().contiguous().view(INTV[t.element_size()])
+
+
+def mlp():
+    return nn.Sequential(nn.Linear(32, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
+                         nn.Linear(64, 10))
+
+
+def cnn():
+    return nn.Sequential(nn.Conv2d(3, 16, 3), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 32, 3),
+                         nn.BatchNorm2d(32), nn.ReLU(), nn.Flatten(), nn.Linear(32 * 4 * 4, 10))
+
+
+class EmbModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(500, 32)
+        self.fc = nn.Linear(32, 4)
+
+    def forward(self, idx):
+        return self.fc(self.emb(idx).mean(1))
+
+
+def transformer():
+    layer = nn.TransformerEncoderLayer(64, 4, 128, batch_first=True, dropout=0.0)
+    return nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+
+
+class MHAModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(64, 4, batch_first=True)
+        self.fc = nn.Linear(64, 8)
+
+    def forward(self, x):
+        return self.fc(self.attn(x, x, x, need_weights=False)[0])
+
+
+MODELS = {
+    "mlp": (mlp, lambda: torch.randn(4, 32)),
+    "cnn": (cnn, lambda: torch.randn(2, 3, 8, 8)),
+    "emb": (EmbModel, lambda: torch.randint(0, 500, (3, 7))),
+    "transformer": (transformer, lambda: torch.randn(2, 5, 64)),
+    "mha": (MHAModel, lambda: torch.randn(2, 5, 64)),
+}
+
+
+def prune_(m, amount=0.8):
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.dim() >= 2:
+                p[p.abs() < p.abs().flatten().kthvalue(int(amount * p.numel())).values] = 0
+    return m
+
+
+def quantize_(m, levels=16):
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.dim() >= 2:
+                lo, hi = p.min(), p.max()
+                st = (hi - lo) / (levels - 1)
+                p.copy_(torch.round((p - lo) / st) * st + lo)
+    return m
+
+
+def make(name, dtype=torch.float32, variant="dense"):
+    torch.manual_seed(0)
+    ctor, inp = MODELS[name]
+    m = ctor().eval()
+    for mod in m.modules():  # non-trivial BN statistics
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_mean.normal_()
+            mod.running_var.uniform_(0.5, 2)
+    if variant == "pruned":
+        prune_(m)
+    elif variant == "quantized":
+        quantize_(m)
+    x = inp()
+    if dtype != torch.float32:
+        m = m.to(dtype)
+        if x.is_floating_point():
+            x = x.to(dtype)
+    return m, x
+
+
+def check_same(ref, m, x):
+    with torch.no_grad():
+        y0 = ref(x)
+        assert torch.equal(m(x), y0)
+        assert torch.equal(m(x), y0)  # workspace reuse
+    with torch.inference_mode():
+        assert torch.equal(m(x), y0)
+    # grad enabled (eval): must match the uncompressed model on the same path
+    assert torch.equal(m(x).detach(), ref(x).detach())
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("mode", ["streaming", "cached"])
+def test_wrap_exact(name, mode):
+    ref, x = make(name)
+    m = copy.deepcopy(ref)
+    cfg = D.WrapConfig(mode=mode, min_numel=256)
+    assert D.wrap(m, cfg) is m
+    assert D.is_wrapped(m)
+    check_same(ref, m, x)
+    sd0, sd1 = ref.state_dict(), m.state_dict()
+    assert list(sd0) == list(sd1)
+    for k in sd0:
+        assert torch.equal(ibits(sd0[k]), ibits(sd1[k])), k
+    assert D.unwrap(m) is m and not D.is_wrapped(m)
+    p0, p1 = list(ref.named_parameters()), list(m.named_parameters())
+    assert [k for k, _ in p0] == [k for k, _ in p1]
+    for (k, a), (_, b) in zip(p0, p1, strict=True):
+        assert torch.equal(ibits(a), ibits(b)) and a.requires_grad == b.requires_grad, k
+    check_same(ref, m, x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("name", ["mlp", "cnn", "transformer"])
+def test_wrap_dtypes(name, dtype):
+    ref, x = make(name, dtype)
+    m = D.wrap(copy.deepcopy(ref), D.WrapConfig(min_numel=256))
+    assert any(True for _ in D.wrapping.compressed_entries(m))
+    check_same(ref, m, x)
+
+
+@pytest.mark.parametrize("variant,codec", [("pruned", "sparse"), ("quantized", "dict")])
+@pytest.mark.parametrize("name", ["mlp", "cnn", "transformer"])
+def test_wrap_variants(name, variant, codec):
+    ref, x = make(name, variant=variant)
+    m = D.wrap(copy.deepcopy(ref), D.WrapConfig(min_numel=256))
+    codecs = [e.enc.codec_id for *_, e in D.wrapping.compressed_entries(m)]
+    assert codec in codecs
+    check_same(ref, m, x)
+
+
+def test_torch_prune_masks():
+    from torch.nn.utils import prune
+
+    torch.manual_seed(0)
+    ref = mlp().eval()
+    m = copy.deepcopy(ref)
+    mask = ref[0].weight.abs() > 0.05
+    prune.custom_from_mask(ref[0], "weight", mask)
+    prune.custom_from_mask(m[0], "weight", mask)
+    x = torch.randn(4, 32)
+    with torch.no_grad():
+        y0 = ref(x)
+        w0 = ref[0].weight.clone()
+    D.wrap(m, D.WrapConfig(min_numel=256))
+    with torch.no_grad():
+        assert torch.equal(m(x), y0)
+    D.unwrap(m)
+    assert torch.equal(ibits(m[0].weight), ibits(w0))  # -0.0 of pruned negatives kept
+
+
+def test_training_is_refused():
+    m, x = make("mlp")
+    D.wrap(m, D.WrapConfig(min_numel=256))
+    m.train()
+    with pytest.raises(D.InferenceOnlyError):
+        m(x)
+    with torch.no_grad():
+        m(x)  # train-mode forward without grad is allowed (e.g. BN statistics)
+    m.eval()
+    y = m(x).sum()
+    with pytest.raises(D.InferenceOnlyError):
+        y.backward()
+    comp = {fqn for fqn, *_ in D.wrapping.compressed_entries(m)}
+    assert comp and not comp & {k for k, _ in m.named_parameters()}
+
+
+def test_filter_and_overrides():
+    m, x = make("cnn")
+    ref = copy.deepcopy(m)
+    D.wrap(m, D.WrapConfig(min_numel=256, overrides={"3": "element", "7": "skip"}),
+           filter_fn=lambda mod, fqn: fqn != "0")
+    ents = {fqn: e for fqn, _m, _p, e in D.wrapping.compressed_entries(m)}
+    assert "0.weight" not in ents and "7.weight" not in ents
+    assert ents["3.weight"].enc.form == "element"
+    check_same(ref, m, x)
+
+
+def test_fpr_policy_with_sample():
+    m, x = make("cnn")
+    D.wrap(m, D.WrapConfig(min_numel=256, fpr_threshold=4.0), sample_input=x[:1])
+    ents = {fqn: e.enc.form for fqn, _m, _p, e in D.wrapping.compressed_entries(m)}
+    assert ents["3.weight"] == "block" and ents["7.weight"] == "element"
+
+
+def test_state_dict_load_into_wrapped():
+    ref, x = make("mlp")
+    m = D.wrap(copy.deepcopy(ref), D.WrapConfig(min_numel=256))
+    other, _ = make("mlp")
+    with torch.no_grad():
+        for p in other.parameters():
+            p.mul_(2)
+    m.load_state_dict(other.state_dict())
+    with torch.no_grad():
+        assert torch.equal(m(x), other(x))
+
+
+# ---- save / load -----------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["cnn", "transformer", "emb"])
+@pytest.mark.parametrize("wrapped", [True, False])
+def test_save_load(tmp_path, name, wrapped):
+    ref, x = make(name, variant="pruned" if name == "cnn" else "dense")
+    src = copy.deepcopy(ref)
+    if wrapped:
+        D.wrap(src, D.WrapConfig(min_numel=256))
+    path = tmp_path / "m.dnnz"
+    D.save(src, path)
+    for mode in ("streaming", "cached"):
+        fresh, _ = make(name)
+        with torch.no_grad():
+            for p in fresh.parameters():
+                p.zero_()
+        D.load(path, fresh, mode=mode)
+        check_same(ref, fresh, x)
+    assert not any(f.startswith(".dnnz-") for f in os.listdir(tmp_path))
+
+
+def test_load_errors(tmp_path):
+    ref, x = make("cnn")
+    path = tmp_path / "m.dnnz"
+    D.save(D.wrap(copy.deepcopy(ref), D.WrapConfig(min_numel=256)), path)
+    data = path.read_bytes()
+    wrong = nn.Sequential(nn.Conv2d(3, 16, 3), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 32, 5),
+                          nn.BatchNorm2d(32), nn.ReLU(), nn.Flatten(), nn.Linear(32 * 4 * 4, 10))
+    with pytest.raises(D.FileFormatError, match=r"3\.weight"):
+        D.load(path, wrong)
+    with pytest.raises(D.FileFormatError, match="does not match"):
+        D.load(path, mlp())
+    (tmp_path / "t").write_bytes(data[: len(data) // 2])
+    with pytest.raises(D.FileFormatError, match="truncated|past the end"):
+        D.load(tmp_path / "t", make("cnn")[0])
+    (tmp_path / "h").write_bytes(data[:20])
+    with pytest.raises(D.FileFormatError):
+        D.load(tmp_path / "h", make("cnn")[0])
+    # flip a byte in every region; each must raise a FileFormatError naming the problem
+    for pos in range(len(data) - 1, 8 + 64, -max(1, len(data) // 25)):
+        b = bytearray(data)
+        b[pos] ^= 0x5A
+        (tmp_path / "c").write_bytes(bytes(b))
+        target = make("cnn")[0]
+        try:
+            D.load(tmp_path / "c", target)
+        except D.FileFormatError as e:
+            assert str(e)
+        else:  # flipping header padding/alignment padding bytes is harmless
+            check_same(ref, target, x)
+
+
+# ---- report ------------------------------------------------------------------------------------
+def test_resnet50_counts():
+    with torch.device("meta"):
+        m = resnet50()
+    rep = D.report(m, torch.empty(1, 3, 224, 224, device="meta"), encode=False)
+    assert rep.total_params == 25_557_032
+    assert rep.total_macs == 4_089_184_256
+    by = {r.name: r for r in rep}
+    assert by["conv1"].macs == 118_013_952 and by["fc"].macs == 2_048_000
+    assert by["conv1"].form == "-"  # not encoded
+
+
+def test_report_table():
+    m, x = make("transformer")
+    rep = D.report(m, x[:1], D.WrapConfig(min_numel=256))
+    rows = {r.name: r for r in rep}
+    attn = rows["layers.0.self_attn"]
+    assert attn.macs == 5 * 64 * 64 * 3 + 2 * 5 * 5 * 64
+    assert rows["layers.0.self_attn.out_proj"].macs == 5 * 64 * 64
+    assert rows["layers.0.linear1"].macs == 5 * 64 * 128
+    assert attn.form == "element" and attn.fpr == pytest.approx(attn.macs / attn.params)
+    txt = rep.to_text()
+    assert "TOTAL" in txt and "layers.0.linear1" in txt
+    d = rep.as_dicts()[0]
+    assert {"params", "macs", "fpr", "form", "codec", "bytes_before", "bytes_after", "cr"} <= set(d)
+    m2 = D.wrap(copy.deepcopy(m), D.WrapConfig(min_numel=256))
+    assert D.report(m2).bytes_after == pytest.approx(rep.bytes_after, rel=0.05)
+    mh, xh = make("mha")
+    rh = {r.name: r for r in D.report(mh, xh[:1])}
+    assert rh["attn"].macs == 5 * 64 * 64 * 3 + 2 * 5 * 5 * 64
+    emb, xe = make("emb")
+    assert {r.name: r for r in D.report(emb, xe[:1])}["emb"].macs == 0
+
+
+def test_digits_cnn_defined():
+    m = DigitsCNN().eval()
+    with torch.no_grad():
+        assert m(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
