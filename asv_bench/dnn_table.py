@@ -1,0 +1,173 @@
+"""Compression ratios of dnn_adapter per codec and model vs the zero-order bound, zipnn and zstd.
+
+Real trained weights: no installed PyPI package ships NN weights here (checked site-packages
+for .pt/.pth/.safetensors/.onnx), so the demo DigitsCNN (and a wider MLP) are trained on
+scikit-learn's bundled digits in seconds. Pruned/quantized variants come from the demo.
+
+Columns: ours = dnn_adapter bytes (all parts + JSON meta) ; bound = zero-order bound
+(fp: n * (H0(exponent) + raw sign/mantissa bits); sparse: n*H2(density) + values' bound;
+dict: n * H0(codes) + table) ; zipnn / zstd -19 on the same raw bytes (skipped if missing).
+Run: python asv_bench/dnn_table.py
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, ".")
+from dnn_adapter import codecs as C  # noqa: E402
+from dnn_adapter._bits import bits_of  # noqa: E402
+from dnn_adapter.demo import digits_data, prune_copy, quantize_copy, train_digits_cnn  # noqa: E402
+from dnn_adapter.models import MLP  # noqa: E402
+
+
+def h0(a) -> float:
+    _, c = np.unique(a, return_counts=True)
+    p = c / c.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+def fp_bound_bits(u, dt) -> float:
+    M = dt.mant_bits
+    exp = (u >> u.dtype.type(M)) & u.dtype.type((1 << dt.exp_bits) - 1)
+    return u.size * (h0(exp) + M + 1)
+
+
+def bound_bytes(t) -> float:
+    u, dt, _ = bits_of(t)
+    n = u.size
+    nz = np.flatnonzero(u)
+    d = nz.size / n
+    if d < 0.8:  # sparse: positions + values
+        hpos = 0.0 if d in (0, 1) else -(d * math.log2(d) + (1 - d) * math.log2(1 - d))
+        vals = u[nz]
+        vb = min(fp_bound_bits(vals, dt) if dt.is_float else 1e30,
+                 vals.size * h0(vals) + 8 * dt.itemsize * np.unique(vals).size)
+        return (n * hpos + vb) / 8
+    uniq = np.unique(u).size
+    dict_b = n * h0(u) + 8 * dt.itemsize * uniq if uniq <= 4096 else 1e30
+    fp_b = fp_bound_bits(u, dt) if dt.is_float else 1e30
+    return min(dict_b, fp_b) / 8
+
+
+def zipnn_bytes(t):
+    try:
+        import zipnn
+    except ImportError:
+        return None
+    name = str(t.dtype).removeprefix("torch.")
+    u, _, _ = bits_of(t)
+    z = zipnn.ZipNN(input_format="byte", bytearray_dtype=name)
+    return len(z.compress(u.tobytes()))
+
+
+def zstd_bytes(t):
+    try:
+        import zstandard
+    except ImportError:
+        return None
+    u, _, _ = bits_of(t)
+    return len(zstandard.ZstdCompressor(level=19).compress(u.tobytes()))
+
+
+def train_mlp(epochs=15):
+    torch.manual_seed(0)
+    xtr, ytr, _, _ = digits_data()
+    m = MLP((64, 512, 512, 10))
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+    for _ in range(epochs):
+        for i in range(0, len(ytr), 64):
+            loss = torch.nn.functional.cross_entropy(m(xtr[i : i + 64]), ytr[i : i + 64])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return m.eval()
+
+
+def weights(model, min_numel=1024):
+    return {k: v.detach() for k, v in model.state_dict().items()
+            if v.is_floating_point() and v.numel() >= min_numel}
+
+
+def row(label, ts, codec=None):
+    ours = bound = raw = 0
+    zn = zs = 0
+    have_zn = have_zs = True
+    used = set()
+    for t in ts.values():
+        raw += t.numel() * t.element_size()
+        if codec:
+            enc = C.get_codec({"id": codec, "form": "block"}).encode(t)
+            C.check_exact(t, enc)
+        else:
+            enc = C.encode_best(t)
+        used.add(enc.describe())
+        ours += enc.nbytes
+        bound += bound_bytes(t)
+        a, b = zipnn_bytes(t), zstd_bytes(t)
+        have_zn &= a is not None
+        have_zs &= b is not None
+        zn += a or 0
+        zs += b or 0
+    cells = [label, ",".join(sorted(used)), f"{raw:,}", f"{raw / ours:.3f}", f"{raw / bound:.3f}",
+             f"{100 * (ours / bound - 1):+.1f}%",
+             f"{raw / zn:.3f}" if have_zn and zn else "-", f"{raw / zs:.3f}" if have_zs else "-"]
+    print("  ".join(c.rjust(w) for c, w in zip(cells, (26, 22, 10, 8, 8, 8, 8, 8), strict=True)))
+
+
+def main():
+    torch.set_num_threads(1)
+    print("training the demo models on sklearn digits ...", flush=True)
+    cnn, _, _ = train_digits_cnn()
+    mlp = train_mlp()
+    hdr = ["model / tensors", "codec", "raw B", "CR", "bound", "vs bnd", "zipnn", "zstd19"]
+    print("  ".join(h.rjust(w) for h, w in zip(hdr, (26, 22, 10, 8, 8, 8, 8, 8), strict=True)))
+    for name, m in (("DigitsCNN", cnn), ("MLP 64-512-512-10", mlp)):
+        for dt in (torch.float32, torch.bfloat16, torch.float16):
+            ts = {k: v.to(dt) for k, v in weights(m).items()}
+            tag = str(dt).removeprefix("torch.")
+            row(f"{name} {tag}", ts)
+            row(f"{name} {tag} [float]", ts, "float")
+        row(f"{name} pruned80 fp32", weights(prune_copy(m, finetune_epochs=0) if name == "DigitsCNN"
+                                             else _prune(m)))
+        row(f"{name} quant16 fp32", weights(quantize_copy(m) if name == "DigitsCNN" else _quant(m)))
+    g = torch.Generator().manual_seed(0)
+    big = {"randn 1M fp32": torch.randn(1024, 1024, generator=g) * 0.02}
+    row("gaussian 1024x1024 fp32", big)
+    row("gaussian 1024x1024 bf16", {k: v.bfloat16() for k, v in big.items()})
+    print("\nbound = zero-order entropy bound (exponent H0 + raw bits; positions H2 + values).")
+    print("CR = raw bytes / compressed bytes (dnn_adapter counts every part incl. the rank/select"
+          " index and JSON meta).")
+
+
+def _prune(m, amount=0.8):
+    import copy
+
+    m = copy.deepcopy(m)
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.dim() >= 2:
+                thr = p.abs().flatten().kthvalue(int(amount * p.numel())).values
+                p.copy_(torch.where(p.abs() <= thr, torch.zeros_like(p), p))
+    return m
+
+
+def _quant(m, levels=16):
+    import copy
+
+    m = copy.deepcopy(m)
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.dim() >= 2:
+                lo, hi = p.min(), p.max()
+                st = (hi - lo) / (levels - 1)
+                p.copy_(torch.round((p - lo) / st) * st + lo)
+    return m
+
+
+if __name__ == "__main__":
+    main()
