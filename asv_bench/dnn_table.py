@@ -45,8 +45,10 @@ def bound_bytes(t) -> float:
     if d < 0.8:  # sparse: positions + values
         hpos = 0.0 if d in (0, 1) else -(d * math.log2(d) + (1 - d) * math.log2(1 - d))
         vals = u[nz]
-        vb = min(fp_bound_bits(vals, dt) if dt.is_float else 1e30,
-                 vals.size * h0(vals) + 8 * dt.itemsize * np.unique(vals).size)
+        vb = min(
+            fp_bound_bits(vals, dt) if dt.is_float else 1e30,
+            vals.size * h0(vals) + 8 * dt.itemsize * np.unique(vals).size,
+        )
         return (n * hpos + vb) / 8
     uniq = np.unique(u).size
     dict_b = n * h0(u) + 8 * dt.itemsize * uniq if uniq <= 4096 else 1e30
@@ -89,8 +91,11 @@ def train_mlp(epochs=15):
 
 
 def weights(model, min_numel=1024):
-    return {k: v.detach() for k, v in model.state_dict().items()
-            if v.is_floating_point() and v.numel() >= min_numel}
+    return {
+        k: v.detach()
+        for k, v in model.state_dict().items()
+        if v.is_floating_point() and v.numel() >= min_numel
+    }
 
 
 def row(label, ts, codec=None):
@@ -113,9 +118,16 @@ def row(label, ts, codec=None):
         have_zs &= b is not None
         zn += a or 0
         zs += b or 0
-    cells = [label, ",".join(sorted(used)), f"{raw:,}", f"{raw / ours:.3f}", f"{raw / bound:.3f}",
-             f"{100 * (ours / bound - 1):+.1f}%",
-             f"{raw / zn:.3f}" if have_zn and zn else "-", f"{raw / zs:.3f}" if have_zs else "-"]
+    cells = [
+        label,
+        ",".join(sorted(used)),
+        f"{raw:,}",
+        f"{raw / ours:.3f}",
+        f"{raw / bound:.3f}",
+        f"{100 * (ours / bound - 1):+.1f}%",
+        f"{raw / zn:.3f}" if have_zn and zn else "-",
+        f"{raw / zs:.3f}" if have_zs else "-",
+    ]
     print("  ".join(c.rjust(w) for c, w in zip(cells, (26, 22, 10, 8, 8, 8, 8, 8), strict=True)))
 
 
@@ -132,16 +144,20 @@ def main():
             tag = str(dt).removeprefix("torch.")
             row(f"{name} {tag}", ts)
             row(f"{name} {tag} [float]", ts, "float")
-        row(f"{name} pruned80 fp32", weights(prune_copy(m, finetune_epochs=0) if name == "DigitsCNN"
-                                             else _prune(m)))
+        row(
+            f"{name} pruned80 fp32",
+            weights(prune_copy(m, finetune_epochs=0) if name == "DigitsCNN" else _prune(m)),
+        )
         row(f"{name} quant16 fp32", weights(quantize_copy(m) if name == "DigitsCNN" else _quant(m)))
     g = torch.Generator().manual_seed(0)
     big = {"randn 1M fp32": torch.randn(1024, 1024, generator=g) * 0.02}
     row("gaussian 1024x1024 fp32", big)
     row("gaussian 1024x1024 bf16", {k: v.bfloat16() for k, v in big.items()})
     print("\nbound = zero-order entropy bound (exponent H0 + raw bits; positions H2 + values).")
-    print("CR = raw bytes / compressed bytes (dnn_adapter counts every part incl. the rank/select"
-          " index and JSON meta).")
+    print(
+        "CR = raw bytes / compressed bytes (dnn_adapter counts every part incl. the rank/select"
+        " index and JSON meta)."
+    )
 
 
 def _prune(m, amount=0.8):

@@ -6,9 +6,9 @@ inference straight from the compressed form. See :func:`wrap`, :func:`save`, :fu
 """
 
 from .codecs import Codec, CodecError, Encoded, encode_best, get_codec, register_codec, registry
+from .io import FileFormatError, load, save
 from .ras import RAS
 from .reporting import Report, count_macs, report
-from .io import FileFormatError, load, save
 from .wrapping import InferenceOnlyError, WrapConfig, is_wrapped, unwrap, wrap
 
 __all__ = [

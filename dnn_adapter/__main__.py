@@ -39,8 +39,20 @@ def _entries_table(path):
         before = n * dtype_info(rec["dtype"]).itemsize
         if rec["kind"] == "compressed":
             enc: Encoded = _decode_entry(f, fqn, rec)
-            rows.append(LayerRow(fqn, "compressed", n, 0, 0.0, enc.form or "-", enc.describe(),
-                                 rec["dtype"], before, enc.nbytes))
+            rows.append(
+                LayerRow(
+                    fqn,
+                    "compressed",
+                    n,
+                    0,
+                    0.0,
+                    enc.form or "-",
+                    enc.describe(),
+                    rec["dtype"],
+                    before,
+                    enc.nbytes,
+                )
+            )
         else:
             rows.append(LayerRow(fqn, "dense", n, 0, 0.0, "-", "-", rec["dtype"], before, before))
     return Report(rows)
@@ -55,12 +67,15 @@ def cmd_compress(a):
     sd = _load_state_dict(a.input)
     cfg = WrapConfig(min_numel=a.min_numel)
     t = time.perf_counter()
-    compress_state_dict(sd, a.output, config=cfg,
-                        progress=lambda xs: tqdm(xs, desc="compress", unit="tensor"))
+    compress_state_dict(
+        sd, a.output, config=cfg, progress=lambda xs: tqdm(xs, desc="compress", unit="tensor")
+    )
     before = sum(v.numel() * v.element_size() for v in sd.values() if hasattr(v, "numel"))
     after = os.path.getsize(a.output)
-    print(f"{a.input} -> {a.output}: {before:,} -> {after:,} bytes (CR {before / after:.3f}) "
-          f"in {time.perf_counter() - t:.1f}s")
+    print(
+        f"{a.input} -> {a.output}: {before:,} -> {after:,} bytes (CR {before / after:.3f}) "
+        f"in {time.perf_counter() - t:.1f}s"
+    )
     return 0
 
 
@@ -138,9 +153,11 @@ def cmd_bench(a):
     if a.file:
         model = load(a.file, model if a.model == "resnet50" else DigitsCNN().eval())
     results = []
-    for label, m in (("uncompressed", model),
-                     ("streaming", wrap(copy.deepcopy(model), WrapConfig())),
-                     ("cached", wrap(copy.deepcopy(model), WrapConfig(mode="cached")))):
+    for label, m in (
+        ("uncompressed", model),
+        ("streaming", wrap(copy.deepcopy(model), WrapConfig())),
+        ("cached", wrap(copy.deepcopy(model), WrapConfig(mode="cached"))),
+    ):
         with torch.inference_mode():
             m(x)
             ts = []
@@ -156,13 +173,17 @@ def cmd_bench(a):
         resident += sum(p.numel() * p.element_size() for p in m.parameters())
         results.append((label, float(np.median(ts)), peak, resident))
     base = results[0][1]
-    print(f"{'model':<14}{'median ms':>11}{'x base':>8}{'resident weights':>18}"
-          f"{'py peak/forward':>17}")
+    print(
+        f"{'model':<14}{'median ms':>11}{'x base':>8}{'resident weights':>18}"
+        f"{'py peak/forward':>17}"
+    )
     for label, t, peak, res in results:
         print(f"{label:<14}{1e3 * t:>11.2f}{t / base:>8.2f}{res:>18,}{peak:>17,}")
-    print("(resident = parameters + buffers incl. compressed parts; cached mode also holds "
-          "dense copies as plain attributes; peak via tracemalloc covers numpy decode "
-          "temporaries, not torch's allocator)")
+    print(
+        "(resident = parameters + buffers incl. compressed parts; cached mode also holds "
+        "dense copies as plain attributes; peak via tracemalloc covers numpy decode "
+        "temporaries, not torch's allocator)"
+    )
     del save
     return 0
 
@@ -174,9 +195,10 @@ def cmd_demo(a):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dnn_adapter",
-                                description="Lossless DNN weight compression with succinct "
-                                            "structures")
+    p = argparse.ArgumentParser(
+        prog="python -m dnn_adapter",
+        description="Lossless DNN weight compression with succinct structures",
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("compress", help="state_dict (.pt/.safetensors) -> compressed file")
     c.add_argument("input")

@@ -108,7 +108,9 @@ def bits_of(x) -> tuple[np.ndarray, DType, tuple[int, ...]]:
         if dt.name == "bool":
             t = t.view(torch.uint8)
         elif dt.itemsize > 1 or dt.name.startswith("float8"):
-            t = t.view({1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[dt.itemsize])
+            t = t.view(
+                {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[dt.itemsize]
+            )
         a = t.reshape(-1).numpy()
     else:
         a = np.asarray(x)
@@ -145,7 +147,9 @@ def out_bits(out, dt: DType) -> np.ndarray:
         if dt.name == "bool":
             t = t.view(torch.uint8)
         elif dt.itemsize > 1 or dt.name.startswith("float8"):
-            t = t.view({1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[dt.itemsize])
+            t = t.view(
+                {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[dt.itemsize]
+            )
         return t.reshape(-1).numpy().view(dt.uint)
     if not isinstance(out, np.ndarray):
         raise TypeError("decode: out must be a torch.Tensor or numpy.ndarray")

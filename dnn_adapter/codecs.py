@@ -42,7 +42,7 @@ from ._bits import (
     out_bits,
     torch,
 )
-from .ras import BLOCK, ELEMENT, RAS, RASError
+from .ras import BLOCK, ELEMENT, RAS
 
 __all__ = [
     "Codec",
@@ -104,7 +104,9 @@ class Encoded:
     def describe(self) -> str:
         """Short codec description, e.g. ``sparse(dict)``."""
         if self.children:
-            return f"{self.codec_id}(" + ",".join(c.describe() for c in self.children.values()) + ")"
+            return (
+                f"{self.codec_id}(" + ",".join(c.describe() for c in self.children.values()) + ")"
+            )
         return self.codec_id
 
     # ---- flat form (for buffers on modules and files) ------------------------------------
@@ -282,7 +284,9 @@ class Codec:
         n = int(np.prod(shape, dtype=np.int64))
         quant = m.get("quant")
         if out is None or quant:
-            res, ub = empty_like_bits(dt, shape, as_torch=bool(m.get("torch")) and torch is not None)
+            res, ub = empty_like_bits(
+                dt, shape, as_torch=bool(m.get("torch")) and torch is not None
+            )
         else:
             res, ub = out, out_bits(out, dt)
             if ub.size != n:
@@ -341,7 +345,9 @@ class FloatCodec(Codec):
             bits = np.unpackbits(top[:, None], axis=1, bitorder="little")[:, :rem]
             arrays["raw_top"] = np.packbits(bits.reshape(-1), bitorder="little")
         ras = RAS.build(codes, table.size, self.form, _lengths(block_len, u.size))
-        return Encoded(self.codec_id, {"form": self.form, "nplanes": nfull, "rem": rem}, arrays, {"exp": ras})
+        return Encoded(
+            self.codec_id, {"form": self.form, "nplanes": nfull, "rem": rem}, arrays, {"exp": ras}
+        )
 
     def _decode_bits(self, enc, out):
         dt = dtype_info(enc.meta["dtype"])
@@ -409,7 +415,9 @@ class DictCodec(Codec):
         if table.size > self.max_values:
             raise NotApplicable(f"dict: {table.size} distinct values > {self.max_values}")
         ras = RAS.build(codes, table.size, self.form, _lengths(block_len, u.size))
-        return Encoded(self.codec_id, {"form": self.form}, {"table": table.astype(u.dtype)}, {"codes": ras})
+        return Encoded(
+            self.codec_id, {"form": self.form}, {"table": table.astype(u.dtype)}, {"codes": ras}
+        )
 
     def _decode_bits(self, enc, out):
         ras, table = enc.ras["codes"], enc.arrays["table"]
@@ -544,8 +552,9 @@ def _best_bits(u, dt, block_len, form, classes) -> Encoded:
     return best
 
 
-def encode_best(x, *, form: str = BLOCK, block_len: int | None = None, candidates=None,
-                verify: bool = True) -> Encoded:
+def encode_best(
+    x, *, form: str = BLOCK, block_len: int | None = None, candidates=None, verify: bool = True
+) -> Encoded:
     """Encode with every applicable codec and keep the smallest exact one.
 
     *candidates* is a list of codec ids or configs (default: sparse, dict, float, raw).

@@ -8,7 +8,6 @@ import os
 import tempfile
 import time
 
-import numpy as np
 import torch
 
 from .io import load, save
@@ -98,8 +97,10 @@ def main(epochs: int = 8, out=print) -> int:
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     t0 = time.perf_counter()
     base, xte, yte = train_digits_cnn(epochs)
-    out(f"trained DigitsCNN on sklearn digits in {time.perf_counter() - t0:.1f}s "
-        f"(test accuracy {accuracy(base, xte, yte):.4f})")
+    out(
+        f"trained DigitsCNN on sklearn digits in {time.perf_counter() - t0:.1f}s "
+        f"(test accuracy {accuracy(base, xte, yte):.4f})"
+    )
     variants = {
         "dense fp32": base,
         "pruned 80%": prune_copy(base),
@@ -127,14 +128,17 @@ def main(epochs: int = 8, out=print) -> int:
             back = unwrap(w)
             exact = all(
                 torch.equal(a.view(torch.int32), b.view(torch.int32))
-                for a, b in zip(model.state_dict().values(), back.state_dict().values(),
-                                strict=True)
+                for a, b in zip(
+                    model.state_dict().values(), back.state_dict().values(), strict=True
+                )
                 if a.dtype == torch.float32
             )
             ok &= same_stream and same_cached and exact and acc0 == acc1
-            out(f"\n== {name}: accuracy {acc0:.4f} -> {acc1:.4f}; outputs identical: "
+            out(
+                f"\n== {name}: accuracy {acc0:.4f} -> {acc1:.4f}; outputs identical: "
                 f"streaming {same_stream}, loaded+cached {same_cached}; weights bit-exact "
-                f"{exact}; file {os.path.getsize(path):,} bytes")
+                f"{exact}; file {os.path.getsize(path):,} bytes"
+            )
             out(rep.to_text())
             summary.append((name, rep.bytes_before, rep.bytes_after, rep.cr))
     out("\nsummary (weights of all layers; CR = bytes before / after):")

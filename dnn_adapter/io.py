@@ -54,8 +54,21 @@ MAGIC = "dnn_adapter"
 VERSION = 1
 ALIGN = 64
 MAX_HEADER = 1 << 28
-_ALLOWED_NP = {"<u1", "<u2", "<u4", "<u8", "<i1", "<i2", "<i4", "<i8", "<f4", "<f8", "|u1", "|i1",
-               "|b1"}
+_ALLOWED_NP = {
+    "<u1",
+    "<u2",
+    "<u4",
+    "<u8",
+    "<i1",
+    "<i2",
+    "<i4",
+    "<i8",
+    "<f4",
+    "<f8",
+    "|u1",
+    "|i1",
+    "|b1",
+}
 
 
 class FileFormatError(ValueError):
@@ -119,11 +132,13 @@ def _collect(model: nn.Module | None, state_dict=None, config: WrapConfig | None
         for k, v in state_dict.items():
             if not isinstance(v, torch.Tensor):
                 continue
-            if v.numel() >= config.min_numel and (v.dtype.is_floating_point or v.is_quantized
-                                                  or v.dtype in (torch.int8, torch.uint8)):
+            if v.numel() >= config.min_numel and (
+                v.dtype.is_floating_point or v.is_quantized or v.dtype in (torch.int8, torch.uint8)
+            ):
                 form = "block" if v.dim() > 2 else "element"
-                add_compressed(k, encode_best(v, form=form, candidates=config.codecs),
-                               v.requires_grad)
+                add_compressed(
+                    k, encode_best(v, form=form, candidates=config.codecs), v.requires_grad
+                )
             else:
                 add_dense(k, v)
     return entries, arrays
@@ -190,8 +205,9 @@ def save(model: nn.Module, path, *, config: WrapConfig | None = None) -> None:
     _write(path, header, arrays, entries)
 
 
-def compress_state_dict(state_dict: dict, path, *, config: WrapConfig | None = None,
-                        progress=None) -> dict:
+def compress_state_dict(
+    state_dict: dict, path, *, config: WrapConfig | None = None, progress=None
+) -> dict:
     """Compress a plain state dict (no model) to *path*; returns the header."""
     cfg = config or WrapConfig()
     if progress is not None:
@@ -221,7 +237,9 @@ class _File:
                 self.buf = bytearray(f.read())
         (hlen,) = struct.unpack_from("<Q", self.buf, 0)
         if hlen > min(size - 8, MAX_HEADER):
-            raise FileFormatError(f"{self.path}: header length {hlen} exceeds the file (truncated?)")
+            raise FileFormatError(
+                f"{self.path}: header length {hlen} exceeds the file (truncated?)"
+            )
         try:
             self.header = json.loads(bytes(self.buf[8 : 8 + hlen]).decode())
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -288,8 +306,15 @@ def _verify_enc(fqn, enc: Encoded) -> torch.Tensor:
     return got
 
 
-def load(path, model: nn.Module, *, mode: str | None = None, mmap: bool = True,
-         verify: bool = True, strict: bool = True) -> nn.Module:
+def load(
+    path,
+    model: nn.Module,
+    *,
+    mode: str | None = None,
+    mmap: bool = True,
+    verify: bool = True,
+    strict: bool = True,
+) -> nn.Module:
     """Load a file written by :func:`save` into *model* (same architecture); returns *model*.
 
     Compressed entries are installed as compressed weights (``mode``: ``"streaming"`` or
@@ -324,7 +349,9 @@ def load(path, model: nn.Module, *, mode: str | None = None, mmap: bool = True,
             continue
         cur = sd[fqn]
         want_shape = rec.get("shape")
-        if list(cur.shape) != want_shape or str(cur.dtype).removeprefix("torch.") != rec.get("dtype"):
+        if list(cur.shape) != want_shape or str(cur.dtype).removeprefix("torch.") != rec.get(
+            "dtype"
+        ):
             raise FileFormatError(
                 f"{fqn}: file has {rec.get('dtype')} {want_shape}, model has "
                 f"{str(cur.dtype).removeprefix('torch.')} {list(cur.shape)} (wrong model?)"

@@ -99,8 +99,14 @@ def count_macs(model: nn.Module, sample_input, *, sample_kwargs=None) -> dict[st
     return macs
 
 
-def form_for(module: nn.Module, name: str, fpr: float | None, threshold: float, overrides=None,
-             filter_fn=None) -> str:
+def form_for(
+    module: nn.Module,
+    name: str,
+    fpr: float | None,
+    threshold: float,
+    overrides=None,
+    filter_fn=None,
+) -> str:
     """The RAS form of a layer: overrides, then FPr vs threshold, then the layer type."""
     if overrides:
         for key in (name, type(module).__name__):
@@ -170,25 +176,61 @@ class Report:
         return [r.as_dict() for r in self.rows]
 
     def to_text(self, max_rows: int | None = None) -> str:
-        hdr = ("layer", "type", "params", "MACs", "FPr", "RAS", "codec", "dtype", "before",
-               "after", "CR")
+        hdr = (
+            "layer",
+            "type",
+            "params",
+            "MACs",
+            "FPr",
+            "RAS",
+            "codec",
+            "dtype",
+            "before",
+            "after",
+            "CR",
+        )
         rows = self.rows if max_rows is None else self.rows[:max_rows]
         cells = [
-            (r.name or "(root)", r.type, f"{r.params:,}", f"{r.macs:,}", f"{r.fpr:.1f}", r.form,
-             r.codec, r.dtype, f"{r.bytes_before:,}", f"{r.bytes_after:,}", f"{r.cr:.3f}")
+            (
+                r.name or "(root)",
+                r.type,
+                f"{r.params:,}",
+                f"{r.macs:,}",
+                f"{r.fpr:.1f}",
+                r.form,
+                r.codec,
+                r.dtype,
+                f"{r.bytes_before:,}",
+                f"{r.bytes_after:,}",
+                f"{r.cr:.3f}",
+            )
             for r in rows
         ]
         if max_rows is not None and len(self.rows) > max_rows:
             cells.append(("...",) + ("",) * 10)
         tot = self.total_params
-        cells.append(("TOTAL", "", f"{tot:,}", f"{self.total_macs:,}",
-                      f"{self.total_macs / max(tot, 1):.1f}", "", "", "",
-                      f"{self.bytes_before:,}", f"{self.bytes_after:,}", f"{self.cr:.3f}"))
+        cells.append(
+            (
+                "TOTAL",
+                "",
+                f"{tot:,}",
+                f"{self.total_macs:,}",
+                f"{self.total_macs / max(tot, 1):.1f}",
+                "",
+                "",
+                "",
+                f"{self.bytes_before:,}",
+                f"{self.bytes_after:,}",
+                f"{self.cr:.3f}",
+            )
+        )
         w = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(hdr)]
         right = {2, 3, 4, 8, 9, 10}
 
         def line(c):
-            return "  ".join(s.rjust(w[i]) if i in right else s.ljust(w[i]) for i, s in enumerate(c))
+            return "  ".join(
+                s.rjust(w[i]) if i in right else s.ljust(w[i]) for i, s in enumerate(c)
+            )
 
         out = [line(hdr), line(["-" * x for x in w])]
         out += [line(c) for c in cells[:-1]]
@@ -219,8 +261,9 @@ class Report:
         plt.close(fig)
 
 
-def report(model: nn.Module, sample_input=None, config=None, *, filter_fn=None,
-           encode: bool = True) -> Report:
+def report(
+    model: nn.Module, sample_input=None, config=None, *, filter_fn=None, encode: bool = True
+) -> Report:
     """Per-layer table: params, MACs, FPr, RAS form, codec, bytes before/after, CR.
 
     With *sample_input* the MACs are measured by one forward; without it they are 0 and

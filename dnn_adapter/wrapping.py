@@ -48,8 +48,14 @@ _FUSED_SCOPES = (
     nn.TransformerDecoder,
     nn.Transformer,
 )
-_KNOWN = (nn.Linear, nn.modules.conv._ConvNd, nn.Embedding, nn.EmbeddingBag, nn.Bilinear,
-          nn.MultiheadAttention)
+_KNOWN = (
+    nn.Linear,
+    nn.modules.conv._ConvNd,
+    nn.Embedding,
+    nn.EmbeddingBag,
+    nn.Bilinear,
+    nn.MultiheadAttention,
+)
 
 
 class InferenceOnlyError(RuntimeError):
@@ -378,8 +384,9 @@ def _load_pre_hook(module, state_dict, prefix, local_metadata, strict, missing, 
             continue
         t = state_dict.pop(key)
         if tuple(t.shape) != e.shape or t.dtype != e.dtype:
-            errors.append(f"size/dtype mismatch for {key}: {tuple(t.shape)} {t.dtype} vs "
-                          f"{e.shape} {e.dtype}")
+            errors.append(
+                f"size/dtype mismatch for {key}: {tuple(t.shape)} {t.dtype} vs {e.shape} {e.dtype}"
+            )
             continue
         enc = encode_best(t, form=e.enc.form or "block", candidates=_CODECS_OF.get(id(st)))
         _replace_encoding(module, st, pname, enc)
@@ -424,8 +431,9 @@ def _cached_tensor(e: _Entry) -> torch.Tensor:
     return w
 
 
-def attach_encoded(model, owner_name: str, pname: str, enc: Encoded, mode: str,
-                   requires_grad: bool = True) -> None:
+def attach_encoded(
+    model, owner_name: str, pname: str, enc: Encoded, mode: str, requires_grad: bool = True
+) -> None:
     """Install an (already verified) encoding as the compressed form of a parameter."""
     owner = model.get_submodule(owner_name)
     st = _state(owner)
@@ -481,8 +489,9 @@ def _remove_prune(mod, pname) -> bool:
     return False
 
 
-def wrap(model: nn.Module, config: WrapConfig | None = None, *, filter_fn=None,
-         sample_input=None) -> nn.Module:
+def wrap(
+    model: nn.Module, config: WrapConfig | None = None, *, filter_fn=None, sample_input=None
+) -> nn.Module:
     """Compress *model*'s weights in place and return the same object (``wrap(m) is m``).
 
     Parameters
@@ -503,9 +512,12 @@ def wrap(model: nn.Module, config: WrapConfig | None = None, *, filter_fn=None,
     from .reporting import count_macs
 
     macs = count_macs(model, sample_input) if sample_input is not None else {}
-    for name, mod in list(model.named_modules()):
-        for pname in [h._tensor_name for h in mod._forward_pre_hooks.values()
-                      if type(h).__module__.startswith("torch.nn.utils.prune")]:
+    for _name, mod in list(model.named_modules()):
+        for pname in [
+            h._tensor_name
+            for h in mod._forward_pre_hooks.values()
+            if type(h).__module__.startswith("torch.nn.utils.prune")
+        ]:
             _remove_prune(mod, pname)
     for t in _plan(model, config, filter_fn, macs):
         p = t.owner._parameters[t.pname]

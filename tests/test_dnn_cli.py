@@ -9,8 +9,11 @@ from dnn_adapter.__main__ import main  # noqa: E402
 
 def test_cli_roundtrip(tmp_path, capsys):
     torch.manual_seed(0)
-    sd = {"a.weight": torch.randn(64, 64), "a.bias": torch.randn(64),
-          "b.weight": torch.randn(32, 64).bfloat16()}
+    sd = {
+        "a.weight": torch.randn(64, 64),
+        "a.bias": torch.randn(64),
+        "b.weight": torch.randn(32, 64).bfloat16(),
+    }
     torch.save(sd, tmp_path / "m.pt")
     assert main(["compress", str(tmp_path / "m.pt"), str(tmp_path / "m.dnnz")]) == 0
     assert main(["inspect", str(tmp_path / "m.dnnz")]) == 0

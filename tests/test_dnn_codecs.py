@@ -45,7 +45,7 @@ def test_roundtrip_specials(dt, cid, form):
     if cid == "sparse":
         x[torch.rand(40, 30) < 0.7] = 0
     if cid == "dict":
-        x = (torch.randint(-3, 4, (40, 30)).to(dt) * 0.5)
+        x = torch.randint(-3, 4, (40, 30)).to(dt) * 0.5
         x.view(-1)[:9] = specials(dt)
     codec = C.get_codec({"id": cid, "form": form} if cid != "raw" else cid)
     enc = codec.encode(x)
@@ -87,8 +87,13 @@ def test_quantized_tensors():
     torch.manual_seed(0)
     qs = [
         torch.quantize_per_tensor(torch.randn(256, 256), 0.2, 3, torch.qint8),
-        torch.quantize_per_channel(torch.randn(256, 256), torch.rand(256, dtype=torch.float64) + 0.1,
-                                   torch.randint(0, 10, (256,)), 0, torch.quint8),
+        torch.quantize_per_channel(
+            torch.randn(256, 256),
+            torch.rand(256, dtype=torch.float64) + 0.1,
+            torch.randint(0, 10, (256,)),
+            0,
+            torch.quint8,
+        ),
     ]
     for q in qs:
         enc = C.encode_best(q)
@@ -185,8 +190,19 @@ def test_ras_retrieval(form):
 
 
 # ---- hypothesis ------------------------------------------------------------------------------
-_special_bits = st.sampled_from([0, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00001, 0xFFFFFFFF,
-                                 0x00000001, 0x807FFFFF, 0x3F800000])
+_special_bits = st.sampled_from(
+    [
+        0,
+        0x80000000,
+        0x7F800000,
+        0xFF800000,
+        0x7FC00001,
+        0xFFFFFFFF,
+        0x00000001,
+        0x807FFFFF,
+        0x3F800000,
+    ]
+)
 
 
 @st.composite
@@ -197,8 +213,13 @@ def tensors(draw):
     if kind == "any":
         el = st.one_of(st.integers(0, 2**32 - 1), _special_bits)
     elif kind == "few":
-        el = st.sampled_from(draw(st.lists(st.one_of(st.integers(0, 2**32 - 1), _special_bits),
-                                           min_size=1, max_size=5)))
+        el = st.sampled_from(
+            draw(
+                st.lists(
+                    st.one_of(st.integers(0, 2**32 - 1), _special_bits), min_size=1, max_size=5
+                )
+            )
+        )
     else:
         el = st.one_of(st.just(0), st.just(0), st.just(0), _special_bits, st.integers(0, 2**32 - 1))
     vals = draw(st.lists(el, min_size=n * rows, max_size=n * rows))
@@ -207,14 +228,21 @@ def tensors(draw):
     t = torch.from_numpy(b.view(np.int32).copy()).view(torch.float32)
     if dt != torch.float32:  # reinterpret the low bits as the narrower/wider type
         size = torch.empty(0, dtype=dt).element_size()
-        t = torch.from_numpy(b.astype(np.uint64).astype({2: np.uint16, 8: np.uint64}[size])
-                             .view({2: np.int16, 8: np.int64}[size]).copy()).view(dt)
+        t = torch.from_numpy(
+            b.astype(np.uint64)
+            .astype({2: np.uint16, 8: np.uint64}[size])
+            .view({2: np.int16, 8: np.int64}[size])
+            .copy()
+        ).view(dt)
     return t
 
 
 @settings(deadline=None)
-@given(tensors(), st.sampled_from(["float", "dict", "sparse", "raw"]),
-       st.sampled_from(["block", "element"]))
+@given(
+    tensors(),
+    st.sampled_from(["float", "dict", "sparse", "raw"]),
+    st.sampled_from(["block", "element"]),
+)
 def test_property_roundtrip(x, cid, form):
     codec = C.get_codec({"id": cid, "form": form} if cid != "raw" else cid)
     copy = x.clone()

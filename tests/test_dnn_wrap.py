@@ -20,13 +20,22 @@ def ibits(t):
 
 
 def mlp():
-    return nn.Sequential(nn.Linear(32, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
-                         nn.Linear(64, 10))
+    return nn.Sequential(
+        nn.Linear(32, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10)
+    )
 
 
 def cnn():
-    return nn.Sequential(nn.Conv2d(3, 16, 3), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 32, 3),
-                         nn.BatchNorm2d(32), nn.ReLU(), nn.Flatten(), nn.Linear(32 * 4 * 4, 10))
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(32 * 4 * 4, 10),
+    )
 
 
 class EmbModel(nn.Module):
@@ -191,8 +200,11 @@ def test_training_is_refused():
 def test_filter_and_overrides():
     m, x = make("cnn")
     ref = copy.deepcopy(m)
-    D.wrap(m, D.WrapConfig(min_numel=256, overrides={"3": "element", "7": "skip"}),
-           filter_fn=lambda mod, fqn: fqn != "0")
+    D.wrap(
+        m,
+        D.WrapConfig(min_numel=256, overrides={"3": "element", "7": "skip"}),
+        filter_fn=lambda mod, fqn: fqn != "0",
+    )
     ents = {fqn: e for fqn, _m, _p, e in D.wrapping.compressed_entries(m)}
     assert "0.weight" not in ents and "7.weight" not in ents
     assert ents["3.weight"].enc.form == "element"
@@ -243,8 +255,16 @@ def test_load_errors(tmp_path):
     path = tmp_path / "m.dnnz"
     D.save(D.wrap(copy.deepcopy(ref), D.WrapConfig(min_numel=256)), path)
     data = path.read_bytes()
-    wrong = nn.Sequential(nn.Conv2d(3, 16, 3), nn.BatchNorm2d(16), nn.ReLU(), nn.Conv2d(16, 32, 5),
-                          nn.BatchNorm2d(32), nn.ReLU(), nn.Flatten(), nn.Linear(32 * 4 * 4, 10))
+    wrong = nn.Sequential(
+        nn.Conv2d(3, 16, 3),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 5),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(32 * 4 * 4, 10),
+    )
     with pytest.raises(D.FileFormatError, match=r"3\.weight"):
         D.load(path, wrong)
     with pytest.raises(D.FileFormatError, match="does not match"):
