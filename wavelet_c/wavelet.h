@@ -330,4 +330,9 @@ int wv_wt_extract(const wv_wt_t *wt, uint64_t l, uint64_t r, void *out, uint32_t
 
 /* ==== END wavelet matrix / wavelet tree section ==== */
 
+/* ==== BEGIN field kernels section (fields.c): bulk bit-field merge/split used to
+ * rebuild fixed-width words from decoded symbol streams ==== */
+
+/* ==== END field kernels section ==== */
+
 #endif /* WAVELET_H */
