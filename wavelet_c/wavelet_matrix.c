@@ -510,7 +510,7 @@ int wv_wm_extract(const wv_wm_t *wm, uint64_t l, uint64_t r, void *out, uint32_t
     uint64_t ne = 0;
     if (ws_entries < 1)
         return WV_EINVAL;
-    ent[0] = (wv_xent_t){l, r, 0, 0, L == 0 ? 0 : WV_XENT_INTERNAL, 0, 0, 0};
+    ent[0] = (wv_xent_t){l, r, 0, 0, 0, 0, 0, L == 0 ? WV_XENT_LEAF : 0};
     lstart[0] = 0;
     lstart[1] = ne = 1;
     /* prefix of each entry kept in s */
@@ -532,14 +532,15 @@ int wv_wm_extract(const wv_wm_t *wm, uint64_t l, uint64_t r, void *out, uint32_t
                 if (ne >= ws_entries)
                     return WV_EINVAL;
                 ent[ne++] = (wv_xent_t){x->a - ra, x->b - rb, x->s << 1, 0,
-                                        last ? x->s << 1 : WV_XENT_INTERNAL, off, 0, 0};
+                                        last ? x->s << 1 : WV_XENT_INTERNAL, off, 0,
+                                        last ? WV_XENT_LEAF : 0};
             }
             if (ones) {
                 if (ne >= ws_entries)
                     return WV_EINVAL;
                 ent[ne++] = (wv_xent_t){wm->zeros[d] + ra, wm->zeros[d] + rb, (x->s << 1) | 1, 0,
                                         last ? (x->s << 1) | 1 : WV_XENT_INTERNAL, off + x->z, 0,
-                                        0};
+                                        last ? WV_XENT_LEAF : 0};
             }
             off += m;
         }

@@ -466,7 +466,7 @@ int wv_wt_extract(const wv_wt_t *wt, uint64_t l, uint64_t r, void *out, uint32_t
             uint64_t m = x->b - x->a;
             x->o = off;
             off += m;
-            if (x->leaf != WV_XENT_INTERNAL)
+            if (x->z == WV_XENT_LEAF)
                 continue;
             uint64_t pre = x->co;
             x->co = coff; /* children are laid out in order in the next level */
@@ -494,7 +494,7 @@ int wv_wt_extract(const wv_wt_t *wt, uint64_t l, uint64_t r, void *out, uint32_t
                 wv_xent_t *y = ent + ne++;
                 if (q - wt->first[len] < wt->cnt[len]) {
                     uint64_t ci = wt->idx[len] + q - wt->first[len];
-                    *y = (wv_xent_t){na, nb, 0, 0, idx_width ? ci : wt->syms[ci], 0, 0, 0};
+                    *y = (wv_xent_t){na, nb, 0, 0, idx_width ? ci : wt->syms[ci], 0, 0, WV_XENT_LEAF};
                 } else {
                     *y = (wv_xent_t){na - c, nb - c, ns - c, nen - c, WV_XENT_INTERNAL, 0, q, 0};
                 }

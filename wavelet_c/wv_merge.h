@@ -10,12 +10,15 @@
 typedef struct wv_xent {
     uint64_t a, b;   /* sub-range, positions inside the level */
     uint64_t s, e;   /* whole node (wavelet tree only) */
-    uint64_t leaf;   /* value to fill for a leaf, WV_XENT_INTERNAL otherwise */
+    uint64_t leaf;   /* value to fill for a leaf (any uint64, all-ones included) */
     uint64_t o;      /* offset of this entry's values in its level buffer */
     uint64_t co;     /* offset of the children's values in the next level */
-    uint64_t z;      /* zeros in [a, b) (internal entries) */
+    uint64_t z;      /* zeros in [a, b) (internal entries); WV_XENT_LEAF marks a leaf */
 } wv_xent_t;
-#define WV_XENT_INTERNAL UINT64_MAX
+/* The leaf marker lives in z (a count below 2^63 for internal entries), not in
+ * leaf: a leaf's value may be any uint64, 2^64-1 included. */
+#define WV_XENT_LEAF UINT64_MAX
+#define WV_XENT_INTERNAL 0
 #define WV_XENT_WORDS 8
 
 extern uint8_t wv_merge_tab8[256 * 8];

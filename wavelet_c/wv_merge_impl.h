@@ -167,7 +167,7 @@ WV_TARGET static void WV_SFX(wv_decode_up)(const wv_bv_t *bv, const wv_xent_t *e
         for (uint64_t t = lstart[d]; t < lstart[d + 1]; t++) {
             const wv_xent_t *x = ent + t;
             uint64_t m = x->b - x->a;
-            if (x->leaf != WV_XENT_INTERNAL) {
+            if (x->z == WV_XENT_LEAF) {
                 uint64_t v = x->leaf;
                 switch (width) {
                 case 1: memset((uint8_t *)dst + x->o, (int)(uint8_t)v, m); break;
