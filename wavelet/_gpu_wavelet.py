@@ -162,6 +162,29 @@ class DeviceWaveletMatrix:
                 zeros = np.diff(r0).tolist()
             return cls(n, [(db, lv * n) for lv in range(nlevels)], zeros, dev.id)
 
+    @classmethod
+    def from_host(cls, wm, device=None) -> DeviceWaveletMatrix:
+        """Upload a :class:`wavelet.WaveletMatrix` (its ``_to_parts()`` sections,
+        unchanged). Layout per wavelet_c/wavelet.h: one bitvector, level l at bits
+        ``[l*stride, l*stride + n)``, ``stride = n`` rounded up to 512.
+        Results are the stored (unsigned) symbols."""
+        from ._gpu_bitvector import upload_sections
+
+        cp = _m._cupy()
+        meta, secs = wm._to_parts()
+        n, nlevels = int(meta[0]), int(meta[1])
+        nbits, ones = int(meta[-2]), int(meta[-1])
+        stride = -(-n // 512) * 512
+        with cp.cuda.Device(device) as dev:
+            db = DeviceBitVector((nbits, ones), upload_sections(secs, dev.id), dev.id)
+            offs = [lv * stride for lv in range(nlevels)]
+            if nlevels * stride > nbits:
+                raise ValueError("from_host: level layout does not fit the bitvector")
+            q = cp.asarray(np.array([[o, o + n] for o in offs], np.uint64).reshape(-1))
+            r0 = db.rank0(q).get().astype(np.int64).reshape(-1, 2) if nlevels else np.zeros((0, 2))
+            zeros = (r0[:, 1] - r0[:, 0]).tolist()
+            return cls(n, [(db, o) for o in offs], zeros, dev.id)
+
     # ---- properties --------------------------------------------------------------
     def __len__(self) -> int:
         return self._n

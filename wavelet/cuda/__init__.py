@@ -21,8 +21,21 @@ from __future__ import annotations
 
 import importlib.util
 
-from .._gpu_bitvector import DeviceBitVector
-from .._gpu_wavelet import FLOAT_FORMATS, DeviceWaveletMatrix, merge_float_bits
+
+_LAZY = {
+    "DeviceBitVector": "_gpu_bitvector",
+    "DeviceWaveletMatrix": "_gpu_wavelet",
+    "FLOAT_FORMATS": "_gpu_wavelet",
+    "merge_float_bits": "_gpu_wavelet",
+}
+
+
+def __getattr__(name):  # PEP 562: the wrappers import wavelet.cuda._module, so load them lazily
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"wavelet.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'wavelet.cuda' has no attribute {name!r}")
 
 __all__ = [
     "DeviceBitVector",
