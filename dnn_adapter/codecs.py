@@ -486,8 +486,10 @@ class SparseCodec(Codec):
         codes = ras.decode()
         if nnz and int(codes.max()) >= table.size:
             raise CodecError("sparse: gap code out of range")
-        step = table[codes].astype(np.int64) + 1
         counts = ras.block_lengths()
+        if nnz == 0:  # an all-zero tensor: no positions
+            return np.empty(0, dtype=np.int64), counts
+        step = table[codes].astype(np.int64) + 1
         cs = np.cumsum(step)
         ends = np.cumsum(counts)
         base = np.zeros(counts.size, dtype=np.int64)

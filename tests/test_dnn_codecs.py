@@ -261,3 +261,14 @@ def test_property_roundtrip(x, cid, form):
 def test_property_best(x):
     enc = C.encode_best(x)  # verify=True checks exactness
     assert_exact(C.decode(enc), x)
+
+
+def test_sparse_all_zero_tensor_roundtrips():
+    # regression: an all-zero tensor has no positions (found by the ci hypothesis profile)
+    from dnn_adapter.codecs import SparseCodec
+
+    for shape in [(2, 1), (4, 8), (1,)]:
+        x = torch.zeros(shape)
+        enc = SparseCodec().encode(x)
+        back = SparseCodec().decode(enc)
+        assert torch.equal(back.view(torch.int32), x.view(torch.int32))
