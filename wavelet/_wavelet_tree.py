@@ -137,7 +137,7 @@ class WaveletTree(_SeqMixin):
                 ids = spos[inv].astype(np.uint32)
                 src, width, lutp, lutn = ffi.from_buffer(ids), 4, ffi.NULL, 0
         else:
-            src, width, lutp, lutn = ffi.NULL, 1, ffi.NULL, 0
+            src, width, lutp, lutn = ffi.NULL, 4, ffi.NULL, 0  # no symbols: no lookup table
         check(lib.wv_wt_build_bits(src, width, n, lutp, lutn, u64ptr(cnt), L, sigma, u64ptr(nact),
                                    u64wptr(words), words.size), "WaveletTree")
         lb = LevelBits.build(words, nbits, "WaveletTree")
