@@ -50,8 +50,7 @@ __attribute__((constructor)) static void wv_wm_init_tables(void) {
     wv_merge_tables_init();
 #if WV_X86
     __builtin_cpu_init();
-    g_simd = __builtin_cpu_supports("ssse3") && __builtin_cpu_supports("popcnt") &&
-             __builtin_cpu_supports("bmi2");
+    g_simd = __builtin_cpu_supports("ssse3") && __builtin_cpu_supports("popcnt");
 #else
     g_simd = 0;
 #endif
@@ -74,6 +73,20 @@ int wv_merge_simd_ok(void) { return g_simd > 0; }
 #undef WV_MERGE_SIMD
 
 #if WV_X86
+/* ISA level 1 (POPCNT): broadword select, SSSE3 merges */
+#define WV_SFX(x) x##_popcnt
+#define WV_TARGET __attribute__((target("popcnt,ssse3")))
+#define WV_SELECT64 wv_select64_portable
+#define WV_MERGE_SIMD 1
+#include "wv_bv_impl.h"
+#include "wv_merge_impl.h"
+#include "wv_wm_impl.h"
+#undef WV_SFX
+#undef WV_TARGET
+#undef WV_SELECT64
+#undef WV_MERGE_SIMD
+
+/* ISA level 2 (POPCNT + BMI2): pdep select, SSSE3 merges */
 #define WV_SFX(x) x##_bmi2
 #define WV_TARGET __attribute__((target("popcnt,bmi2,ssse3")))
 #define WV_SELECT64 wv_select64_bmi2
@@ -85,8 +98,12 @@ int wv_merge_simd_ok(void) { return g_simd > 0; }
 #undef WV_TARGET
 #undef WV_SELECT64
 #undef WV_MERGE_SIMD
-#define WV_FAST() (wv_isa_level_internal() == 1 && g_simd > 0)
-#define WV_DISPATCH(name, ...) (WV_FAST() ? name##_bmi2(__VA_ARGS__) : name##_portable(__VA_ARGS__))
+/* the ISA level (wv_isa_*) picks the variant; the SSSE3 merges need g_simd */
+#define WV_LEVEL() (g_simd > 0 ? wv_isa_level_internal() : 0)
+#define WV_DISPATCH(name, ...)                                                                     \
+    (WV_LEVEL() == 2   ? name##_bmi2(__VA_ARGS__)                                                 \
+     : WV_LEVEL() == 1 ? name##_popcnt(__VA_ARGS__)                                               \
+                       : name##_portable(__VA_ARGS__))
 #else
 #define WV_DISPATCH(name, ...) (wv_isa_level_internal(), name##_portable(__VA_ARGS__))
 #endif
@@ -399,12 +416,15 @@ int wv_wm_select_batch(const wv_wm_t *wm, const uint64_t *c, const uint64_t *k, 
                        uint64_t *out, size_t *bad) {
     if (!wm || !bad || !WV_BATCH_OK(c) || !WV_BATCH_OK(k) || !WV_BATCH_OK(out))
         return WV_EINVAL;
-    for (size_t t = 0; t < n; t++) {
-        int st = wv_wm_select(wm, c[t], k[t], out + t);
-        if (st != WV_OK) {
+    for (size_t t = 0; t < n; t++)
+        if (!wm_sym_ok(wm, c[t]) || k[t] >= wm->n) {
             *bad = t;
-            return st;
+            return WV_ERANGE;
         }
+    size_t fail = WV_DISPATCH(wm_select_batch, wm, c, k, n, out);
+    if (fail < n) {
+        *bad = fail;
+        return WV_ERANGE;
     }
     return WV_OK;
 }

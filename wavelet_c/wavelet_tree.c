@@ -24,6 +24,20 @@
 #undef WV_MERGE_SIMD
 
 #if WV_X86
+/* ISA level 1 (POPCNT): broadword select, SSSE3 merges */
+#define WV_SFX(x) x##_popcnt
+#define WV_TARGET __attribute__((target("popcnt,ssse3")))
+#define WV_SELECT64 wv_select64_portable
+#define WV_MERGE_SIMD 1
+#include "wv_bv_impl.h"
+#include "wv_merge_impl.h"
+#include "wv_wt_impl.h"
+#undef WV_SFX
+#undef WV_TARGET
+#undef WV_SELECT64
+#undef WV_MERGE_SIMD
+
+/* ISA level 2 (POPCNT + BMI2): pdep select, SSSE3 merges */
 #define WV_SFX(x) x##_bmi2
 #define WV_TARGET __attribute__((target("popcnt,bmi2,ssse3")))
 #define WV_SELECT64 wv_select64_bmi2
@@ -35,8 +49,12 @@
 #undef WV_TARGET
 #undef WV_SELECT64
 #undef WV_MERGE_SIMD
-#define WV_FAST() (wv_isa_level_internal() == 1 && wv_merge_simd_ok())
-#define WV_DISPATCH(name, ...) (WV_FAST() ? name##_bmi2(__VA_ARGS__) : name##_portable(__VA_ARGS__))
+/* the ISA level (wv_isa_*) picks the variant; the SSSE3 merges need wv_merge_simd_ok() */
+#define WV_LEVEL() (wv_merge_simd_ok() ? wv_isa_level_internal() : 0)
+#define WV_DISPATCH(name, ...)                                                                     \
+    (WV_LEVEL() == 2   ? name##_bmi2(__VA_ARGS__)                                                 \
+     : WV_LEVEL() == 1 ? name##_popcnt(__VA_ARGS__)                                               \
+                       : name##_portable(__VA_ARGS__))
 #else
 #define WV_DISPATCH(name, ...) (wv_isa_level_internal(), name##_portable(__VA_ARGS__))
 #endif

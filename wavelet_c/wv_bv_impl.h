@@ -168,15 +168,9 @@ WV_TARGET static int WV_SFX(wv_bv_access_batch)(const wv_bv_t *bv, const uint64_
     return WV_OK;
 }
 
-/* Batch select, software-pipelined over chunks of queries so that each
- * chunk's cache misses are in flight while other chunks compute. Per chunk,
- * stage A reads each query's sample and prefetches the block entries it
- * points at; stage B (one chunk later) finds the block and the 512-bit
- * sub-block and prefetches that line of bits; stage C (one more chunk later)
- * finishes inside the line. */
-#ifndef WV_SEL_CHUNK
-#define WV_SEL_CHUNK 8
-#endif
+#endif /* WV_BV_IMPL_NO_BATCH */
+
+/* Select stages (also used by the wavelet matrix batch select). */
 WV_INLINE WV_TARGET void WV_SFX(wv_sel_stage_a)(const wv_bv_t *bv, const uint64_t *samp,
                                                 const uint64_t *q, size_t m) {
     for (size_t t = 0; t < m; t++) {
@@ -248,6 +242,16 @@ WV_INLINE WV_TARGET void WV_SFX(wv_sel_stage_c)(const wv_bv_t *bv, size_t m, int
     }
 }
 
+#ifndef WV_BV_IMPL_NO_BATCH
+/* Batch select, software-pipelined over chunks of queries so that each
+ * chunk's cache misses are in flight while other chunks compute. Per chunk,
+ * stage A reads each query's sample and prefetches the block entries it
+ * points at; stage B (one chunk later) finds the block and the 512-bit
+ * sub-block and prefetches that line of bits; stage C (one more chunk later)
+ * finishes inside the line. */
+#ifndef WV_SEL_CHUNK
+#define WV_SEL_CHUNK 8
+#endif
 WV_TARGET static int WV_SFX(wv_bv_select_batch)(const wv_bv_t *bv, const uint64_t *q, size_t n,
                                                 uint64_t *out, size_t *bad, int one) {
     uint64_t cnt = one ? bv->ones : bv->nbits - bv->ones;

@@ -185,3 +185,74 @@ WV_TARGET static void WV_SFX(wm_rank_batch)(const wv_wm_t *wm, const uint64_t *c
         }
     }
 }
+
+/* Batch select in lockstep over chunks of queries (as access/rank above): the
+ * top-down pass narrows each query to its symbol's range at the bottom level
+ * with prefetched ranks, then the bottom-up pass runs one select per level for
+ * the whole chunk, prefetching each query's block entries, then its line of
+ * bits, before finishing (the three stages of the bitvector's batch select).
+ * Returns the index of the first query whose symbol has too few occurrences,
+ * or n when all succeed. */
+WV_TARGET static size_t WV_SFX(wm_select_batch)(const wv_wm_t *wm, const uint64_t *c,
+                                                const uint64_t *k, size_t n, uint64_t *out) {
+    unsigned L = wm->nlevels;
+    const wv_bv_t *bv = &wm->bv;
+    uint64_t s[WV_WM_CHUNK], e[WV_WM_CHUNK], p[WV_WM_CHUNK], j[WV_WM_CHUNK];
+    uint64_t wpos[WV_WM_CHUNK], rem[WV_WM_CHUNK];
+    for (size_t s0 = 0; s0 < n; s0 += WV_WM_CHUNK) {
+        size_t m = n - s0 < WV_WM_CHUNK ? n - s0 : WV_WM_CHUNK;
+        for (size_t t = 0; t < m; t++) {
+            s[t] = 0;
+            e[t] = wm->n;
+        }
+        for (unsigned l = 0; l < L; l++) {
+            uint64_t st = l * wm->stride;
+            for (size_t t = 0; t < m; t++) {
+                WV_PREFETCH(bv->blocks + ((st + s[t]) >> 11));
+                WV_PREFETCH(bv->words + (((st + s[t]) >> 9) << 3));
+                WV_PREFETCH(bv->blocks + ((st + e[t]) >> 11));
+                WV_PREFETCH(bv->words + (((st + e[t]) >> 9) << 3));
+            }
+            for (size_t t = 0; t < m; t++) {
+                unsigned b = (unsigned)(c[s0 + t] >> (L - 1 - l)) & 1;
+                uint64_t rs = WV_SFX(wm_r1)(wm, l, s[t]), re = WV_SFX(wm_r1)(wm, l, e[t]);
+                if (b) {
+                    s[t] = wm->zeros[l] + rs;
+                    e[t] = wm->zeros[l] + re;
+                } else {
+                    s[t] -= rs;
+                    e[t] -= re;
+                }
+            }
+        }
+        for (size_t t = 0; t < m; t++) {
+            if (k[s0 + t] >= e[t] - s[t])
+                return s0 + t;
+            p[t] = s[t] + k[s0 + t];
+        }
+        for (unsigned l = L; l-- > 0;) {
+            uint64_t start = l * wm->stride;
+            for (size_t t = 0; t < m; t++) { /* rank of the wanted bit among its kind */
+                unsigned b = (unsigned)(c[s0 + t] >> (L - 1 - l)) & 1;
+                j[t] = b ? wm->base[l] + (p[t] - wm->zeros[l]) : (start - wm->base[l]) + p[t];
+                const uint64_t *samp = b ? bv->sel1 : bv->sel0;
+                const uint64_t *en = bv->blocks + samp[j[t] / WV_BV_SEL_SAMPLE];
+                WV_PREFETCH(en);
+                WV_PREFETCH(en + 7);
+            }
+            for (size_t t = 0; t < m; t++) {
+                int b = (int)(c[s0 + t] >> (L - 1 - l)) & 1;
+                WV_SFX(wv_sel_stage_b)(bv, &j[t], 1, b, &wpos[t], &rem[t]);
+            }
+            for (size_t t = 0; t < m; t++) {
+                int b = (int)(c[s0 + t] >> (L - 1 - l)) & 1;
+                uint64_t pos;
+                WV_SFX(wv_sel_stage_c)(bv, 1, b, &wpos[t], &rem[t], &pos);
+                p[t] = pos - start;
+            }
+        }
+        for (size_t t = 0; t < m; t++)
+            out[s0 + t] = p[t];
+    }
+    return n;
+}
