@@ -461,6 +461,14 @@ class WaveletMatrix(_SeqMixin):
         return out
 
     # ---- serialization -------------------------------------------------------------------
+    def to_device(self, device=None):
+        """Upload to a GPU: a :class:`wavelet.cuda.DeviceWaveletMatrix` over the same
+        serialized arrays (no re-encoding), with batch access and bulk extract/decode
+        (needs CuPy and a CUDA device)."""
+        from ._gpu_wavelet import DeviceWaveletMatrix
+
+        return DeviceWaveletMatrix.from_host(self, device)
+
     def _to_parts(self):
         meta = [self._n, self._nlevels, self._max_symbol, CODES[self._dtype], self._kind,
                 int(self._lb.nbits), int(self._lb.ones)]
