@@ -251,6 +251,10 @@ def _grad_guard(w: torch.Tensor, name: str) -> torch.Tensor:
             "(wrapped models are inference-only; unwrap(model) to train)"
         )
 
+    if w.is_inference():
+        # the workspace was filled under torch.inference_mode(); outside it such a tensor
+        # cannot take part in autograd, so this (grad-enabled, non-inference) call gets a copy
+        w = w.clone()
     w = w.detach().requires_grad_(True)
     w.register_hook(hook)
     return w

@@ -327,3 +327,20 @@ def test_digits_cnn_defined():
     m = DigitsCNN().eval()
     with torch.no_grad():
         assert m(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_grad_enabled_forward_after_inference_mode_forward():
+    # regression: a workspace filled under inference_mode was reused with grad enabled
+    # (report() counts MACs with grad on) and raised "inference tensor outside InferenceMode"
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    m.eval()
+    x = torch.randn(4, 64)
+    ref = m(x).detach()
+    D.wrap(m, sample_input=x)
+    with torch.inference_mode():
+        assert torch.equal(m(x), ref)
+    rep = D.report(m, x)
+    assert rep is not None
+    with torch.no_grad():
+        assert torch.equal(m(x), ref)
