@@ -30,6 +30,8 @@ from typing import ClassVar
 
 import numpy as np
 
+import wavelet
+
 from ._bits import (
     QUANT_REPR,
     DType,
@@ -351,7 +353,7 @@ class FloatCodec(Codec):
 
     def _decode_bits(self, enc, out):
         dt = dtype_info(enc.meta["dtype"])
-        W, M = 8 * dt.itemsize, dt.mant_bits
+        M = dt.mant_bits
         n = out.size
         ras, table = enc.ras["exp"], enc.arrays["exp_table"]
         planes = enc.arrays["raw"]
@@ -363,23 +365,25 @@ class FloatCodec(Codec):
         if n == 0:
             return
         codes = ras.decode()
-        if codes.size and int(codes.max()) >= table.size:
-            raise CodecError("float: exponent code out of range")
-        ut = out.dtype.type
-        out[...] = planes[0] if nfull else 0
-        for p in range(1, nfull):
-            out |= planes[p].astype(out.dtype) << ut(8 * p)
+        if codes.dtype not in (np.uint8, np.uint16):
+            codes = codes.astype(np.uint16)
+        top = None
         if rem:
-            packed = enc.arrays["raw_top"]
-            if packed.dtype != np.uint8 or packed.size != (n * rem + 7) // 8:
+            top = enc.arrays["raw_top"]
+            if top.dtype != np.uint8 or top.size != (n * rem + 7) // 8:
                 raise CodecError("float: bad raw_top part")
-            bits = np.unpackbits(packed, count=n * rem, bitorder="little").reshape(n, rem)
-            top = np.packbits(bits, axis=1, bitorder="little").reshape(n)
-            out |= top.astype(out.dtype) << ut(8 * nfull)
-        sign = out >> ut(M)
-        out &= ut((1 << M) - 1)
-        out |= sign << ut(W - 1)
-        out |= table.astype(out.dtype)[codes] << ut(M)
+        direct = out.flags.c_contiguous and out.flags.aligned and out.flags.writeable
+        flat = out.reshape(-1) if direct else np.empty(n, dtype=out.dtype)
+        try:  # in C, straight into the caller's buffer (the layer's workspace) when possible
+            wavelet.merge_float_fields(
+                np.ascontiguousarray(codes), np.ascontiguousarray(table), dt.exp_bits, M,
+                np.ascontiguousarray(planes), top if top is None else np.ascontiguousarray(top),
+                flat,
+            )
+        except wavelet.WaveletError as e:
+            raise CodecError(f"float: {e}") from None
+        if not direct:
+            out[...] = flat.reshape(out.shape)
 
     def _to_text(self, enc, max_symbols):
         return super()._to_text(enc, max_symbols)

@@ -333,6 +333,26 @@ int wv_wt_extract(const wv_wt_t *wt, uint64_t l, uint64_t r, void *out, uint32_t
 /* ==== BEGIN field kernels section (fields.c): bulk bit-field merge/split used to
  * rebuild fixed-width words from decoded symbol streams ==== */
 
+/* Rebuild n IEEE-like words (out_width bytes: 2, 4 or 8; 1 + exp_bits +
+ * mant_bits = 8*out_width) from three stored fields:
+ *   exponent: table[codes[i]] (codes: n unsigned ints of code_width bytes, 1 or
+ *             2; table: ntable uint16 exponent values, each < 2^exp_bits);
+ *   sign and mantissa: raw = mant_bits+1 bits per element, the low 8*P bits in
+ *             P = (mant_bits+1)/8 byte planes (planes[p*n + i] holds bits
+ *             8p..8p+7 of element i; nplanes_bytes = P*n) and the remaining
+ *             R = (mant_bits+1)%8 bits bit-packed LSB-first in top (element i
+ *             at bits [i*R, i*R+R); top_bytes = ceil(n*R/8));
+ *   out[i] = (raw >> mant_bits) << (W-1) | table[codes[i]] << mant_bits
+ *            | (raw & (2^mant_bits - 1)).
+ * Integer operations only (bit-exact for every pattern). WV_ECORRUPT if a
+ * code is >= ntable or a table entry does not fit exp_bits; WV_EINVAL for
+ * inconsistent sizes. O(n), no allocation; fp32 and bf16 with 8-bit codes
+ * take specialised loops. */
+int wv_fields_merge_float(const void *codes, uint32_t code_width, uint64_t n,
+                          const uint16_t *table, uint64_t ntable, uint32_t exp_bits,
+                          uint32_t mant_bits, const uint8_t *planes, uint64_t nplanes_bytes,
+                          const uint8_t *top, uint64_t top_bytes, void *out, uint32_t out_width);
+
 /* ==== END field kernels section ==== */
 
 #endif /* WAVELET_H */
