@@ -57,13 +57,17 @@ static int merge_fp32_u8(const uint8_t *cd, const uint16_t *table, uint64_t ntab
     for (uint64_t i0 = 0; i0 < n; i0 += 4096) {
         uint64_t i1 = n - i0 < 4096 ? n : i0 + 4096;
         unsigned bad = 0;
-        for (uint64_t i = i0; i < i1; i++)
+        /* pass 1 (scalar table lookups): exponents in place, codes checked */
+        for (uint64_t i = i0; i < i1; i++) {
             bad |= (unsigned)(cd[i] >= ntable);
+            o[i] = tab[cd[i]];
+        }
         if (bad)
             return WV_ECORRUPT;
+        /* pass 2 (vectorisable, byte widening): sign and mantissa from the planes */
         for (uint64_t i = i0; i < i1; i++) {
-            uint32_t raw = (uint32_t)p0[i] | (uint32_t)p1[i] << 8 | (uint32_t)p2[i] << 16;
-            o[i] = (raw & 0x7FFFFFu) | (raw >> 23) << 31 | tab[cd[i]];
+            uint32_t b2 = p2[i];
+            o[i] |= (uint32_t)p0[i] | (uint32_t)p1[i] << 8 | (b2 & 0x7Fu) << 16 | (b2 >> 7) << 31;
         }
     }
     return WV_OK;
