@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     nbytes = 1 << 30
     src = cp.empty(nbytes, dtype=cp.uint8)
     dst = cp.empty_like(src)
-    t = _time(cp, lambda: dst.__setitem__(Ellipsis, src))
+    t = _time(cp, lambda d=dst, s=src: d.__setitem__(Ellipsis, s))
     copy_gbs = nbytes / t / 1e9
     rows.append(("d2d copy (1 GiB)", f"{copy_gbs:9.1f} GB/s", "ceiling"))
     del src, dst

@@ -52,7 +52,6 @@ def word_ids(text: bytes) -> np.ndarray:
 def bench(name, seq, nq, nref, repeats, ref_mod):
     rng = np.random.default_rng(1)
     n = seq.size
-    rows = []
     t_build, wm = _t(lambda: wavelet.WaveletMatrix(seq))
     t_wt, wt = _t(lambda: wavelet.WaveletTree(seq, shape="huffman"))
     t_bal, bal = _t(lambda: wavelet.WaveletTree(seq, shape="balanced"))

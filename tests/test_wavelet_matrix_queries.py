@@ -1,12 +1,12 @@
 """WaveletMatrix queries against a naive numpy oracle, on every ISA level."""
 
+import _wv_oracle as O  # noqa: N812
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-import _wv_oracle as O  # noqa: N812
 from wavelet import WaveletMatrix
 
 DTYPES = [np.uint8, np.uint16, np.uint32, np.uint64, np.int32, np.int64]

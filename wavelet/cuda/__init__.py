@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import importlib.util
 
-
 _LAZY = {
     "DeviceBitVector": "_gpu_bitvector",
     "DeviceWaveletMatrix": "_gpu_wavelet",
