@@ -48,9 +48,9 @@ static inline unsigned get_bits(const uint8_t *a, uint64_t p, unsigned w) {
 
 /* Specialised fast paths for the common formats (the compiler unrolls and
  * vectorises these): fp32 (3 planes), bf16 (1 plane). */
-static int merge_fp32_u8(const uint8_t *cd, const uint16_t *table, uint64_t ntable,
-                         const uint8_t *planes, uint64_t n, uint32_t *o) {
-    const uint8_t *p0 = planes, *p1 = planes + n, *p2 = planes + 2 * n;
+static int merge_fp32_u8(const uint8_t *restrict cd, const uint16_t *table, uint64_t ntable,
+                         const uint8_t *restrict planes, uint64_t n, uint32_t *restrict o) {
+    const uint8_t *restrict p0 = planes, *restrict p1 = planes + n, *restrict p2 = planes + 2 * n;
     uint32_t tab[256];
     for (unsigned c = 0; c < 256; c++)
         tab[c] = c < ntable ? (uint32_t)table[c] << 23 : 0;
@@ -73,8 +73,8 @@ static int merge_fp32_u8(const uint8_t *cd, const uint16_t *table, uint64_t ntab
     return WV_OK;
 }
 
-static int merge_bf16_u8(const uint8_t *cd, const uint16_t *table, uint64_t ntable,
-                         const uint8_t *p0, uint64_t n, uint16_t *o) {
+static int merge_bf16_u8(const uint8_t *restrict cd, const uint16_t *table, uint64_t ntable,
+                         const uint8_t *restrict p0, uint64_t n, uint16_t *restrict o) {
     uint16_t tab[256];
     for (unsigned c = 0; c < 256; c++)
         tab[c] = c < ntable ? (uint16_t)(table[c] << 7) : 0;
