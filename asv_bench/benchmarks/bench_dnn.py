@@ -10,8 +10,6 @@ faster); it is skipped when zipnn is not installed.
 import statistics
 import time
 
-import numpy as np
-
 try:
     import torch
 except ImportError:  # asv imports every file; torch is optional for the package
