@@ -107,12 +107,10 @@ GRID, BLOCK = 3, 64  # small grid: every grid-stride loop wraps several times
 def emu(tmp_path_factory):
     d = tmp_path_factory.mktemp("emu")
     src = d / "emu.cpp"
-    src.write_text(
-        SHIM + _module.source("bitvector.cu") + "\n" + _module.source("wavelet_matrix.cu")
-        .split('#line 1 "wavelet_matrix.cu"', 1)[1].replace("#define WV_TID()", "#undef WV_TID\n#define WV_TID()", 1)
-        .replace("#define WV_NTHREADS()", "#undef WV_NTHREADS\n#define WV_NTHREADS()", 1)
-        + WRAP
-    )
+    wm = _module.source("wavelet_matrix.cu").split('#line 1 "wavelet_matrix.cu"', 1)[1]
+    for mac in ("WV_TID", "WV_NTHREADS"):  # defined again by the second file
+        wm = wm.replace(f"#define {mac}()", f"#undef {mac}\n#define {mac}()", 1)
+    src.write_text(SHIM + _module.source("bitvector.cu") + "\n" + wm + WRAP)
     so = d / "emu.so"
     r = subprocess.run(
         [CXX, "-std=c++17", "-O1", "-shared", "-fPIC", "-w", "-o", str(so), str(src)],

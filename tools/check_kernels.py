@@ -36,7 +36,8 @@ class Result:
 
     def __str__(self) -> str:
         state = "ok" if self.ok else "FAILED"
-        s = f"{self.file} [{self.arch}] {state}: {len(self.lowered)} kernels, {self.ptx_bytes} B PTX"
+        s = f"{self.file} [{self.arch}] {state}: {len(self.lowered)} kernels"
+        s += f", {self.ptx_bytes} B PTX"
         if not self.ok or self.log.strip():
             s += "\n" + self.log.strip()
         return s
