@@ -79,3 +79,71 @@ def test_bad_input_is_rejected():
     ro.flags.writeable = False
     with pytest.raises(ValueError):
         wavelet.merge_float_fields(codes, table, 8, 23, planes, top, ro)
+
+
+# ---- wider "exponent" fields, strided codes, sub-ranges ----------------------------------
+
+
+@pytest.mark.parametrize("dt,e,m", LAYOUTS)
+@given(data=st.data())
+def test_joint_exponent_mantissa_field(dt, e, m, data):
+    """The table may carry the exponent plus the top k mantissa bits (field e + k)."""
+    k = data.draw(st.integers(0, min(8, 16 - e, m)))
+    words = data.draw(hnp.arrays(dt, st.integers(1, 300)))
+    codes, table, planes, top = split(words, e + k, m - k)
+    out = np.empty_like(words)
+    wavelet.merge_float_fields(codes, table, e + k, m - k, planes, top, out)
+    np.testing.assert_array_equal(out, words)
+
+
+@pytest.mark.parametrize("dt,e,m", LAYOUTS)
+@given(data=st.data())
+def test_rows_with_separators_and_subranges(dt, e, m, data):
+    """Codes with one separator per row (a RAS) and any sub-range [start, start+count)."""
+    k = data.draw(st.integers(0, 3))
+    words = data.draw(hnp.arrays(dt, st.integers(1, 5000)))
+    n = words.size
+    codes, table, planes, top = split(words, e + k, m - k)
+    start = data.draw(st.integers(0, n - 1))
+    count = data.draw(st.integers(0, n - start))
+    bl = data.draw(st.integers(1, max(1, count)))
+    gap = data.draw(st.integers(0, 3))
+    # lay the range's codes out in rows of bl, each followed by `gap` junk entries
+    rng = codes[start : start + count]
+    nrows = -(-count // bl) if count else 0
+    lay = np.full(nrows * (bl + gap), 0xFF, dtype=codes.dtype)
+    for r in range(nrows):
+        seg = rng[r * bl : (r + 1) * bl]
+        lay[r * (bl + gap) : r * (bl + gap) + seg.size] = seg
+    if lay.size == 0:
+        lay = np.zeros(1, codes.dtype)
+    out = np.empty(count, dtype=words.dtype)
+    wavelet.merge_float_fields(
+        lay, table, e + k, m - k, planes, top, out, block_len=bl, block_stride=bl + gap,
+        start=start, total=n,
+    )
+    np.testing.assert_array_equal(out, words[start : start + count])
+
+
+def test_range_and_row_errors():
+    words = np.arange(1000, dtype=np.uint32) * 7919
+    codes, table, planes, top = split(words, 8, 23)
+    out = np.empty(100, np.uint32)
+    with pytest.raises(ValueError, match="outside"):
+        wavelet.merge_float_fields(codes[:100], table, 8, 23, planes, top, out, start=950,
+                                   total=1000)
+    with pytest.raises(ValueError, match="too short"):
+        wavelet.merge_float_fields(codes[:100], table, 8, 23, planes, top, out, block_len=10,
+                                   block_stride=11, start=0, total=1000)
+    with pytest.raises(ValueError, match="block_len"):
+        wavelet.merge_float_fields(codes[:100], table, 8, 23, planes, top, out, block_len=10,
+                                   block_stride=5, total=1000)
+    with pytest.raises(ValueError, match="planes"):
+        wavelet.merge_float_fields(codes[:100], table, 8, 23, planes, top, out, total=999)
+    # a separator (junk code) inside a row is caught as corrupt data, not read out of range
+    lay = np.concatenate([codes[:100], [np.uint8(250)]]).astype(np.uint8)
+    with pytest.raises(wavelet.WaveletError):
+        wavelet.merge_float_fields(lay[1:], table, 8, 23, planes, top, out, block_len=100,
+                                   block_stride=100, start=1, total=1000)
+    with pytest.raises(ValueError):  # table entry wider than the field
+        wavelet.merge_float_fields(codes, table, 17, 14, planes, top, np.empty(1000, np.uint32))

@@ -23,23 +23,43 @@ def _req(a, name, dtypes, *, writable=False):
         raise ValueError(f"merge_float_fields: {name} must be writable")
 
 
-def merge_float_fields(codes, table, exp_bits: int, mant_bits: int, planes, top, out):
+def merge_float_fields(
+    codes, table, exp_bits: int, mant_bits: int, planes, top, out, *, block_len=None,
+    block_stride=None, start: int = 0, total: int | None = None,
+):
     """Rebuild IEEE-like words from an exponent code stream and raw sign/mantissa bits.
 
-    ``out[i] = sign << (W-1) | table[codes[i]] << mant_bits | mantissa`` where the
+    ``out[i] = sign << (W-1) | table[code(i)] << mant_bits | mantissa`` where the
     ``mant_bits + 1`` raw bits of element ``i`` are ``planes[p, i]`` (byte ``p``) for
     ``p < (mant_bits+1)//8`` and, for the remaining ``(mant_bits+1) % 8`` bits, the
     LSB-first bit-packed ``top``. Integer operations only, in C with the GIL released.
 
+    The "exponent" field may be wider than the IEEE exponent (it can carry the top
+    mantissa bits too): any ``exp_bits <= 16`` with ``1 + exp_bits + mant_bits`` equal to
+    the word width is accepted.
+
+    A sub-range can be rebuilt: ``out`` then receives elements ``start .. start +
+    out.size`` of a tensor of ``total`` elements (``planes`` and ``top`` always describe
+    the whole tensor); disjoint ranges may be decoded from several threads at once.
+    Codes are read in rows: with ``j = i - start``, ``code(i) = codes[(j // block_len) *
+    block_stride + j % block_len]``; by default ``block_len = block_stride = out.size`` (a
+    plain array). A stride larger than the row skips per-row separators (a RAS's
+    delimiters) without a copy.
+
     Parameters
     ----------
-    codes : ndarray of uint8 or uint16, shape (n,)
-    table : ndarray of uint16 (exponent value per code)
+    codes : ndarray of uint8 or uint16, 1-D
+    table : ndarray of uint16 (exponent field value per code)
     exp_bits, mant_bits : int
         Field widths; ``1 + exp_bits + mant_bits`` must equal the bit width of ``out``.
-    planes : ndarray of uint8, shape (P, n)
+    planes : ndarray of uint8, shape (P, total)
     top : ndarray of uint8 or None
-    out : ndarray of uint16/uint32/uint64, shape (n,), written in place
+    out : ndarray of uint16/uint32/uint64, 1-D, written in place
+    block_len, block_stride : int, optional
+        Row length and row stride of *codes* (see above).
+    start, total : int, optional
+        The range's first element and the tensor's element count (default: ``0`` and
+        ``out.size``).
 
     Raises
     ------
@@ -52,16 +72,40 @@ def merge_float_fields(codes, table, exp_bits: int, mant_bits: int, planes, top,
     _req(table, "table", (np.uint16,))
     _req(planes, "planes", (np.uint8,))
     _req(out, "out", (np.uint16, np.uint32, np.uint64), writable=True)
-    n = codes.size
-    if out.size != n or (planes.size and planes.size % max(n, 1)):
-        raise ValueError("merge_float_fields: codes, planes and out sizes disagree")
+    count = out.size
+    start = int(start)
+    total = count if total is None else int(total)
+    if start < 0 or total < 0 or start + count > total:
+        raise ValueError(
+            f"merge_float_fields: range [{start}, {start + count}) outside 0..{total}"
+        )
+    if block_len is None and block_stride is None:
+        block_len = block_stride = max(count, 1)
+        if codes.size != count:
+            raise ValueError("merge_float_fields: codes and out sizes disagree")
+    else:
+        block_len = int(block_len if block_len is not None else block_stride)
+        block_stride = int(block_stride if block_stride is not None else block_len)
+        if block_len < 1 or block_stride < block_len:
+            raise ValueError("merge_float_fields: need 1 <= block_len <= block_stride")
+        if count and ((count - 1) // block_len) * block_stride + (count - 1) % block_len >= (
+            codes.size
+        ):
+            raise ValueError("merge_float_fields: codes too short for the rows")
+    nplanes, rem = divmod(int(mant_bits) + 1, 8)
+    if planes.size != nplanes * total:
+        raise ValueError(
+            f"merge_float_fields: planes hold {planes.size} bytes, expected {nplanes} x {total}"
+        )
     if top is None:
         top = np.zeros(0, np.uint8)
     _req(top, "top", (np.uint8,))
     st = lib.wv_fields_merge_float(
         ffi.from_buffer(codes),
         codes.itemsize,
-        n,
+        codes.size,
+        block_len,
+        block_stride,
         ffi.from_buffer("uint16_t[]", table),
         table.size,
         int(exp_bits),
@@ -70,8 +114,11 @@ def merge_float_fields(codes, table, exp_bits: int, mant_bits: int, planes, top,
         planes.size,
         ffi.from_buffer("uint8_t[]", top),
         top.size,
+        total,
+        start,
         ffi.from_buffer(out, require_writable=True),
         out.itemsize,
+        count,
     )
     check(st, "merge_float_fields")
     return out

@@ -333,25 +333,35 @@ int wv_wt_extract(const wv_wt_t *wt, uint64_t l, uint64_t r, void *out, uint32_t
 /* ==== BEGIN field kernels section (fields.c): bulk bit-field merge/split used to
  * rebuild fixed-width words from decoded symbol streams ==== */
 
-/* Rebuild n IEEE-like words (out_width bytes: 2, 4 or 8; 1 + exp_bits +
- * mant_bits = 8*out_width) from three stored fields:
- *   exponent: table[codes[i]] (codes: n unsigned ints of code_width bytes, 1 or
- *             2; table: ntable uint16 exponent values, each < 2^exp_bits);
+/* Rebuild elements [first, first + count) of n IEEE-like words (out_width
+ * bytes: 2, 4 or 8; 1 + exp_bits + mant_bits = 8*out_width) into out[0..count)
+ * from three stored fields:
+ *   exponent: table[code(i)] (table: ntable uint16 values, each < 2^exp_bits;
+ *             the "exponent" field may be wider than IEEE's, holding the top
+ *             mantissa bits too);
+ *   codes:    ncodes unsigned ints of code_width bytes (1 or 2) for the range,
+ *             read in rows: with j = i - first, code(i) =
+ *             codes[(j / block_len) * block_stride + j % block_len]
+ *             (block_len = block_stride = count for a plain array; block_stride >
+ *             block_len skips per-row delimiters of a RAS without a copy);
  *   sign and mantissa: raw = mant_bits+1 bits per element, the low 8*P bits in
  *             P = (mant_bits+1)/8 byte planes (planes[p*n + i] holds bits
  *             8p..8p+7 of element i; nplanes_bytes = P*n) and the remaining
  *             R = (mant_bits+1)%8 bits bit-packed LSB-first in top (element i
  *             at bits [i*R, i*R+R); top_bytes = ceil(n*R/8));
- *   out[i] = (raw >> mant_bits) << (W-1) | table[codes[i]] << mant_bits
+ *   out[i] = (raw >> mant_bits) << (W-1) | table[code(i)] << mant_bits
  *            | (raw & (2^mant_bits - 1)).
  * Integer operations only (bit-exact for every pattern). WV_ECORRUPT if a
  * code is >= ntable or a table entry does not fit exp_bits; WV_EINVAL for
- * inconsistent sizes. O(n), no allocation; fp32 and bf16 with 8-bit codes
- * take specialised loops. */
-int wv_fields_merge_float(const void *codes, uint32_t code_width, uint64_t n,
-                          const uint16_t *table, uint64_t ntable, uint32_t exp_bits,
-                          uint32_t mant_bits, const uint8_t *planes, uint64_t nplanes_bytes,
-                          const uint8_t *top, uint64_t top_bytes, void *out, uint32_t out_width);
+ * inconsistent sizes (every index the rows reach must lie below ncodes).
+ * O(count), no allocation, processed in L1-sized chunks; disjoint ranges may
+ * run concurrently (threads decoding one tensor). */
+int wv_fields_merge_float(const void *codes, uint32_t code_width, uint64_t ncodes,
+                          uint64_t block_len, uint64_t block_stride, const uint16_t *table,
+                          uint64_t ntable, uint32_t exp_bits, uint32_t mant_bits,
+                          const uint8_t *planes, uint64_t nplanes_bytes, const uint8_t *top,
+                          uint64_t top_bytes, uint64_t n, uint64_t first, void *out,
+                          uint32_t out_width, uint64_t count);
 
 /* ==== END field kernels section ==== */
 
