@@ -272,3 +272,63 @@ def test_sparse_all_zero_tensor_roundtrips():
         enc = SparseCodec().encode(x)
         back = SparseCodec().decode(enc)
         assert torch.equal(back.view(torch.int32), x.view(torch.int32))
+
+
+# ---- float codec: joint exponent+mantissa symbols, chunked and threaded decode ---------------
+
+
+@settings(deadline=None)
+@given(tensors(), st.integers(0, 3), st.sampled_from(["block", "element"]))
+def test_property_float_joint_bits(x, kmax, form):
+    """Every joint-bit count round-trips bit for bit (forced: no minimum gain)."""
+    if not x.dtype.is_floating_point:
+        return
+    codec = C.FloatCodec(form=form, max_joint_bits=kmax, joint_min_gain=-1.0)
+    enc = codec.encode(x)
+    assert 0 <= enc.meta["k"] <= kmax
+    assert_exact(codec.decode(enc), x)
+
+
+def test_joint_bits_chosen_when_exponents_concentrate():
+    # the non-zeros of a magnitude-pruned tensor sit in one or two binades: Huffman cannot
+    # code the exponent alone below 1 bit, the joint symbol can
+    torch.manual_seed(0)
+    g = torch.randn(256, 256) * 0.02
+    vals = g[g.abs() > g.abs().quantile(0.95)].contiguous()
+    enc = C.FloatCodec().encode(vals)
+    assert enc.meta["k"] > 0
+    plain = C.FloatCodec(max_joint_bits=0).encode(vals)
+    assert enc.nbytes < 0.97 * plain.nbytes
+    assert_exact(C.FloatCodec().decode(enc), vals)
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 1000])
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("shape", [(37, 50), (3, 2049), (1, 5000), (4096,)])
+def test_float_chunked_threaded_decode(monkeypatch, chunk, threads, shape):
+    """Chunks of whole rows, rows cut into pieces, several threads: same bits."""
+    monkeypatch.setattr(C, "_CHUNK", chunk)
+    torch.manual_seed(1)
+    x = torch.randn(*shape)
+    x.view(-1)[:9] = specials(torch.float32)
+    for kmax, gain in [(0, 0.01), (3, -1.0)]:
+        codec = C.FloatCodec(max_joint_bits=kmax, joint_min_gain=gain)
+        enc = codec.encode(x)
+        C.set_decode_threads(threads)
+        try:
+            out = torch.full_like(x, 7.0)
+            codec.decode(enc, out=out)
+        finally:
+            C.set_decode_threads(1)
+        assert_exact(out, x)
+
+
+def test_float_bad_joint_meta_is_a_codec_error():
+    x = torch.randn(8, 8)
+    enc = C.FloatCodec().encode(x)
+    for bad in [-1, 24, "x", 9]:
+        enc.meta["k"] = bad
+        with pytest.raises(C.CodecError):
+            C.FloatCodec().decode(enc)
+    with pytest.raises(ValueError):
+        C.set_decode_threads(0)
