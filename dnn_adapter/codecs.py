@@ -44,6 +44,7 @@ from ._bits import (
     out_bits,
     torch,
 )
+from ._bits import smallest_uint
 from .ras import BLOCK, ELEMENT, RAS
 
 __all__ = [
@@ -587,9 +588,16 @@ class SparseCodec(Codec):
     """The tuple extension for pruned tensors: (distance to previous non-zero, value).
 
     Parts: ``gaps`` (RAS of distance codes; one block per kernel, distances restart after each
-    delimiter), ``gap_table`` (code -> distance), child ``values`` (the non-zeros, encoded with
-    the best of float/dict/raw in a RAS over the same blocks). Applies when at least
-    ``min_zero_fraction`` of the elements are exactly zero (all bits clear).
+    delimiter), ``gap_table`` (code -> distance symbol), child ``values`` (the non-zeros,
+    encoded with the best of float/dict/raw in a RAS over the same blocks). Applies when at
+    least ``min_zero_fraction`` of the elements are exactly zero (all bits clear).
+
+    Long distances are escaped (``meta["esc"] = T``): a distance ``g < T`` is its own symbol;
+    a longer one is the symbol ``T + b`` (``b = floor(log2(g - T + 1))``) plus ``b`` raw bits
+    (part ``gap_extra``, bit-packed LSB first, in element order). At high sparsity the
+    distances spread over hundreds of values and a symbol per distance would cost more in
+    the tree's per-symbol tables than it saves; ``T`` is picked per tensor by estimated size
+    (no ``esc``: every distance is a symbol).
     """
 
     codec_id = "sparse"
@@ -621,17 +629,58 @@ class SparseCodec(Codec):
         prev[first] = -1
         gaps = o - prev - 1
         counts = np.bincount(b, minlength=nb).astype(np.int64)
-        table, codes = _freq_table(gaps.astype(np.uint64))
+        esc = _choose_escape(gaps)
+        arrays = {}
+        if esc is None:
+            sym = gaps
+        else:
+            sym, extra = _escape_gaps(gaps, esc)
+            arrays["gap_extra"] = extra
+        table, codes = _freq_table(sym.astype(np.uint64))
+        arrays["gap_table"] = table.astype(smallest_uint(int(table.max()) if table.size else 0))
         ras = RAS.build(codes, table.size, self.form, counts)
         vals = np.ascontiguousarray(u[nz])
         child = _best_bits(vals, dt, counts, self.form, (FloatCodec, DictCodec, RawCodec))
         meta = {"form": self.form, "block_len": L, "nnz": int(nz.size)}
-        return Encoded(self.codec_id, meta, {"gap_table": table}, {"gaps": ras}, {"values": child})
+        if esc is not None:
+            meta["esc"] = esc
+        return Encoded(self.codec_id, meta, arrays, {"gaps": ras}, {"values": child})
+
+    def _gap_values(self, enc, codes) -> np.ndarray:
+        """The distances (int64) of the operands, from their codes (escapes resolved)."""
+        table = enc.arrays["gap_table"]
+        sym = table[codes].astype(np.int64)
+        esc = enc.meta.get("esc")
+        if esc is None:
+            return sym
+        try:
+            T = int(esc)
+        except (TypeError, ValueError):
+            raise CodecError("sparse: bad escape threshold") from None
+        if T < 0 or (sym.size and int(sym.max()) >= T + 63):
+            raise CodecError("sparse: bad escape symbols")
+        extra = enc.arrays.get("gap_extra")
+        if extra is None or extra.dtype != np.uint8 or extra.ndim != 1:
+            raise CodecError("sparse: missing or bad gap_extra part")
+        is_esc = sym >= T
+        nbits = sym[is_esc] - T
+        total = int(nbits.sum())
+        if extra.size != (total + 7) // 8:
+            raise CodecError("sparse: gap_extra has the wrong size")
+        val = (np.int64(1) << nbits) - 1 + T
+        has = np.flatnonzero(nbits)
+        if has.size:
+            bits = np.unpackbits(extra, bitorder="little")[:total].astype(np.int64)
+            off = np.cumsum(nbits) - nbits
+            shift = np.arange(total, dtype=np.int64) - np.repeat(off, nbits)
+            val[has] += np.add.reduceat(bits << shift, off[has])
+        sym[is_esc] = val
+        return sym
 
     def _positions(self, enc, n):
         ras, table = enc.ras["gaps"], enc.arrays["gap_table"]
         L, nnz = int(enc.meta["block_len"]), int(enc.meta["nnz"])
-        if len(ras) != nnz or table.dtype != np.uint64 or table.size != ras.k:
+        if len(ras) != nnz or table.dtype.kind != "u" or table.size != ras.k:
             raise CodecError("sparse: gap parts do not match")
         if L <= 0 or n % L or ras.nblocks != n // L:
             raise CodecError("sparse: block layout does not match the tensor")
@@ -641,7 +690,7 @@ class SparseCodec(Codec):
         counts = ras.block_lengths()
         if nnz == 0:  # an all-zero tensor: no positions
             return np.empty(0, dtype=np.int64), counts
-        step = table[codes].astype(np.int64) + 1
+        step = self._gap_values(enc, codes) + 1
         cs = np.cumsum(step)
         ends = np.cumsum(counts)
         base = np.zeros(counts.size, dtype=np.int64)
@@ -669,10 +718,59 @@ class SparseCodec(Codec):
         self._decode_bits(enc, ub)
         pos, _ = self._positions(enc, n)
         vals = _values_list(ub[pos], dt)
-        table = enc.arrays["gap_table"]
+        gaps = self._gap_values(enc, enc.ras["gaps"].decode())
         return enc.ras["gaps"].to_text(
-            lambda i, c: f"({int(table[c])},{_fmt(vals[i])})", max_symbols=max_symbols
+            lambda i, c: f"({int(gaps[i])},{_fmt(vals[i])})", max_symbols=max_symbols
         )
+
+
+def _escape_gaps(gaps: np.ndarray, T: int):
+    """``(symbols, packed extra bits)`` for escape threshold *T* (see :class:`SparseCodec`)."""
+    g = gaps.astype(np.int64)
+    sym = g.copy()
+    is_esc = g >= T
+    v = g[is_esc] - T + 1  # >= 1
+    nbits = np.floor(np.log2(v)).astype(np.int64)
+    # log2 in floating point can be off by one near powers of two: fix exactly
+    nbits -= (np.int64(1) << nbits) > v
+    nbits += (np.int64(1) << (nbits + 1)) <= v
+    sym[is_esc] = T + nbits
+    extra = v - (np.int64(1) << nbits)
+    total = int(nbits.sum())
+    if total:
+        off = np.cumsum(nbits) - nbits
+        shift = np.arange(total, dtype=np.int64) - np.repeat(off, nbits)
+        bits = (np.repeat(extra, nbits) >> shift) & 1
+        packed = np.packbits(bits.astype(np.uint8), bitorder="little")
+    else:
+        packed = np.zeros(0, np.uint8)
+    return sym, packed
+
+
+def _choose_escape(gaps: np.ndarray):
+    """The escape threshold with the smallest estimated size, or None (no escapes)."""
+    if gaps.size == 0:
+        return None
+    per_symbol = _TREE_BYTES_PER_SYMBOL + 2
+
+    def est(sym, extra_bits):
+        counts = np.bincount(sym)
+        nsym = int(np.count_nonzero(counts)) + 3
+        return _huffman_bits(counts) * _TREE_INDEX / 8 + nsym * per_symbol + extra_bits / 8
+
+    g = gaps.astype(np.int64)
+    best_T, best = None, est(g, 0)
+    mx = int(g.max())
+    for T in (4, 8, 16, 32, 64, 128, 256):
+        if T > mx:
+            break
+        v = g[g >= T] - T + 1
+        nbits = np.floor(np.log2(v)).astype(np.int64)
+        sym = np.where(g >= T, T + np.floor(np.log2(np.maximum(g - T + 1, 1))), g)
+        size = est(sym.astype(np.int64), int(nbits.sum()))
+        if size < best:
+            best_T, best = T, size
+    return best_T
 
 
 # ---------------------------------------------------------------------------------------------

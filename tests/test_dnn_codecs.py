@@ -332,3 +332,54 @@ def test_float_bad_joint_meta_is_a_codec_error():
             C.FloatCodec().decode(enc)
     with pytest.raises(ValueError):
         C.set_decode_threads(0)
+
+
+# ---- sparse codec: escaped long distances ----------------------------------------------------
+
+
+@settings(deadline=None)
+@given(
+    st.lists(st.integers(0, 2**40), min_size=0, max_size=200),
+    st.sampled_from([0, 1, 4, 16, 256]),
+)
+def test_gap_escape_roundtrip(gaps, T):
+    g = np.array(gaps, dtype=np.int64)
+    sym, extra = C._escape_gaps(g, T)
+    assert (sym[g < T] == g[g < T]).all() and (sym[g >= T] >= T).all()
+    table, codes = C._freq_table(sym.astype(np.uint64))
+    enc = C.Encoded("sparse", {"esc": T}, {"gap_table": table, "gap_extra": extra})
+    np.testing.assert_array_equal(C.SparseCodec()._gap_values(enc, codes), g)
+
+
+@pytest.mark.parametrize("density", [0.002, 0.03, 0.3])
+@pytest.mark.parametrize("L", [50, 4099, 70000])
+def test_sparse_long_rows_escape(density, L):
+    torch.manual_seed(2)
+    x = torch.randn(3, L)
+    x[torch.rand(3, L) >= density] = 0
+    x[1] = 0  # an empty row
+    x[2, -1] = 1.5  # a non-zero at the very end of a row
+    enc = C.SparseCodec().encode(x)
+    assert_exact(C.SparseCodec().decode(enc), x)
+    if density <= 0.03 and L > 1000:
+        assert "esc" in enc.meta  # long distances are escaped
+
+
+def test_sparse_corrupt_escape_parts():
+    torch.manual_seed(3)
+    x = torch.randn(4, 5000)
+    x[torch.rand(4, 5000) > 0.01] = 0
+    enc = C.SparseCodec().encode(x)
+    assert "esc" in enc.meta
+    good = enc.arrays["gap_extra"]
+    for bad in [good[:-1], np.concatenate([good, [0]]).astype(np.uint8), good.astype(np.int16)]:
+        enc.arrays["gap_extra"] = bad
+        with pytest.raises(C.CodecError):
+            C.SparseCodec().decode(enc)
+    enc.arrays["gap_extra"] = good
+    enc.meta["esc"] = "x"
+    with pytest.raises(C.CodecError):
+        C.SparseCodec().decode(enc)
+    enc.meta["esc"] = 0  # every symbol then reads as a 60+-bit escape: out of range
+    with pytest.raises(C.CodecError):
+        C.SparseCodec().decode(enc)
