@@ -1,0 +1,33 @@
+"""The model behind tests/fixtures/dnn_v1.dnnz: weights from integer arithmetic only, so the
+same bits come out on every machine and torch version (no RNG, no training)."""
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def _det(n: int, salt: int) -> np.ndarray:
+    """n float64 values in [-0.1, 0.1) from a multiplicative hash (exact in float64)."""
+    i = np.arange(n, dtype=np.uint64) + np.uint64(salt * 1_000_003)
+    h = (i * np.uint64(2654435761)) % np.uint64(2**32)
+    return (h.astype(np.float64) / 2**32 - 0.5) * 0.2
+
+
+def fixture_model() -> nn.Module:
+    """Dense fp32, 95%-pruned fp32, 8-level quantized fp32, a bf16 embedding and biases."""
+    m = nn.Sequential(nn.Linear(64, 64), nn.Linear(64, 64), nn.Linear(64, 32))
+    emb = nn.Embedding(40, 48).to(torch.bfloat16)
+    m.add_module("emb", emb)
+    ws = {}
+    for j, (name, p) in enumerate(m.named_parameters()):
+        a = _det(p.numel(), j).reshape(p.shape)
+        if name == "1.weight":  # magnitude-pruned to 95%
+            thr = np.quantile(np.abs(a), 0.95)
+            a = np.where(np.abs(a) > thr, a, 0.0)
+        if name == "2.weight":  # 8 uniform levels
+            a = np.round(a / 0.2 * 7) / 7 * 0.2
+        ws[name] = torch.from_numpy(a).to(p.dtype)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            p.copy_(ws[name])
+    return m
