@@ -1,5 +1,6 @@
-"""DeviceWaveletMatrix: GPU bulk decode and batch access of a wavelet matrix,
-and float reassembly from an exponent stream (kernels in cuda/wavelet_matrix.cu).
+"""DeviceWaveletMatrix: GPU bulk decode, batch access/rank/select and range
+extract of a wavelet matrix, and its decode fused with float reassembly in
+dnn_adapter's FloatCodec layout (kernels in cuda/wavelet_matrix.cu).
 
 Private module; public names are re-exported by :mod:`wavelet.cuda`.
 CuPy is imported on first use only.
@@ -12,18 +13,16 @@ import contextlib
 import numpy as np
 
 from ._gpu_bitvector import DeviceBitVector, _check_bad, _check_out, as_device_queries
+from ._gpu_fields import as_device_out, check_bad, check_parts, float_spec
 from .cuda import _module as _m
 
-__all__ = ["DeviceWaveletMatrix", "merge_float_bits", "FLOAT_FORMATS"]
+__all__ = ["DeviceWaveletMatrix", "FLOAT_FORMATS"]
 
 _U64_MAX = (1 << 64) - 1
 
-#: float format -> (output bit-pattern dtype, exponent bits, mantissa bits, raw bits/element)
-FLOAT_FORMATS = {
-    "float32": ("uint32", 8, 23, 24),
-    "bfloat16": ("uint16", 8, 7, 8),
-    "float16": ("uint16", 5, 10, 11),
-}
+#: IEEE float formats: name -> (word dtype, exponent bits, mantissa bits). The
+#: device float kernels take any split (see :func:`wavelet.cuda.merge_float_fields`).
+FLOAT_FORMATS = {k: (v[0], v[1], v[2]) for k, v in _m.FLOAT_FORMATS.items()}
 
 
 def _sym_dtype(nlevels: int):
@@ -35,75 +34,6 @@ def _sym_dtype(nlevels: int):
 
 def _ctx(stream):
     return stream if stream is not None else contextlib.nullcontext()
-
-
-def _fmt(fmt: str):
-    if fmt not in FLOAT_FORMATS:
-        raise ValueError(f"unknown float format {fmt!r}; expected one of {tuple(FLOAT_FORMATS)}")
-    return FLOAT_FORMATS[fmt]
-
-
-def _raw_check(raw, n: int, rbits: int, op: str):
-    cp = _m._cupy()
-    raw = raw if isinstance(raw, cp.ndarray) else cp.asarray(np.asarray(raw))
-    if raw.dtype != cp.uint8 or raw.ndim != 1 or not raw.flags.c_contiguous:
-        raise TypeError(f"{op}: raw must be a contiguous 1-D uint8 array")
-    need = (n * rbits + 7) // 8
-    if raw.size < need:
-        raise ValueError(f"{op}: raw holds {raw.size} bytes, need {need} for {n} elements")
-    return raw
-
-
-def _lut_arg(lut, op: str):
-    cp = _m._cupy()
-    if lut is None:
-        return cp.zeros(1, dtype=cp.uint32), 0
-    lut = cp.asarray(lut, dtype=cp.uint32)
-    if lut.ndim != 1 or lut.size == 0:
-        raise ValueError(f"{op}: lut must be a non-empty 1-D array")
-    if lut.size < 256:  # symbols are uint8: pad so any symbol indexes in bounds
-        lut = cp.concatenate([lut, cp.zeros(256 - lut.size, dtype=cp.uint32)])
-    return cp.ascontiguousarray(lut), 1
-
-
-def merge_float_bits(exponents, raw, fmt: str, *, lut=None, out=None, stream=None):
-    """Reassemble float bit patterns from an exponent stream and raw bits.
-
-    Parameters
-    ----------
-    exponents : CuPy uint8 array (n,)
-        The biased exponent field of each element, or an index into *lut*.
-    raw : CuPy uint8 array
-        Little-endian bit stream, ``R = 1 + mantissa bits`` bits per element
-        (fp32: 24, bf16: 8, fp16: 11); element ``j`` is bits ``[j*R, (j+1)*R)``;
-        within it, bits ``0..R-2`` are the mantissa and bit ``R-1`` the sign.
-    fmt : {"float32", "bfloat16", "float16"}
-    lut : optional uint32 array mapping exponent symbols to exponent fields.
-    out : optional CuPy uint32 (fp32) / uint16 array (n,), written in place.
-
-    Returns the IEEE bit patterns (uint32 or uint16); ``.view()`` them as floats.
-    Integer ops only, so subnormals, NaN payloads and -0.0 survive.
-    """
-    cp = _m._cupy()
-    odt, ebits, mbits, rbits = _fmt(fmt)
-    with _ctx(stream):
-        e = exponents if isinstance(exponents, cp.ndarray) else cp.asarray(exponents)
-        if e.dtype != cp.uint8 or e.ndim != 1:
-            raise TypeError("merge_float_bits: exponents must be a 1-D uint8 array")
-        e = cp.ascontiguousarray(e)
-        n = e.size
-        raw = _raw_check(raw, n, rbits, "merge_float_bits")
-        lutd, has_lut = _lut_arg(lut, "merge_float_bits")
-        if out is None:
-            out = cp.empty(n, dtype=odt)
-        else:
-            _check_out(out, n, (odt,), "merge_float_bits")
-        if n:
-            fn = _m.function("wavelet_matrix.cu", _m.float_kernel_names(fmt)[1])
-            grid, block = _m.launch_config(n)
-            fn((grid,), (block,), (e, raw, np.uint64(raw.size), lutd, np.int32(has_lut),
-                                   np.uint64(n), out))
-    return out
 
 
 class DeviceWaveletMatrix:
@@ -118,7 +48,7 @@ class DeviceWaveletMatrix:
     :meth:`from_concatenated` (one bitvector of ``L * n`` bits).
     """
 
-    def __init__(self, n: int, levels, zeros, device_id: int):
+    def __init__(self, n: int, levels, zeros, device_id: int, out_dtype=None):
         self._n = int(n)
         self._levels = list(levels)  # [(DeviceBitVector, off)]
         self._zeros = [int(z) for z in zeros]
@@ -128,7 +58,11 @@ class DeviceWaveletMatrix:
         for bv, off in self._levels:
             if off + self._n > len(bv):
                 raise ValueError("DeviceWaveletMatrix: level range past its bitvector")
-        self._dtype = _sym_dtype(max(1, len(self._levels)))
+        self._dtype = _sym_dtype(max(1, len(self._levels)))  # internal symbol type
+        self._odt = np.dtype(out_dtype) if out_dtype is not None else self._dtype
+        if self._odt.kind not in "iu" or self._odt.itemsize * 8 < len(self._levels):
+            raise ValueError(f"DeviceWaveletMatrix: result dtype {self._odt} cannot hold "
+                             f"{len(self._levels)}-bit symbols")
         self._table = None
 
     # ---- construction -----------------------------------------------------------
@@ -167,7 +101,8 @@ class DeviceWaveletMatrix:
         """Upload a :class:`wavelet.WaveletMatrix` (its ``_to_parts()`` sections,
         unchanged). Layout per wavelet_c/wavelet.h: one bitvector, level l at bits
         ``[l*stride, l*stride + n)``, ``stride = n`` rounded up to 512.
-        Results are the stored (unsigned) symbols."""
+        Results have the host matrix's dtype (signed dtypes map back as on the
+        host: the stored symbols are non-negative)."""
         from ._gpu_bitvector import upload_sections
 
         cp = _m._cupy()
@@ -183,7 +118,7 @@ class DeviceWaveletMatrix:
             q = cp.asarray(np.array([[o, o + n] for o in offs], np.uint64).reshape(-1))
             r0 = db.rank0(q).get().astype(np.int64).reshape(-1, 2) if nlevels else np.zeros((0, 2))
             zeros = (r0[:, 1] - r0[:, 0]).tolist()
-            return cls(n, [(db, o) for o in offs], zeros, dev.id)
+            return cls(n, [(db, o) for o in offs], zeros, dev.id, out_dtype=wm.dtype)
 
     # ---- properties --------------------------------------------------------------
     def __len__(self) -> int:
@@ -195,8 +130,9 @@ class DeviceWaveletMatrix:
 
     @property
     def dtype(self):
-        """Symbol dtype of decode/access results (smallest unsigned type holding L bits)."""
-        return self._dtype
+        """dtype of decode/access/extract results: the host matrix's dtype
+        (:meth:`from_host`), else the smallest unsigned type holding L bits."""
+        return self._odt
 
     @property
     def device(self):
@@ -213,7 +149,9 @@ class DeviceWaveletMatrix:
                 np.uint32(self.nlevels - 1 - lv))
 
     def _level_table(self):
-        """Per-level descriptor table for the access kernel (u64[L][7])."""
+        """Per-level descriptor table of the query kernels (u64[L][10], WV_LV in
+        wavelet_matrix.cu): words, blocks, super, nwords, off, zeros, rank1(off),
+        sel1, sel0, nblocks."""
         cp = _m._cupy()
         if self._table is None:
             rows = []
@@ -221,8 +159,9 @@ class DeviceWaveletMatrix:
                 a = bv._a
                 r1 = int(bv.rank1(cp.asarray([off], dtype=cp.uint64)).get()[0])
                 rows.append([a["WRDS"].data.ptr, a["BLKS"].data.ptr, a["SUPR"].data.ptr,
-                             a["WRDS"].size, off, self._zeros[lv], r1])
-            self._table = cp.asarray(np.array(rows, dtype=np.uint64).reshape(-1))
+                             a["WRDS"].size, off, self._zeros[lv], r1, a["SEL1"].data.ptr,
+                             a["SEL0"].data.ptr, a["BLKS"].size])
+            self._table = cp.asarray(np.array(rows, dtype=np.uint64).reshape(-1, 10).reshape(-1))
         return self._table
 
     # ---- bulk decode ----------------------------------------------------------------
@@ -244,80 +183,161 @@ class DeviceWaveletMatrix:
         return nxt
 
     def decode(self, *, out=None, stream=None):
-        """The whole sequence as a CuPy array of :attr:`dtype` (or into *out*)."""
+        """The whole sequence as a CuPy array of :attr:`dtype` (or into *out*).
+        The passes run in the narrowest unsigned type holding the symbols; a
+        wider result dtype costs one extra widening pass."""
         cp = _m._cupy()
         with self.device, _ctx(stream):
             if out is None:
-                out = cp.empty(self._n, dtype=self._dtype)
+                out = cp.empty(self._n, dtype=self._odt)
             else:
-                _check_out(out, self._n, (self._dtype,), "decode")
+                _check_out(out, self._n, (self._odt,), "decode")
             if self._n and self.nlevels:
-                res = self._passes(out, cp, self._dtype, 0)
-                assert res is out
+                if self._odt.itemsize == self._dtype.itemsize:
+                    res = self._passes(out.view(self._dtype), cp, self._dtype, 0)
+                    assert res.data.ptr == out.data.ptr
+                else:
+                    tmp = self._passes(None, cp, self._dtype, 0)
+                    out[...] = tmp.view(self._dtype)
             elif self._n:
                 out.fill(0)
         return out
 
-    def decode_float(self, raw, fmt: str, *, lut=None, out=None, stream=None):
-        """Decode exponent symbols and merge them with *raw* sign/mantissa bits,
-        fused into the last (level-0) pass, so the exponent stream never goes
-        to memory. See :func:`merge_float_bits` for the bit packing. Returns
-        uint32 (fp32) or uint16 (bf16/fp16) bit patterns."""
+    def decode_float(self, table, exp_bits: int, mant_bits: int, planes, top=None, *,
+                     out=None, check: bool = True, stream=None):
+        """Decode exponent codes (the matrix's symbols) and rebuild float words in
+        dnn_adapter's FloatCodec layout, fused into the last (level-0) pass so the
+        codes never go to memory. Parts and result as for
+        :func:`wavelet.cuda.merge_float_fields` (*out* may be a DLPack integer
+        tensor, written in place). Needs at most 16 levels (codes < 65536).
+
+        Raises
+        ------
+        WaveletError
+            A code outside *table* (with ``check=True``), or a table entry wider
+            than *exp_bits*.
+        """
         cp = _m._cupy()
-        odt, ebits, mbits, rbits = _fmt(fmt)
-        if self.nlevels > 8:
-            raise ValueError("decode_float: exponent symbols must fit in 8 bits")
+        op = "decode_float"
+        word, nplanes, rem = float_spec(exp_bits, mant_bits, op)
+        if self.nlevels > 16:
+            raise ValueError(f"{op}: exponent codes must fit in 16 bits (nlevels <= 16)")
         n = self._n
+        code_dt = np.dtype(np.uint8 if self.nlevels <= 8 else np.uint16)
         with self.device, _ctx(stream):
-            raw = _raw_check(raw, n, rbits, "decode_float")
-            lutd, has_lut = _lut_arg(lut, "decode_float")
-            if out is None:
-                out = cp.empty(n, dtype=odt)
-            else:
-                _check_out(out, n, (odt,), "decode_float")
+            table, planes, top, _ = check_parts(table, exp_bits, planes, top, n, nplanes, rem, op)
+            res = as_device_out(out, n, word, op)
             if n == 0:
-                return out
-            if self.nlevels == 0:
-                return merge_float_bits(cp.zeros(n, cp.uint8), raw, fmt, lut=lut, out=out)
-            nxt = self._passes(None, cp, cp.uint8, 1) if self.nlevels > 1 else None
-            fused = _m.function("wavelet_matrix.cu", _m.float_kernel_names(fmt)[0])
+                return out if out is not None else res
+            if self.nlevels == 0:  # no levels: every code is 0
+                from ._gpu_fields import merge_float_fields
+
+                return merge_float_fields(cp.zeros(n, cp.uint8), table, exp_bits, mant_bits,
+                                          planes[: nplanes * n], top if rem else None,
+                                          out if out is not None else res, check=check)
+            bad = cp.full(1, _U64_MAX, dtype=cp.uint64)
+            nxt = self._passes(None, cp, code_dt, 1) if self.nlevels > 1 else None
+            fused = _m.function("wavelet_matrix.cu",
+                                _m.wm_float_kernel_name(code_dt.itemsize, word.itemsize))
             grid, block = _m.launch_config(n, per_thread=64)
             has = nxt is not None
-            fused((grid,), (block,), (*self._level_args(0), nxt if has else raw, np.int32(has),
-                                     lutd, np.int32(has_lut), raw, np.uint64(raw.size), out))
-        return out
+            fused((grid,), (block,), (*self._level_args(0), nxt if has else planes,
+                                      np.int32(has), table, np.uint64(table.size),
+                                      np.uint32(mant_bits), planes, np.uint32(nplanes), top,
+                                      np.uint32(rem), res, bad))
+            if check:
+                check_bad(bad, op)
+        return out if out is not None else res
 
     # ---- point queries --------------------------------------------------------------
     def access(self, i, *, check: bool = True, stream=None):
         """Symbols at positions *i* (CuPy array of :attr:`dtype`, shape of *i*)."""
         cp = _m._cupy()
+        udt = np.dtype(f"u{self._odt.itemsize}")
         with self.device, _ctx(stream):
             qd, shape = as_device_queries(i, "access")
-            out = cp.empty(qd.size, dtype=self._dtype)
+            out = cp.empty(qd.size, dtype=udt)
             if qd.size:
                 bad = cp.full(1, _U64_MAX, dtype=cp.uint64)
-                fn = _m.function("wavelet_matrix.cu", _m.access_kernel_name(self._dtype.itemsize))
+                fn = _m.function("wavelet_matrix.cu", _m.access_kernel_name(udt.itemsize))
                 grid, block = _m.launch_config(qd.size)
                 fn((grid,), (block,), (self._level_table(), np.uint32(self.nlevels),
                                        np.uint64(self._n), qd, np.uint64(qd.size), out, bad))
                 if check:
                     _check_bad(bad, "access")
+            return out.view(self._odt).reshape(shape)
+
+    def _sym_queries(self, c, i, op):
+        cp = _m._cupy()
+        cc = c if isinstance(c, cp.ndarray) else cp.asarray(np.asarray(c))
+        qi = i if isinstance(i, cp.ndarray) else cp.asarray(np.asarray(i))
+        for a, what in ((cc, "symbols"), (qi, "positions")):
+            if a.size and a.dtype.kind not in "iu":
+                raise TypeError(f"{op}: {what} must be integers, got dtype {a.dtype}")
+        if cc.size and cc.dtype.kind == "i" and bool((cc < 0).any()):
+            raise ValueError(f"{op}: negative symbol")
+        cc, qi = cp.broadcast_arrays(cc, qi)
+        shape = cc.shape
+        flat = [cp.ascontiguousarray(x.ravel()).astype(cp.uint64, copy=False) for x in (cc, qi)]
+        return flat[0], flat[1], shape
+
+    def _sym_query(self, op, kernel, c, i, check, stream):
+        cp = _m._cupy()
+        with self.device, _ctx(stream):
+            cc, q, shape = self._sym_queries(c, i, op)
+            out = cp.empty(q.size, dtype=cp.uint64)
+            if q.size:
+                bad = cp.full(1, _U64_MAX, dtype=cp.uint64)
+                grid, block = _m.launch_config(q.size)
+                kernel()(
+                    (grid,), (block,), (self._level_table(), np.uint32(self.nlevels),
+                                        np.uint64(self._n), cc, q, np.uint64(q.size), out, bad))
+                if check:
+                    _check_bad(bad, op)
             return out.reshape(shape)
 
+    def rank(self, c, i, *, check: bool = True, stream=None):
+        """Occurrences of ``c`` in ``[0, i)`` (arrays broadcast; uint64 CuPy array).
+        Symbols that cannot occur have rank 0; ``i > len`` raises IndexError."""
+        return self._sym_query("rank", lambda: _m.function("wavelet_matrix.cu", "wv_wm_rank_k"),
+                               c, i, check, stream)
+
+    def select(self, c, k, *, check: bool = True, stream=None):
+        """Position of the ``k``-th (0-based) occurrence of ``c`` (uint64 CuPy
+        array); IndexError if ``c`` occurs ``k`` times or fewer."""
+        return self._sym_query("select",
+                               lambda: _m.function("wavelet_matrix.cu", "wv_wm_select_k"),
+                               c, k, check, stream)
+
     def extract(self, start: int = 0, stop: int | None = None, *, out=None, stream=None):
-        """Symbols ``[start, stop)`` into *out* or a new array (the whole range
-        uses the bulk decode; a sub-range uses batch access)."""
+        """Symbols ``[start, stop)`` into *out* or a new array of :attr:`dtype`.
+
+        The whole sequence uses the bulk decode (L bandwidth-bound passes over n);
+        so does a range of at least n/4 symbols (decoded, then sliced). Shorter
+        ranges run the range kernel: one thread per position walking the levels
+        top-down, positions generated on the device (no index array); neighbouring
+        threads share their rank lookups in cache. A bottom-up pass restricted to
+        the range would need the range's nodes per level (up to 2^level of them),
+        which a wavelet matrix does not keep."""
         cp = _m._cupy()
         stop = self._n if stop is None else int(stop)
         start = int(start)
         if not 0 <= start <= stop <= self._n:
             raise IndexError(f"extract: range [{start}, {stop}) out of range")
+        m = stop - start
         if start == 0 and stop == self._n:
             return self.decode(out=out, stream=stream)
         with self.device, _ctx(stream):
-            res = self.access(cp.arange(start, stop, dtype=cp.uint64), stream=stream)
             if out is None:
-                return res
-            _check_out(out, stop - start, (self._dtype,), "extract")
-            out[...] = res
+                out = cp.empty(m, dtype=self._odt)
+            else:
+                _check_out(out, m, (self._odt,), "extract")
+            if m and 4 * m >= self._n:
+                out[...] = self.decode()[start:stop]
+            elif m:
+                udt = np.dtype(f"u{self._odt.itemsize}")
+                fn = _m.function("wavelet_matrix.cu", _m.wm_extract_kernel_name(udt.itemsize))
+                grid, block = _m.launch_config(m)
+                fn((grid,), (block,), (self._level_table(), np.uint32(self.nlevels),
+                                       np.uint64(start), np.uint64(m), out.view(udt)))
             return out

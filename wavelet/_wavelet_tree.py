@@ -324,6 +324,15 @@ class WaveletTree(_SeqMixin):
         check(st, "extract")
         return out
 
+    def to_device(self, device=None):
+        """Upload to a GPU: a :class:`wavelet.cuda.DeviceWaveletTree` over the same
+        serialized arrays (no re-encoding), with batch access/rank/select, bulk
+        extract and a decode fused with float reassembly (needs CuPy and a CUDA
+        device; CuPy is imported only here)."""
+        from ._gpu_wavelet_tree import DeviceWaveletTree
+
+        return DeviceWaveletTree.from_host(self, device)
+
     # ---- serialization --------------------------------------------------------------------
     def _to_parts(self):
         syms, skey, spos, cnt, nact = self._tabs

@@ -12,9 +12,12 @@ Objects come from ``.to_device()`` on the host structures::
 
 Interop with torch (zero copy, DLPack), on torch's current stream::
 
-    with wavelet.cuda.torch_stream():
-        bits = dwm.decode_float(raw, "bfloat16")
+    dwt = wavelet.WaveletTree(codes, shape="huffman").to_device()
+    with wavelet.cuda.torch_stream():       # FloatCodec parts -> bf16 words, fused
+        bits = dwt.decode_float(table, 8, 7, planes)
     w = wavelet.cuda.to_torch(bits, torch.bfloat16)
+
+or decode straight into a torch workspace: ``out=w.view(torch.int16)``.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ import importlib.util
 _LAZY = {
     "DeviceBitVector": "_gpu_bitvector",
     "DeviceWaveletMatrix": "_gpu_wavelet",
+    "DeviceWaveletTree": "_gpu_wavelet_tree",
     "FLOAT_FORMATS": "_gpu_wavelet",
-    "merge_float_bits": "_gpu_wavelet",
+    "merge_float_fields": "_gpu_fields",
 }
 
 
@@ -39,9 +43,10 @@ def __getattr__(name):  # PEP 562: the wrappers import wavelet.cuda._module, so 
 __all__ = [
     "DeviceBitVector",
     "DeviceWaveletMatrix",
+    "DeviceWaveletTree",
     "FLOAT_FORMATS",
     "available",
-    "merge_float_bits",
+    "merge_float_fields",
     "to_torch",
     "torch_stream",
 ]

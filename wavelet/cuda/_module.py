@@ -27,12 +27,18 @@ OPTIONS = ("-std=c++17",)
 
 _U = {"u8": "wv_u8", "u16": "wv_u16", "u32": "wv_u32", "u64": "wv_u64"}
 
-#: float formats: name -> (output word type, exponent bits, mantissa bits)
+#: float formats: name -> (word dtype, exponent bits, mantissa bits), the IEEE
+#: split; the kernels take any (exp_bits, mant_bits) with 1 + e + m = word bits.
 FLOAT_FORMATS = {
-    "float32": ("wv_u32", 8, 23),
-    "bfloat16": ("wv_u16", 8, 7),
-    "float16": ("wv_u16", 5, 10),
+    "float64": ("uint64", 11, 52),
+    "float32": ("uint32", 8, 23),
+    "bfloat16": ("uint16", 8, 7),
+    "float16": ("uint16", 5, 10),
 }
+
+_IDX = ("wv_u8", "wv_u16", "wv_u32")  # canonical-index buffers of tree decodes
+_WORDS = ("wv_u16", "wv_u32", "wv_u64")  # float word types
+_CODES = ("wv_u8", "wv_u16")  # exponent code types
 
 KERNELS: dict[str, tuple[str, ...]] = {
     "bitvector.cu": (
@@ -47,24 +53,89 @@ KERNELS: dict[str, tuple[str, ...]] = {
     "wavelet_matrix.cu": (
         *(f"wv_wm_level_k<{t}>" for t in _U.values()),
         *(f"wv_wm_access_k<{t}>" for t in _U.values()),
-        *(f"wv_wm_level_float_k<{o}, {e}, {m}>" for o, e, m in FLOAT_FORMATS.values()),
-        *(f"wv_float_merge_k<wv_u8, {o}, {e}, {m}>" for o, e, m in FLOAT_FORMATS.values()),
+        *(f"wv_wm_extract_k<{t}>" for t in _U.values()),
+        "wv_wm_rank_k",
+        "wv_wm_select_k",
+        *(f"wv_wm_level_float_k<{c}, {o}>" for c in _CODES for o in _WORDS),
     ),
+    "wavelet_tree.cu": (
+        *(f"wv_wt_access_k<{t}>" for t in _U.values()),
+        "wv_wt_rank_k",
+        "wv_wt_select_k",
+        "wv_wt_plan_k",
+        *(f"wv_wt_level_k<{i}>" for i in _IDX),
+        *(f"wv_wt_level_sym_k<{i}, {o}>" for i in _IDX for o in _U.values()),
+        *(f"wv_wt_level_float_k<{i}, {o}>" for i in _IDX for o in _WORDS),
+    ),
+    "fields.cu": tuple(f"wv_float_fields_k<{c}, {o}>" for c in _CODES for o in _WORDS),
 }
 
 
+def utype(itemsize: int) -> str:
+    """Kernel type name of the unsigned integer of *itemsize* bytes."""
+    return _U["u" + str(8 * itemsize)]
+
+
 def level_kernel_name(itemsize: int) -> str:
-    return f"wv_wm_level_k<{_U['u' + str(8 * itemsize)]}>"
+    return f"wv_wm_level_k<{utype(itemsize)}>"
 
 
 def access_kernel_name(itemsize: int) -> str:
-    return f"wv_wm_access_k<{_U['u' + str(8 * itemsize)]}>"
+    return f"wv_wm_access_k<{utype(itemsize)}>"
 
 
-def float_kernel_names(fmt: str) -> tuple[str, str]:
-    """(fused level-0 kernel, standalone merge kernel) for a float format."""
-    o, e, m = FLOAT_FORMATS[fmt]
-    return f"wv_wm_level_float_k<{o}, {e}, {m}>", f"wv_float_merge_k<wv_u8, {o}, {e}, {m}>"
+def wm_float_kernel_name(code_itemsize: int, word_itemsize: int) -> str:
+    """Fused wavelet-matrix level-0 + float reassembly kernel."""
+    return f"wv_wm_level_float_k<{utype(code_itemsize)}, {utype(word_itemsize)}>"
+
+
+def wm_extract_kernel_name(itemsize: int) -> str:
+    return f"wv_wm_extract_k<{utype(itemsize)}>"
+
+
+def fields_kernel_name(code_itemsize: int, word_itemsize: int) -> str:
+    return f"wv_float_fields_k<{utype(code_itemsize)}, {utype(word_itemsize)}>"
+
+
+def wt_access_kernel_name(out_itemsize: int) -> str:
+    return f"wv_wt_access_k<{utype(out_itemsize)}>"
+
+
+def wt_level_kernel_name(idx_itemsize: int) -> str:
+    """Inner tree level pass over canonical indices of *idx_itemsize* bytes."""
+    return f"wv_wt_level_k<{utype(idx_itemsize)}>"
+
+
+def wt_sym_kernel_name(idx_itemsize: int, out_itemsize: int) -> str:
+    """Tree level-0 pass writing symbols."""
+    return f"wv_wt_level_sym_k<{utype(idx_itemsize)}, {utype(out_itemsize)}>"
+
+
+def wt_float_kernel_name(idx_itemsize: int, word_itemsize: int) -> str:
+    """Tree level-0 pass fused with float reassembly."""
+    return f"wv_wt_level_float_k<{utype(idx_itemsize)}, {utype(word_itemsize)}>"
+
+
+def helper_names() -> set[tuple[str, str]]:
+    """(file, expr) for every name the helpers above can produce (tests check
+    each one is listed in KERNELS, hence instantiated)."""
+    out = set()
+    for s in (1, 2, 4, 8):
+        out |= {("wavelet_matrix.cu", level_kernel_name(s)),
+                ("wavelet_matrix.cu", access_kernel_name(s)),
+                ("wavelet_matrix.cu", wm_extract_kernel_name(s)),
+                ("wavelet_tree.cu", wt_access_kernel_name(s))}
+        for i in (1, 2, 4):
+            out.add(("wavelet_tree.cu", wt_sym_kernel_name(i, s)))
+    for i in (1, 2, 4):
+        out.add(("wavelet_tree.cu", wt_level_kernel_name(i)))
+        for w in (2, 4, 8):
+            out.add(("wavelet_tree.cu", wt_float_kernel_name(i, w)))
+    for c in (1, 2):
+        for w in (2, 4, 8):
+            out.add(("wavelet_matrix.cu", wm_float_kernel_name(c, w)))
+            out.add(("fields.cu", fields_kernel_name(c, w)))
+    return out
 
 
 def _read(name: str) -> str:

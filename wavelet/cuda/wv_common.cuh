@@ -169,4 +169,34 @@ WV_HD wv_u64 wv_bv_select_in_block(const wv_u64 *words, const wv_u64 *blocks,
     return WV_U64_MAX; /* unreachable on a validated structure */
 }
 
+/* ---- float fields (the FloatCodec layout; C reference: wavelet_c/fields.c) -----
+ * An element's word (W = 16, 32 or 64 bits) is
+ *     sign << (W-1) | field << M | mantissa,        1 + E + M == W,
+ * where the M+1 "raw" bits of element i (mantissa in bits 0..M-1, sign at bit M)
+ * are stored as nplanes = (M+1) >> 3 byte planes, planes[p*n + i] = raw byte p,
+ * plus rem = (M+1) & 7 further bits at bit i*rem of the LSB-first packed `top`.
+ * The field (E bits; the IEEE exponent, or a wider exponent+top-mantissa field)
+ * comes from a table of uint16 indexed by the element's code. Integer ops only
+ * (CuPy forces -ftz=true; no float op ever touches weight bits). */
+WV_HD wv_u64 wv_float_raw(const wv_u8 *planes, unsigned nplanes, const wv_u8 *top, unsigned rem,
+                          wv_u64 n, wv_u64 i) {
+    wv_u64 raw = 0;
+    for (unsigned p = 0; p < nplanes; p++)
+        raw |= (wv_u64)WV_LDG(planes + (wv_u64)p * n + i) << (8 * p);
+    if (rem) {
+        wv_u64 s = i * rem;
+        unsigned sh = (unsigned)(s & 7);
+        unsigned v = (unsigned)WV_LDG(top + (s >> 3)) >> sh;
+        if (sh + rem > 8) /* the byte exists: bit s + rem - 1 < n * rem */
+            v |= (unsigned)WV_LDG(top + (s >> 3) + 1) << (8 - sh);
+        raw |= (wv_u64)(v & ((1u << rem) - 1u)) << (8 * nplanes);
+    }
+    return raw;
+}
+
+WV_HD wv_u64 wv_float_word(wv_u64 raw, wv_u64 field, unsigned mant_bits, unsigned wbits) {
+    wv_u64 mmask = (1ULL << mant_bits) - 1ULL;
+    return (raw & mmask) | (((raw >> mant_bits) & 1ULL) << (wbits - 1)) | (field << mant_bits);
+}
+
 #endif /* WV_COMMON_CUH */
