@@ -1,15 +1,17 @@
-"""Small local model definitions (no torchvision needed): ResNet-50, the demo CNN, an MLP.
+"""Small local model definitions (no torchvision needed): ResNet-50/101, the demo CNN, an MLP.
 
 ``resnet50()`` follows torchvision's ResNet-50 v1.5 exactly in structure and parameter count
 (25,557,032 parameters; 4.09 GMACs of conv+fc at 224x224): bottleneck blocks
 [3, 4, 6, 3], stride on the 3x3 convolution, projection shortcuts (1x1 conv + BN).
+``resnet101()`` is the same with blocks [3, 4, 23, 3] (44,549,160 parameters; 7.80 GMACs).
+More architectures (VGG-16, MobileNet-V2, DeiT-B) are in :mod:`dnn_adapter.zoo`.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["resnet50", "ResNet", "Bottleneck", "DigitsCNN", "MLP"]
+__all__ = ["resnet50", "resnet101", "ResNet", "Bottleneck", "DigitsCNN", "MLP"]
 
 
 class Bottleneck(nn.Module):
@@ -72,6 +74,11 @@ class ResNet(nn.Module):
 def resnet50(num_classes: int = 1000) -> ResNet:
     """ResNet-50 (torchvision v1.5 layout), randomly initialised."""
     return ResNet((3, 4, 6, 3), num_classes)
+
+
+def resnet101(num_classes: int = 1000) -> ResNet:
+    """ResNet-101 (torchvision v1.5 layout), randomly initialised."""
+    return ResNet((3, 4, 23, 3), num_classes)
 
 
 class DigitsCNN(nn.Module):
