@@ -4,6 +4,9 @@
 from setuptools import setup
 
 setup(
-    cffi_modules=["wavelet_c/build_ffi.py:ffibuilder"],
+    cffi_modules=[
+        "wavelet_c/build_ffi.py:ffibuilder",
+        "dnn_adapter/csrc/build_kernels.py:ffibuilder",
+    ],
     options={"bdist_wheel": {"py_limited_api": "cp311"}},
 )

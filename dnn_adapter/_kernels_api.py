@@ -1,0 +1,585 @@
+"""Private binding of the fused kernels (``dnn_adapter._kernels``, C in ``dnn_adapter/csrc``).
+
+Every ``lib.*`` call of the extension lives here. Each call is preceded by the checks of
+STYLE.md (ndarray, dtype, C-contiguity, alignment, writability) and by every size and table
+check that does not need a pass over the streams; the C side checks the data-dependent
+indices (codes, column offsets, delimiters) as it walks them. cffi releases the GIL
+around the calls.
+
+Public surface (numpy in, numpy out, no torch): :class:`FusedWeight` (multiply from the
+compressed form, decoding on every call), :class:`CSRWeight` (the decoded O(nnz) sparse form,
+kept between calls), :func:`layer_mm` / :func:`csr_mm` (the raw kernels), and
+:class:`NotFusable`.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ._kernels import ffi, lib
+from .codecs import CodecError, Encoded, get_codec
+
+__all__ = [
+    "CSRWeight",
+    "FusedWeight",
+    "KernelError",
+    "NotFusable",
+    "csr_mm",
+    "isa_level",
+    "layer_mm",
+    "set_isa_level",
+]
+
+VAL_F32, VAL_DICT, VAL_FLOAT = lib.DNK_VAL_F32, lib.DNK_VAL_DICT, lib.DNK_VAL_FLOAT
+FMT = {"float32": lib.DNK_FMT_F32, "bfloat16": lib.DNK_FMT_BF16, "float16": lib.DNK_FMT_F16}
+_WBITS = {lib.DNK_FMT_F32: 32, lib.DNK_FMT_BF16: 16, lib.DNK_FMT_F16: 16}
+_MANT_BITS = {"float32": 23, "bfloat16": 7, "float16": 10}
+_CHUNK_SYMBOLS = 1 << 18  # dense rows: extract about this many codes per kernel call
+_EXTRA_PAD = 8  # gap_extra arrays passed to the kernel end with this many zero bytes
+
+
+class KernelError(ValueError):
+    """The compressed streams are corrupt or inconsistent (reported by the C kernel)."""
+
+
+class NotFusable(ValueError):
+    """This encoding has no fused kernel (the caller decodes the dense weight instead)."""
+
+
+def _check(st: int, op: str, bad_row: int | None = None) -> None:
+    if st == lib.DNK_OK:
+        return
+    if st == lib.DNK_ECORRUPT:
+        where = f" (row {bad_row})" if bad_row is not None else ""
+        raise KernelError(f"{op}: compressed streams are corrupt or inconsistent{where}")
+    if st == lib.DNK_EINVAL:
+        raise ValueError(f"{op}: invalid argument")
+    raise KernelError(f"{op}: unexpected status {st}")
+
+
+def _req(a, name: str, dtypes, op: str, *, ndim=None, writable=False) -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{op}: {name} must be a numpy array, not {type(a).__name__}")
+    if a.dtype not in [np.dtype(d) for d in dtypes]:
+        want = [str(np.dtype(d)) for d in dtypes]
+        raise TypeError(f"{op}: {name} has dtype {a.dtype}, expected one of {want}")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{op}: {name} must be {ndim}-D, got shape {a.shape}")
+    if not a.flags.c_contiguous or not a.flags.aligned:
+        raise ValueError(f"{op}: {name} must be C-contiguous and aligned")
+    if writable and not a.flags.writeable:
+        raise ValueError(f"{op}: {name} must be writable")
+    return a
+
+
+def _ptr(a: np.ndarray, ctype: str):
+    return ffi.from_buffer(ctype, a, require_writable=False)
+
+
+def isa_level() -> int:
+    """Kernel variant in use: 0 portable, 1 AVX2+FMA."""
+    return int(lib.dnk_isa_level())
+
+
+def set_isa_level(level: int) -> int:
+    """Force a kernel variant (tests, benchmarks); -1 restores the best. Returns the level set."""
+    return int(lib.dnk_set_isa_level(int(level)))
+
+
+def _check_xy(xt, yt, nrows: int, ncols: int, op: str):
+    _req(xt, "xt", (np.float32,), op, ndim=2)
+    if xt.shape[0] != ncols or xt.shape[1] < 1:
+        raise ValueError(f"{op}: xt has shape {xt.shape}, expected ({ncols}, batch >= 1)")
+    batch = xt.shape[1]
+    if yt is None:
+        yt = np.empty((nrows, batch), dtype=np.float32)
+    _req(yt, "yt", (np.float32,), op, ndim=2, writable=True)
+    if yt.shape != (nrows, batch):
+        raise ValueError(f"{op}: yt has shape {yt.shape}, expected {(nrows, batch)}")
+    if np.may_share_memory(xt, yt):
+        raise ValueError(f"{op}: xt and yt overlap")
+    return batch, yt
+
+
+def layer_mm(
+    xt,
+    *,
+    nrows: int,
+    ncols: int,
+    values: dict,
+    gaps=None,
+    gap_step=None,
+    gap_delim: int = 0,
+    gap_xbits=None,
+    gap_extra=None,
+    rows: tuple[int, int] | None = None,
+    yt=None,
+):
+    """``yt[r] = W[r] @ xt`` for ``r`` in *rows* (default all), W read from its streams.
+
+    Parameters
+    ----------
+    xt : float32 ndarray (ncols, batch)
+        Activations, transposed.
+    nrows, ncols : int
+        Shape of W.
+    values : dict
+        ``{"kind": "f32", "vals": float32[nnz]}``, or ``{"kind": "dict", "codes": stream,
+        "delim": int, "table": float32[k]}``, or ``{"kind": "float", "fmt": "float32" |
+        "bfloat16" | "float16", "codes": stream, "delim": int, "table": uint16[k] (coded
+        field per code), "mant_bits": int (raw mantissa bits), "planes": uint8[P, nnz],
+        "top": uint8[...] (when ``(mant_bits + 1) % 8``)}``; plus ``"nnz"`` (operands in the
+        whole layer; dense: ``nrows * ncols``).
+    gaps, gap_step, gap_delim
+        Sparse layers: the gap stream (uint8/16/32, delimiters included), ``step[code] =
+        gap + 1`` (uint32, each in ``1..ncols``) and the delimiter symbol. ``None``: dense
+        rows (the value code stream then holds ``ncols`` codes + a delimiter per row).
+    gap_xbits, gap_extra
+        Escaped distances: extra bits per code (uint8, <= 32; ``step`` is then the escape's
+        base) and the packed extra bits (uint8, read in operand order) followed by 8 zero
+        bytes of padding (the kernel reads 8 bytes at a time).
+    rows : (r0, r1)
+        Dense layers only: compute rows ``r0 .. r1-1``; the value stream starts at row r0.
+    yt : float32 ndarray (nrows, batch), optional
+        Output (rows outside *rows* are left as they are).
+    """
+    op = "layer_mm"
+    nrows, ncols = int(nrows), int(ncols)
+    if nrows < 0 or not 0 < ncols < 1 << 32:
+        raise ValueError(f"{op}: bad shape ({nrows}, {ncols})")
+    batch, yt = _check_xy(xt, yt, nrows, ncols, op)
+    w = ffi.new("dnk_layer_t *")
+    keep = []  # cffi buffers must outlive the call
+    w.nrows, w.ncols = nrows, ncols
+    r0, r1 = (0, nrows) if rows is None else (int(rows[0]), int(rows[1]))
+    if not 0 <= r0 <= r1 <= nrows:
+        raise ValueError(f"{op}: rows {rows} out of range for {nrows} rows")
+    if gaps is not None and (r0, r1) != (0, nrows):
+        raise ValueError(f"{op}: sparse layers are computed whole (rows must be all)")
+    w.row_begin, w.row_end = r0, r1
+    nnz = int(values.get("nnz", -1))
+    if nnz < 0:
+        raise ValueError(f"{op}: values['nnz'] is required")
+    w.nnz = nnz
+    if gaps is None:
+        if nnz != nrows * ncols:
+            raise ValueError(f"{op}: dense layer has nnz={nnz}, expected {nrows * ncols}")
+        w.op_begin = r0 * ncols
+        stream_len = (r1 - r0) * (ncols + 1)
+    else:
+        _req(gaps, "gaps", (np.uint8, np.uint16, np.uint32), op, ndim=1)
+        _req(gap_step, "gap_step", (np.uint32,), op, ndim=1)
+        gap_delim = int(gap_delim)
+        if not gap_step.size <= gap_delim < 1 << (8 * gaps.itemsize):
+            raise ValueError(
+                f"{op}: gap delimiter {gap_delim} must be >= the {gap_step.size} codes"
+            )
+        if gaps.size != nnz + nrows:
+            raise ValueError(
+                f"{op}: gap stream has {gaps.size} symbols, expected nnz + nrows = {nnz + nrows}"
+            )
+        if gap_step.size and (int(gap_step.min()) < 1 or int(gap_step.max()) > ncols):
+            raise ValueError(f"{op}: gap steps must lie in 1..{ncols}")
+        keep += [_ptr(gaps, "uint8_t[]"), _ptr(gap_step, "uint32_t[]")]
+        w.gaps, w.gap_step = keep[-2], keep[-1]
+        if gap_xbits is not None:
+            _req(gap_xbits, "gap_xbits", (np.uint8,), op, ndim=1)
+            _req(gap_extra, "gap_extra", (np.uint8,), op, ndim=1)
+            if gap_xbits.size != gap_step.size or (gap_xbits.size and int(gap_xbits.max()) > 32):
+                raise ValueError(f"{op}: gap_xbits must give <= 32 bits for each code")
+            keep += [_ptr(gap_xbits, "uint8_t[]"), _ptr(gap_extra, "uint8_t[]")]
+            w.gap_xbits, w.gap_extra = keep[-2], keep[-1]
+            pad = _EXTRA_PAD
+            if gap_extra.size < pad:
+                raise ValueError(f"{op}: gap_extra must end with {pad} zero bytes of padding")
+            w.gap_extra_bits = 8 * (gap_extra.size - pad)
+            w.gap_extra_bytes = gap_extra.size
+        elif gap_extra is not None:
+            raise ValueError(f"{op}: gap_extra without gap_xbits")
+        w.gap_width, w.gap_len, w.gap_delim, w.gap_nstep = (
+            gaps.itemsize,
+            gaps.size,
+            gap_delim,
+            gap_step.size,
+        )
+        w.op_begin = 0
+        stream_len = gaps.size
+    kind = values.get("kind")
+    if kind == "f32":
+        vals = _req(values.get("vals"), "vals", (np.float32,), op, ndim=1)
+        if vals.size != nnz:
+            raise ValueError(f"{op}: vals holds {vals.size} values, expected {nnz}")
+        w.val_kind = VAL_F32
+        keep.append(_ptr(vals, "float[]"))
+        w.vals = keep[-1]
+    elif kind in ("dict", "float"):
+        codes = _req(values.get("codes"), "codes", (np.uint8, np.uint16), op, ndim=1)
+        delim = int(values.get("delim", -1))
+        if not 0 <= delim < 1 << (8 * codes.itemsize):
+            raise ValueError(f"{op}: bad value delimiter {delim}")
+        if (gaps is not None and codes.size != stream_len) or codes.size < stream_len:
+            raise ValueError(f"{op}: value stream has {codes.size} symbols, expected {stream_len}")
+        keep.append(_ptr(codes, "uint8_t[]"))
+        w.vcodes, w.vcode_width, w.vcode_len, w.vdelim = keep[-1], codes.itemsize, codes.size, delim
+        if kind == "dict":
+            table = _req(values.get("table"), "table", (np.float32,), op, ndim=1)
+            if not 0 < table.size <= delim:
+                raise ValueError(f"{op}: dict table of {table.size} entries vs delimiter {delim}")
+            w.val_kind = VAL_DICT
+            keep.append(_ptr(table, "float[]"))
+            w.vtable, w.vtable_n = keep[-1], table.size
+        else:
+            fmt = FMT.get(values.get("fmt"))
+            if fmt is None:
+                raise NotFusable(f"{op}: no float kernel for {values.get('fmt')!r}")
+            mb = int(values.get("mant_bits", -1))
+            fb = _WBITS[fmt] - 1 - mb
+            if not 0 < mb < _WBITS[fmt] - 1 or fb > 16:
+                raise ValueError(f"{op}: bad mant_bits {mb} for {values.get('fmt')}")
+            table = _req(values.get("table"), "table", (np.uint16,), op, ndim=1)
+            if not 0 < table.size <= delim or int(table.max()) >> fb:
+                raise ValueError(f"{op}: bad exponent table")
+            planes = _req(values.get("planes"), "planes", (np.uint8,), op, ndim=2)
+            npl, rem = divmod(mb + 1, 8)
+            if planes.shape != (npl, nnz):
+                raise ValueError(f"{op}: planes have shape {planes.shape}, expected {(npl, nnz)}")
+            w.val_kind, w.val_fmt = VAL_FLOAT, fmt
+            w.mant_bits, w.field_bits = mb, fb
+            keep += [_ptr(table, "uint16_t[]"), _ptr(planes, "uint8_t[]")]
+            w.etable, w.etable_n, w.planes, w.nplanes = keep[-2], table.size, keep[-1], npl
+            if rem:
+                top = _req(values.get("top"), "top", (np.uint8,), op, ndim=1)
+                if top.size != (nnz * rem + 7) // 8:
+                    raise ValueError(
+                        f"{op}: top holds {top.size} bytes, expected {(nnz * rem + 7) // 8}"
+                    )
+                keep.append(_ptr(top, "uint8_t[]"))
+                w.top, w.top_bytes = keep[-1], top.size
+    else:
+        raise ValueError(f"{op}: values kind must be 'f32', 'dict' or 'float', not {kind!r}")
+    bad = ffi.new("uint64_t *")
+    st = lib.dnk_layer_mm(
+        w, _ptr(xt, "float[]"), batch, ffi.from_buffer("float[]", yt, require_writable=True), bad
+    )
+    _check(st, op, int(bad[0]))
+    return yt
+
+
+def csr_mm(xt, row_ptr, cols, vals, ncols: int, yt=None):
+    """``yt = W @ xt`` for W in CSR form (row_ptr uint64, cols uint32, vals float32).
+
+    Validates everything, including ``cols < ncols`` (an O(nnz) pass);
+    :class:`CSRWeight` does that once at construction instead.
+    """
+    op = "csr_mm"
+    _req(row_ptr, "row_ptr", (np.uint64,), op, ndim=1)
+    _req(cols, "cols", (np.uint32,), op, ndim=1)
+    _req(vals, "vals", (np.float32,), op, ndim=1)
+    if row_ptr.size < 1 or cols.size != vals.size:
+        raise ValueError(f"{op}: row_ptr must have nrows + 1 entries and cols/vals one per nnz")
+    if cols.size and int(cols.max()) >= ncols:
+        raise ValueError(f"{op}: a column index is >= ncols ({ncols})")
+    return _csr_call(xt, row_ptr, cols, vals, int(ncols), yt)
+
+
+def _csr_call(xt, row_ptr, cols, vals, ncols, yt):
+    op = "csr_mm"
+    if not 0 < ncols < 1 << 32:
+        raise ValueError(f"{op}: bad ncols {ncols}")
+    nrows = row_ptr.size - 1
+    batch, yt = _check_xy(xt, yt, nrows, ncols, op)
+    st = lib.dnk_csr_mm(
+        nrows,
+        ncols,
+        _ptr(row_ptr, "uint64_t[]"),
+        _ptr(cols, "uint32_t[]"),
+        _ptr(vals, "float[]"),
+        vals.size,
+        _ptr(xt, "float[]"),
+        batch,
+        ffi.from_buffer("float[]", yt, require_writable=True),
+    )
+    _check(st, op)
+    return yt
+
+
+# ---- reusable stream workspaces (O(nnz) symbols, never O(dense)) ---------------------------------
+class _Streams(threading.local):
+    def __init__(self):
+        self.bufs: dict = {}
+
+    def get(self, slot: str, dtype, n: int) -> np.ndarray:
+        dtype = np.dtype(dtype)
+        b = self.bufs.get((slot, dtype))
+        if b is None or b.size < n:
+            b = self.bufs[(slot, dtype)] = np.empty(max(n, 1), dtype=dtype)
+        return b[:n]
+
+    def clear(self):
+        self.bufs.clear()
+
+
+_WS = _Streams()
+
+
+def clear_workspace() -> None:
+    """Free the stream workspaces (they grow again on the next call)."""
+    _WS.clear()
+
+
+def _table_as_f32(bits: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "float32":
+        return np.ascontiguousarray(bits.view(np.float32))
+    if dtype == "float16":
+        return bits.view(np.float16).astype(np.float32)
+    if dtype == "bfloat16":
+        return (bits.astype(np.uint32) << np.uint32(16)).view(np.float32)
+    raise NotFusable(f"no fused kernel for {dtype} weights")
+
+
+def _rows_cols(enc: Encoded) -> tuple[int, int]:
+    shape = [int(s) for s in enc.meta["shape"]]
+    if len(shape) < 2:
+        raise NotFusable("fused kernels need a weight with at least 2 dimensions")
+    nrows = shape[0]
+    ncols = int(np.prod(shape[1:], dtype=np.int64))
+    if nrows == 0 or ncols == 0 or ncols >= 1 << 32:
+        raise NotFusable(f"no fused kernel for shape {shape}")
+    return nrows, ncols
+
+
+_META_ALWAYS = {"v", "dtype", "shape", "torch", "crc32", "n"}
+
+
+def _known(enc: Encoded, meta_keys: set, array_keys: set) -> None:
+    """Fuse only encodings whose every part this module understands.
+
+    A codec format that grows a field (a new escape, a new joint symbol) must fall back to
+    the decode path, not be read wrongly: unknown meta keys or parts raise NotFusable.
+    """
+    extra = set(enc.meta) - meta_keys - _META_ALWAYS
+    parts = set(enc.arrays) - array_keys
+    if extra or parts or "quant" in enc.meta:
+        raise NotFusable(
+            f"{enc.codec_id}: fields {sorted(extra | parts)} are not understood by the kernels"
+        )
+
+
+class _ValueSource:
+    """How to get a layer's values each call: RAS to extract + fixed arrays."""
+
+    def __init__(self, enc: Encoded, dtype: str, n: int, nblocks: int):
+        self.ras = None
+        self.fixed: dict = {"nnz": n}
+        cid = enc.codec_id
+        if cid == "raw":
+            _known(enc, set(), {"data"})
+            data = enc.arrays["data"]
+            if data.size != n:
+                raise CodecError("fused: raw values do not match the layer")
+            if dtype == "float32":
+                self.fixed.update(kind="f32", vals=np.ascontiguousarray(data).view(np.float32))
+            else:  # widen once per call; the table conversion is exact
+                self._raw = data
+                self.fixed.update(kind="f32")
+        elif cid == "dict":
+            _known(enc, {"form"}, {"table"})
+            ras, table = enc.ras["codes"], enc.arrays["table"]
+            if len(ras) != n or ras.nblocks != nblocks or table.size != ras.k:
+                raise CodecError("fused: dict values do not match the layer")
+            self.ras = ras
+            self.fixed.update(kind="dict", delim=ras.DELIM, table=_table_as_f32(table, dtype))
+        elif cid == "float":
+            _known(enc, {"form", "nplanes", "rem", "k"}, {"exp_table", "raw", "raw_top"})
+            ras = enc.ras["exp"]
+            if dtype not in FMT:
+                raise NotFusable(f"no fused kernel for {dtype} weights")
+            if len(ras) != n or ras.nblocks != nblocks:
+                raise CodecError("fused: float values do not match the layer")
+            k = int(enc.meta.get("k", 0))
+            self.ras = ras
+            self.fixed.update(
+                kind="float",
+                fmt=dtype,
+                delim=ras.DELIM,
+                mant_bits=_MANT_BITS[dtype] - k,
+                table=np.ascontiguousarray(enc.arrays["exp_table"]),
+                planes=np.ascontiguousarray(enc.arrays["raw"]),
+            )
+            if "raw_top" in enc.arrays:
+                self.fixed["top"] = np.ascontiguousarray(enc.arrays["raw_top"])
+        else:
+            raise NotFusable(f"no fused kernel for {cid!r} values")
+        if self.ras is not None and self.ras.code_dtype.itemsize > 2:
+            raise NotFusable("value codes wider than 16 bits")
+        self.dtype = dtype
+
+    def values(self, rows=None) -> dict:
+        v = dict(self.fixed)
+        if self.ras is not None:
+            r0, r1 = rows if rows is not None else (0, self.ras.nblocks)
+            s0, s1 = self.ras.body_span(r0, r1)
+            v["codes"] = self.ras.body(r0, r1, out=_WS.get("v", self.ras.code_dtype, s1 - s0))
+        elif "vals" not in v:
+            v["vals"] = _table_as_f32(self._raw, self.dtype)
+        return v
+
+
+class FusedWeight:
+    """A compressed weight multiplied straight from its compressed form.
+
+    Built from an :class:`~dnn_adapter.codecs.Encoded` of a ``(nrows, ...)`` weight:
+    ``sparse`` (any value child), or dense ``float`` / ``dict`` encodings; every call of
+    :meth:`matmul_t` extracts the code streams into a reused O(nnz)-symbol workspace and runs
+    the C kernel (for dense encodings a band of rows at a time). The weight is read as
+    ``nrows x ncols`` with ``ncols`` the product of the trailing dimensions (Linear, or a
+    conv filter flattened as ``unfold`` lays out its columns). Raises :class:`NotFusable`
+    for other encodings and dtypes (fp64, integers).
+
+    Arithmetic is float32: results equal a float64 reference to rounding, not a dense GEMM
+    bit for bit. Not thread-safe (shared workspace), like the streaming decode.
+    """
+
+    def __init__(self, enc: Encoded):
+        self.enc = enc
+        self.dtype = str(enc.meta.get("dtype"))
+        if self.dtype not in FMT:
+            raise NotFusable(f"no fused kernel for {self.dtype} weights")
+        self.nrows, self.ncols = _rows_cols(enc)
+        n = self.nrows * self.ncols
+        cid = enc.codec_id
+        if cid == "sparse":
+            _known(enc, {"form", "block_len", "nnz", "esc"}, {"gap_table", "gap_extra"})
+            gaps, table = enc.ras["gaps"], enc.arrays["gap_table"]
+            nnz = int(enc.meta["nnz"])
+            if int(enc.meta["block_len"]) != self.ncols or gaps.nblocks != self.nrows:
+                raise NotFusable("sparse blocks are not the weight's rows")
+            if len(gaps) != nnz or table.dtype.kind != "u" or table.size != gaps.k:
+                raise CodecError("fused: sparse gap parts do not match")
+            sym = table.astype(np.int64)
+            if (sym < 0).any():
+                raise CodecError("fused: bad gap table")
+            self.xbits = self.extra = None
+            esc = enc.meta.get("esc")
+            if esc is not None:
+                T = int(esc)
+                is_esc = sym >= T
+                b = np.where(is_esc, sym - T, 0)
+                if T < 0 or (b > 32).any():
+                    raise CodecError("fused: bad escape symbols")
+                sym = np.where(is_esc, T + (np.int64(1) << b) - 1, sym)
+                self.xbits = b.astype(np.uint8)
+                extra = enc.arrays["gap_extra"]
+                if extra.dtype != np.uint8 or extra.ndim != 1:
+                    raise CodecError("fused: bad gap_extra part")
+                self.extra = np.zeros(extra.size + _EXTRA_PAD, dtype=np.uint8)  # padded copy
+                self.extra[: extra.size] = extra
+                self.extra.setflags(write=False)
+            elif "gap_extra" in enc.arrays:
+                raise CodecError("fused: gap_extra without an escape threshold")
+            if table.size and int(sym.max()) >= self.ncols:
+                raise CodecError("fused: a gap is longer than a row")
+            self.gaps = gaps
+            self.step = (sym + 1).astype(np.uint32)
+            self.step.setflags(write=False)
+            child = enc.children["values"]
+            if child.meta.get("dtype") != self.dtype or child.meta.get("n") != nnz:
+                raise CodecError("fused: sparse values do not match")
+            self.src = _ValueSource(child, self.dtype, nnz, self.nrows)
+            self.nnz = nnz
+        elif cid in ("float", "dict"):
+            ras = next(iter(enc.ras.values()))
+            if ras.block_len != self.ncols or ras.nblocks != self.nrows:
+                raise NotFusable(f"{cid} blocks are not the weight's rows")
+            self.gaps = None
+            self.src = _ValueSource(enc, self.dtype, n, self.nrows)
+            self.nnz = n
+        else:
+            raise NotFusable(f"no fused kernel for the {cid!r} codec")
+        self.band = max(1, _CHUNK_SYMBOLS // (self.ncols + 1))
+
+    @property
+    def sparse(self) -> bool:
+        return self.gaps is not None
+
+    def matmul_t(self, xt: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``W @ xt`` for ``xt`` of shape ``(ncols, batch)`` (float32); ``(nrows, batch)``."""
+        kw = {"nrows": self.nrows, "ncols": self.ncols}
+        if self.gaps is not None:
+            g = self.gaps
+            gs = self.gaps.body(out=_WS.get("g", g.code_dtype, g.n + g.nblocks))
+            return layer_mm(
+                xt,
+                values=self.src.values(),
+                gaps=gs,
+                gap_step=self.step,
+                gap_delim=g.DELIM,
+                gap_xbits=self.xbits,
+                gap_extra=self.extra,
+                yt=out,
+                **kw,
+            )
+        if out is None:
+            _check_xy(xt, None, self.nrows, self.ncols, "FusedWeight.matmul_t")
+            out = np.empty((self.nrows, xt.shape[1]), dtype=np.float32)
+        for r0 in range(0, self.nrows, self.band):
+            r1 = min(self.nrows, r0 + self.band)
+            layer_mm(xt, values=self.src.values((r0, r1)), rows=(r0, r1), yt=out, **kw)
+        return out
+
+    def to_csr(self) -> CSRWeight:
+        """The decoded O(nnz) sparse form (sparse encodings only), for repeated products."""
+        if self.gaps is None:
+            raise NotFusable("to_csr: only sparse encodings have a CSR form")
+        from .codecs import SparseCodec
+
+        n = self.nrows * self.ncols
+        pos, counts = SparseCodec()._positions(self.enc, n)  # O(nnz), once
+        row_ptr = np.zeros(self.nrows + 1, dtype=np.uint64)
+        np.cumsum(counts, out=row_ptr[1:])
+        cols = pos % self.ncols
+        child = self.enc.children["values"]
+        bits = get_codec(child.codec_id)._decode_bits  # O(nnz) values, once
+        from ._bits import dtype_info
+
+        ub = np.empty(self.nnz, dtype=dtype_info(self.dtype).uint)
+        bits(child, ub)
+        vals = _table_as_f32(ub, self.dtype)
+        return CSRWeight(row_ptr, cols.astype(np.uint32), vals, self.ncols)
+
+
+class CSRWeight:
+    """A weight in CSR form (row_ptr uint64, cols uint32, vals float32), checked once.
+
+    The arrays are private copies made read-only, so :meth:`matmul_t` can skip the O(nnz)
+    column check on every call.
+    """
+
+    def __init__(self, row_ptr, cols, vals, ncols: int):
+        op = "CSRWeight"
+        row_ptr = np.array(row_ptr, dtype=np.uint64, copy=True)
+        cols = np.array(cols, dtype=np.uint32, copy=True)
+        vals = np.array(vals, dtype=np.float32, copy=True)
+        if row_ptr.ndim != 1 or row_ptr.size < 1 or cols.ndim != 1 or cols.shape != vals.shape:
+            raise ValueError(f"{op}: bad array shapes")
+        if (
+            int(row_ptr[0]) != 0
+            or int(row_ptr[-1]) != cols.size
+            or (np.diff(row_ptr.astype(np.int64)) < 0).any()
+        ):
+            raise ValueError(f"{op}: row_ptr must rise from 0 to nnz")
+        if cols.size and int(cols.max()) >= ncols:
+            raise ValueError(f"{op}: a column index is >= ncols ({ncols})")
+        for a in (row_ptr, cols, vals):
+            a.setflags(write=False)
+        self.row_ptr, self.cols, self.vals, self.ncols = row_ptr, cols, vals, int(ncols)
+        self.nrows = row_ptr.size - 1
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.row_ptr.nbytes + self.cols.nbytes + self.vals.nbytes)
+
+    def matmul_t(self, xt: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        return _csr_call(xt, self.row_ptr, self.cols, self.vals, self.ncols, out)

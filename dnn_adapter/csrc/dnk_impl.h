@@ -1,0 +1,348 @@
+/*
+ * dnk_impl.h -- the kernels' bodies, included twice by kernels.c: once
+ * portable (DNK_SFX(x) = x##_portable, empty DNK_TARGET) and, on x86-64, once
+ * for AVX2+FMA (x##_avx2). The always-inline helpers take on the target of the
+ * function they are inlined into. Arguments were validated by kernels.c.
+ */
+
+/* ---- multiply: y[0..B) += sum_k vals[k] * xt[cols[k] * B + 0..B) ------------------------ */
+DNK_TARGET static void DNK_SFX(seg_mm)(const uint32_t *restrict cols, const float *restrict vals,
+                                       uint64_t n, const float *restrict xt, uint64_t B,
+                                       float *restrict y) {
+    if (B == 1) {
+        y[0] += dnk_gather_dot(cols, vals, n, xt);
+        return;
+    }
+    for (uint64_t t = 0; t < B; t += DNK_TB) {
+        float acc[DNK_TB] = {0};
+        if (B - t >= DNK_TB) {
+            for (uint64_t k = 0; k < n; k++) {
+                const float v = vals[k];
+                const float *restrict xr = xt + (uint64_t)cols[k] * B + t;
+                for (unsigned u = 0; u < DNK_TB; u++)
+                    acc[u] += v * xr[u];
+            }
+            for (unsigned u = 0; u < DNK_TB; u++)
+                y[t + u] += acc[u];
+        } else {
+            uint64_t tb = B - t;
+            for (uint64_t k = 0; k < n; k++) {
+                const float v = vals[k];
+                const float *restrict xr = xt + (uint64_t)cols[k] * B + t;
+                for (uint64_t u = 0; u < tb; u++)
+                    acc[u] += v * xr[u];
+            }
+            for (uint64_t u = 0; u < tb; u++)
+                y[t + u] += acc[u];
+        }
+    }
+}
+
+/* dense piece: y[0..B) += sum_k vals[k] * xt[k * B + 0..B) */
+DNK_TARGET static void DNK_SFX(dense_mm)(const float *restrict vals, uint64_t n,
+                                         const float *restrict xt, uint64_t B,
+                                         float *restrict y) {
+    if (B == 1) {
+        float acc[16] = {0};
+        uint64_t k = 0;
+        for (; k + 16 <= n; k += 16)
+            for (unsigned u = 0; u < 16; u++)
+                acc[u] += vals[k + u] * xt[k + u];
+        float s = 0;
+        for (; k < n; k++)
+            s += vals[k] * xt[k];
+        for (unsigned u = 0; u < 16; u++)
+            s += acc[u];
+        y[0] += s;
+        return;
+    }
+    for (uint64_t t = 0; t < B; t += DNK_TB) {
+        float acc[DNK_TB] = {0};
+        uint64_t tb = B - t < DNK_TB ? B - t : DNK_TB;
+        if (tb == DNK_TB) {
+            for (uint64_t k = 0; k < n; k++) {
+                const float v = vals[k];
+                const float *restrict xr = xt + k * B + t;
+                for (unsigned u = 0; u < DNK_TB; u++)
+                    acc[u] += v * xr[u];
+            }
+        } else {
+            for (uint64_t k = 0; k < n; k++) {
+                const float v = vals[k];
+                const float *restrict xr = xt + k * B + t;
+                for (uint64_t u = 0; u < tb; u++)
+                    acc[u] += v * xr[u];
+            }
+        }
+        for (uint64_t u = 0; u < tb; u++)
+            y[t + u] += acc[u];
+    }
+}
+
+/* ---- values: n operands starting at layer operand op0; the code of operand k is vcb[k]
+ * (copied by the sparse walk), or at stream position s0 + k when vcb is NULL. Returns
+ * non-zero on a bad code (the value read is then table[0], never out of bounds).
+ * DNK_VAL_F32 values are read in place, never here. Kept out of line so that its loops get
+ * the registers to themselves. */
+__attribute__((noinline)) DNK_TARGET static unsigned DNK_SFX(decode_vals)(
+    const dnk_layer_t *w, uint64_t op0, const uint16_t *restrict vcb, uint64_t s0, uint64_t n,
+    float *restrict out) {
+    unsigned bad = 0;
+    const unsigned vw = w->vcode_width;
+    const void *vc = w->vcodes;
+    uint16_t tmp[DNK_CAP];
+    if (!vcb) { /* dense rows: codes are consecutive in the stream */
+        if (vw == 1) {
+            const uint8_t *restrict c8 = (const uint8_t *)vc + s0;
+            for (uint64_t k = 0; k < n; k++)
+                tmp[k] = c8[k];
+        } else {
+            memcpy(tmp, (const uint16_t *)vc + s0, n * 2);
+        }
+        vcb = tmp;
+    }
+    if (w->val_kind == DNK_VAL_DICT) {
+        const uint64_t nt = w->vtable_n;
+        const float *restrict tab = w->vtable;
+        for (uint64_t k = 0; k < n; k++) {
+            uint32_t c = vcb[k];
+            bad |= (unsigned)(c >= nt);
+            out[k] = tab[c < nt ? c : 0];
+        }
+        return bad;
+    }
+    /* DNK_VAL_FLOAT: word = sign << (W-1) | field << mb | mantissa (integer ops) */
+    const uint64_t nt = w->etable_n, nnz = w->nnz;
+    const uint16_t *restrict et = w->etable;
+    const uint8_t *restrict p0 = w->planes + op0;
+    const unsigned mb = w->mant_bits, np = w->nplanes, rem = mb + 1 - 8 * np;
+    if (w->val_fmt == DNK_FMT_F32 && np == 3) { /* fast path: no top bits */
+        const uint8_t *restrict p1 = p0 + nnz, *restrict p2 = p0 + 2 * nnz;
+        for (uint64_t k = 0; k < n; k++) {
+            uint32_t c = vcb[k];
+            bad |= (unsigned)(c >= nt);
+            uint32_t b2 = p2[k];
+            uint32_t word = (uint32_t)p0[k] | (uint32_t)p1[k] << 8 | (b2 & 0x7Fu) << 16 |
+                            (b2 >> 7) << 31 | (uint32_t)et[c < nt ? c : 0] << 23;
+            memcpy(out + k, &word, 4);
+        }
+        return bad;
+    }
+    const uint32_t mmask = (UINT32_C(1) << mb) - 1;
+    const unsigned wsh = w->val_fmt == DNK_FMT_F32 ? 31 : 15;
+    const uint8_t *restrict top = w->top;
+    for (uint64_t k = 0; k < n; k++) {
+        uint32_t c = vcb[k];
+        bad |= (unsigned)(c >= nt);
+        uint32_t raw = 0;
+        for (unsigned p = 0; p < np; p++)
+            raw |= (uint32_t)p0[p * nnz + k] << (8 * p);
+        if (rem)
+            raw |= dnk_bits(top, (op0 + k) * rem, rem) << (8 * np);
+        uint32_t word = (raw & mmask) | (raw >> mb) << wsh | (uint32_t)et[c < nt ? c : 0] << mb;
+        if (w->val_fmt == DNK_FMT_F32) {
+            memcpy(out + k, &word, 4);
+        } else if (w->val_fmt == DNK_FMT_BF16) {
+            word <<= 16;
+            memcpy(out + k, &word, 4);
+        } else {
+            out[k] = dnk_h2f(word);
+        }
+    }
+    return bad;
+}
+
+/* ---- sparse rows from a gap stream ----------------------------------------------------------- */
+typedef struct {
+    uint64_t i, row, pos; /* stream position, current row, running column offset */
+    uint64_t xcur;        /* next unread extra bit (escaped distances) */
+    uint32_t cnt, nseg;   /* operands and row segments in the chunk */
+    unsigned bad;
+} DNK_SFX(walk_t);
+
+/* pass 1: gap codes -> column offsets for up to DNK_CAP operands. Returns 0 or
+ * DNK_ECORRUPT for a symbol that is neither a code nor the delimiter, a stream that ends
+ * before the last row, or value blocks misaligned with the gap blocks. */
+DNK_INLINE int DNK_SFX(walk)(const void *restrict gaps, const uint32_t *restrict step,
+                             uint64_t nstep, uint64_t delim, uint64_t glen, uint64_t ncols,
+                             uint64_t row_end, const void *restrict vc, uint64_t vdelim,
+                             DNK_SFX(walk_t) *st, uint32_t *restrict cols,
+                             uint16_t *restrict vcb, uint64_t *restrict segrow,
+                             uint32_t *restrict segend, const uint8_t *restrict xb,
+                             const uint8_t *restrict extra, uint64_t xtotal, uint64_t xmaxb,
+                             unsigned gw,
+                             unsigned vw, int esc) {
+    uint64_t i = st->i, row = st->row, pos = st->pos, xcur = st->xcur;
+    uint32_t cnt = 0, nseg = 0, segstart = 0;
+    unsigned bad = 0;
+    int rc = 0;
+    while (cnt < DNK_CAP) {
+        if (DNK_UNLIKELY(i >= glen)) {
+            rc = DNK_ECORRUPT;
+            break;
+        }
+        uint32_t s = dnk_ld(gaps, i, gw);
+        if (DNK_LIKELY(s < nstep)) {
+            pos += step[s];
+            if (esc) { /* branchless: nb = 0 for a plain code; the load is clamped in bounds */
+                unsigned nb = xb[s];
+                uint64_t byte = xcur >> 3, word;
+                byte = byte < xmaxb ? byte : xmaxb;
+                memcpy(&word, extra + byte, 8);
+                pos += (word >> (xcur & 7)) & ((UINT64_C(1) << nb) - 1);
+                xcur += nb;
+                bad |= (unsigned)(xcur > xtotal);
+            }
+            bad |= (unsigned)(pos > ncols);
+            cols[cnt] = (uint32_t)(pos - 1);
+            if (vw)
+                vcb[cnt] = (uint16_t)dnk_ld(vc, i, vw);
+            cnt++;
+            i++;
+        } else if (s == delim) {
+            if (vw && dnk_ld(vc, i, vw) != vdelim) {
+                rc = DNK_ECORRUPT;
+                break;
+            }
+            if (cnt > segstart) {
+                segrow[nseg] = row;
+                segend[nseg++] = cnt;
+            }
+            segstart = cnt;
+            row++;
+            pos = 0;
+            i++;
+            if (row == row_end)
+                break;
+        } else {
+            rc = DNK_ECORRUPT;
+            break;
+        }
+    }
+    if (cnt > segstart) { /* a row continues in the next chunk */
+        segrow[nseg] = row;
+        segend[nseg++] = cnt;
+    }
+    st->i = i;
+    st->row = row;
+    st->pos = pos;
+    st->xcur = xcur;
+    st->cnt = cnt;
+    st->nseg = nseg;
+    st->bad = bad;
+    return rc;
+}
+
+DNK_INLINE int DNK_SFX(sparse_run)(const dnk_layer_t *w, const float *xt, uint64_t B, float *yt,
+                                   uint64_t *bad_row, unsigned gw, unsigned vw, int esc) {
+    uint32_t cols[DNK_CAP];
+    float vals[DNK_CAP];
+    uint16_t vcb[DNK_CAP];
+    uint64_t segrow[DNK_CAP + 1];
+    uint32_t segend[DNK_CAP + 1];
+    DNK_SFX(walk_t) st = {0, w->row_begin, 0, 0, 0, 0, 0};
+    uint64_t op = w->op_begin;
+    while (st.row < w->row_end) {
+        if (DNK_SFX(walk)(w->gaps, w->gap_step, w->gap_nstep, w->gap_delim, w->gap_len, w->ncols,
+                          w->row_end, w->vcodes, w->vdelim, &st, cols, vcb, segrow, segend,
+                          w->gap_xbits, w->gap_extra, w->gap_extra_bits,
+                          w->gap_xbits ? w->gap_extra_bytes - 8 : 0, gw, vw, esc))
+            goto corrupt;
+        const uint32_t cnt = st.cnt;
+        if (st.bad || cnt > w->nnz - op)
+            goto corrupt;
+        const float *v = vals;
+        if (!vw)
+            v = w->vals + op;
+        else if (DNK_SFX(decode_vals)(w, op, vcb, 0, cnt, vals))
+            goto corrupt;
+        uint32_t a = 0;
+        for (uint32_t g = 0; g < st.nseg; g++) {
+            DNK_SFX(seg_mm)(cols + a, v + a, segend[g] - a, xt, B, yt + segrow[g] * B);
+            a = segend[g];
+        }
+        op += cnt;
+    }
+    if (st.i != w->gap_len || w->gap_extra_bits - st.xcur >= 8)
+        goto corrupt; /* symbols or (beyond the byte padding) extra bits left over */ /* symbols left over after the last row */
+    return DNK_OK;
+corrupt:
+    *bad_row = st.row;
+    return DNK_ECORRUPT;
+}
+
+/* ---- dense rows ------------------------------------------------------------------------------- */
+DNK_TARGET static int DNK_SFX(dense_run)(const dnk_layer_t *w, const float *xt, uint64_t B,
+                                         float *yt, uint64_t *bad_row) {
+    const int kind = w->val_kind;
+    const unsigned vw = w->vcode_width;
+    float vals[DNK_CAP];
+    const uint64_t ncols = w->ncols;
+    for (uint64_t row = w->row_begin; row < w->row_end; row++) {
+        uint64_t r = row - w->row_begin;
+        uint64_t sb = r * (ncols + 1), ob = w->op_begin + r * ncols;
+        float *y = yt + row * B;
+        for (uint64_t c0 = 0; c0 < ncols; c0 += DNK_CAP) {
+            uint64_t n = ncols - c0 < DNK_CAP ? ncols - c0 : DNK_CAP;
+            const float *v = vals;
+            if (kind == DNK_VAL_F32)
+                v = w->vals + ob + c0;
+            else if (DNK_SFX(decode_vals)(w, ob + c0, NULL, sb + c0, n, vals)) {
+                *bad_row = row;
+                return DNK_ECORRUPT;
+            }
+            DNK_SFX(dense_mm)(v, n, xt + c0 * B, B, y);
+        }
+        if (kind != DNK_VAL_F32 && dnk_ld(w->vcodes, sb + ncols, vw) != w->vdelim) {
+            *bad_row = row;
+            return DNK_ECORRUPT;
+        }
+    }
+    return DNK_OK;
+}
+
+/* ---- entry: pick the specialisation (gap width x value-code width) ----------------------- */
+#define DNK_SPARSE(GW)                                                                             \
+    DNK_TARGET static int DNK_SFX(sparse_mm_g##GW)(const dnk_layer_t *w, const float *xt,         \
+                                                   uint64_t B, float *yt, uint64_t *bad_row) {    \
+        int e = w->gap_xbits != 0;                                                                 \
+        unsigned v = w->val_kind == DNK_VAL_F32 ? 0 : w->vcode_width;                              \
+        if (e)                                                                                     \
+            return v == 0   ? DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 0, 1)                 \
+                   : v == 1 ? DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 1, 1)                 \
+                            : DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 2, 1);                \
+        return v == 0   ? DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 0, 0)                     \
+               : v == 1 ? DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 1, 0)                     \
+                        : DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 2, 0);                    \
+    }
+DNK_SPARSE(1)
+DNK_SPARSE(2)
+DNK_SPARSE(4)
+#undef DNK_SPARSE
+
+DNK_TARGET static int DNK_SFX(layer_mm)(const dnk_layer_t *w, const float *xt, uint64_t B,
+                                        float *yt, uint64_t *bad_row) {
+    if (!w->gaps)
+        return DNK_SFX(dense_run)(w, xt, B, yt, bad_row);
+    if (w->gap_width == 1)
+        return DNK_SFX(sparse_mm_g1)(w, xt, B, yt, bad_row);
+    if (w->gap_width == 2)
+        return DNK_SFX(sparse_mm_g2)(w, xt, B, yt, bad_row);
+    return DNK_SFX(sparse_mm_g4)(w, xt, B, yt, bad_row);
+}
+
+DNK_TARGET static int DNK_SFX(csr_mm)(uint64_t nrows, const uint64_t *row_ptr,
+                                      const uint32_t *cols, const float *vals, uint64_t nnz,
+                                      const float *xt, uint64_t B, float *yt) {
+    for (uint64_t r = 0; r < nrows; r++) {
+        uint64_t a = row_ptr[r], b = row_ptr[r + 1];
+        if (b < a || b > nnz)
+            return DNK_ECORRUPT;
+        if (B == 1) {
+            yt[r] = dnk_gather_dot(cols + a, vals + a, b - a, xt);
+            continue;
+        }
+        DNK_SFX(seg_mm)(cols + a, vals + a, b - a, xt, B, yt + r * B);
+    }
+    return DNK_OK;
+}
