@@ -219,6 +219,38 @@ class RAS:
                 out[s : s + _ACCESS_CHUNK] = self.wt.access(pos[s : s + _ACCESS_CHUNK])
         return out
 
+    def body_span(self, j0: int = 0, j1: int | None = None) -> tuple[int, int]:
+        """Symbol positions ``[start, end)`` of blocks ``j0 .. j1-1`` *with* their delimiters."""
+        j1 = self.nblocks if j1 is None else int(j1)
+        j0 = int(j0)
+        if not 0 <= j0 <= j1 <= self.nblocks:
+            raise IndexError(f"RAS: block range [{j0}, {j1}) out of range (0..{self.nblocks})")
+        if j0 == j1:
+            return (1, 1) if j0 == 0 else (self.block_span(j0 - 1)[1] + 1,) * 2
+        if self.block_len:  # fixed-length blocks: positions by arithmetic
+            L = self.block_len + 1
+            return 1 + j0 * L, 1 + j1 * L
+        start = self.block_span(j0)[0]
+        return start, self.block_span(j1 - 1)[1] + 1
+
+    def body(self, j0: int = 0, j1: int | None = None, out: np.ndarray | None = None):
+        """Operand codes of blocks ``j0 .. j1-1``, each block followed by its ``DELIM``.
+
+        One bulk ``extract`` whatever the form (no per-operand access, no delimiter
+        removal): the stream fused kernels walk, where a delimiter closes a block. *out*, if
+        given, is a C-contiguous array of the tree's symbol dtype with room for the span
+        (a reusable workspace); the returned array is a view of it.
+        """
+        start, end = self.body_span(j0, j1)
+        m = end - start
+        if out is not None:
+            if out.ndim != 1 or out.size < m:
+                raise ValueError(f"RAS.body: out holds {out.size} symbols, need {m}")
+            out = out[:m]
+        if m == 0:
+            return out if out is not None else np.empty(0, dtype=self.code_dtype)
+        return self.wt.extract(start, end, out=out)
+
     def block_lengths(self) -> np.ndarray:
         if self.block_len:
             return np.full(self.nblocks, self.block_len, dtype=np.int64)
