@@ -75,6 +75,12 @@ class WrapConfig:
     overrides : ``{layer name or module type name: "block" | "element" | "skip"}``.
     codecs : candidate codec ids (or configs); the smallest exact one wins.
     verify : decode every encoding and compare bits before accepting it.
+    fused : opt-in (streaming mode only): Linear/Conv2d layers stored sparse, or element-wise
+        float/dict, multiply straight from the compressed form with C kernels
+        (:mod:`dnn_adapter.fused`). Outputs then match the dense model to float32 rounding,
+        not bit for bit; the default (False) keeps ``torch.equal`` outputs.
+    fused_cache : with *fused*, keep each sparse layer's decoded CSR form (O(nnz)) between
+        calls instead of decoding the streams on every call.
     """
 
     mode: str = "streaming"
@@ -83,11 +89,17 @@ class WrapConfig:
     overrides: Any = field(default_factory=dict)
     codecs: tuple = ("sparse", "dict", "float", "raw")
     verify: bool = True
-    version: int = 1
+    fused: bool = False
+    fused_cache: bool = False
+    version: int = 2
 
     def __post_init__(self):
         if self.mode not in ("streaming", "cached"):
             raise ValueError(f"WrapConfig: mode must be 'streaming' or 'cached', not {self.mode!r}")
+        if (self.fused or self.fused_cache) and self.mode != "streaming":
+            raise ValueError("WrapConfig: fused kernels need mode='streaming'")
+        if self.fused_cache and not self.fused:
+            raise ValueError("WrapConfig: fused_cache needs fused=True")
         for k, v in dict(self.overrides).items():
             if v not in ("block", "element", "skip"):
                 raise ValueError(f"WrapConfig: override for {k!r} must be block/element/skip")
@@ -102,13 +114,15 @@ class WrapConfig:
             "overrides": dict(self.overrides),
             "codecs": list(self.codecs),
             "verify": self.verify,
+            "fused": self.fused,
+            "fused_cache": self.fused_cache,
             "version": self.version,
         }
 
     @classmethod
     def from_json(cls, d: dict) -> WrapConfig:
         d = dict(d)
-        if int(d.get("version", 1)) > 1:
+        if int(d.get("version", 1)) > 2:
             raise ValueError(f"WrapConfig: version {d['version']} is newer than this library")
         return cls(**d)
 
@@ -201,6 +215,7 @@ class _Entry:
     buffer_names: list
     cached: torch.Tensor | None = None
     live: list = field(default_factory=list)
+    fused: Any = None  # dnn_adapter.fused forward: the weight is never decoded
 
     @property
     def numel(self) -> int:
@@ -304,6 +319,8 @@ class _Scope:
                 if st.mode == "cached":
                     if grad and e.requires_grad:
                         object.__setattr__(owner, pname, _grad_guard(e.cached, fqn + "." + pname))
+                    continue
+                if e.fused is not None:
                     continue
                 flat, pooled = _WS.acquire(e.dtype, e.numel)
                 w = e.decode_into(flat.view(e.shape))
@@ -534,12 +551,19 @@ def wrap(
         st = _state(t.owner)
         _CODECS_OF[id(st)] = config.codecs
     _install_scopes(model)
+    if config.fused:
+        from .fused import enable
+
+        enable(model, cache=config.fused_cache)
     model.__dict__["_dnn_adapter_config"] = config
     return model
 
 
 def unwrap(model: nn.Module) -> nn.Module:
     """Restore dense parameters (bit-exact) and remove every hook and buffer; returns *model*."""
+    from .fused import disable
+
+    disable(model)
     for _name, mod in list(model.named_modules()):
         st = _state(mod)
         if not st:
