@@ -42,17 +42,23 @@ def wm_levels(seq: np.ndarray, nlevels: int) -> tuple[list[np.ndarray], list[int
     return levels, zeros
 
 
-def float_split(bits: np.ndarray, ebits: int, mbits: int) -> tuple[np.ndarray, np.ndarray]:
-    """IEEE bit patterns -> (exponent symbols uint8, raw stream uint8) in the
-    packing documented in wavelet/cuda/wavelet_matrix.cu."""
-    b = bits.astype(np.uint64)
-    e = ((b >> np.uint64(mbits)) & np.uint64((1 << ebits) - 1)).astype(np.uint8)
-    sign = (b >> np.uint64(ebits + mbits)) & np.uint64(1)
-    v = (sign << np.uint64(mbits)) | (b & np.uint64((1 << mbits) - 1))
-    r = 1 + mbits
-    n = b.size
-    stream = np.zeros(n * r, dtype=np.uint8)
-    for k in range(r):
-        stream[k::r] = ((v >> np.uint64(k)) & np.uint64(1)).astype(np.uint8)
-    raw = np.packbits(stream, bitorder="little")
-    return e, raw
+def codec_parts(words: np.ndarray, exp_bits: int, mant_bits: int):
+    """Float words -> dnn_adapter FloatCodec parts (codes, table, planes, top), the
+    layout wavelet.merge_float_fields and the device float kernels read."""
+    E, M = exp_bits, mant_bits
+    W = 1 + E + M
+    u = words.astype(np.uint64)
+    field = (u >> np.uint64(M)) & np.uint64((1 << E) - 1)
+    table, codes = np.unique(field, return_inverse=True)
+    raw = (u & np.uint64((1 << M) - 1)) | ((u >> np.uint64(W - 1)) << np.uint64(M))
+    nfull, rem = divmod(M + 1, 8)
+    planes = np.empty((nfull, u.size), np.uint8)
+    for p in range(nfull):
+        planes[p] = (raw >> np.uint64(8 * p)) & np.uint64(0xFF)
+    top = None
+    if rem:
+        t = ((raw >> np.uint64(8 * nfull)) & np.uint64((1 << rem) - 1)).astype(np.uint8)
+        bits = np.unpackbits(t[:, None], axis=1, bitorder="little")[:, :rem]
+        top = np.packbits(bits.reshape(-1), bitorder="little")
+    cdt = np.uint8 if table.size <= 256 else np.uint16
+    return codes.reshape(-1).astype(cdt), table.astype(np.uint16), planes, top

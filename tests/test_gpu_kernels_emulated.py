@@ -705,7 +705,8 @@ def _check_tree(emu_wt, seq, shape, ranges=None, nq=400, seed=0):
         assert bad == 1 and got[0] == wt.select(int(c[0]), 0)
     # bulk extract: whole tree and sub-ranges (plan kernel + compact passes)
     if t.node is not None and n:
-        for lo, hi in ranges or [(0, n), (1, n), (n // 3, n - n // 4), (n - 1, n), (n // 2, n // 2)]:
+        default = [(0, n), (1, n), (n // 3, n - n // 4), (n - 1, n), (n // 2, n // 2)]
+        for lo, hi in ranges or default:
             if 0 <= lo <= hi <= n:
                 np.testing.assert_array_equal(t.extract(lo, hi), ref[lo:hi], err_msg=f"{lo},{hi}")
     return wt, t
@@ -760,8 +761,8 @@ def test_tree_node_cap(emu_wt):
     assert np.array_equal(tab, tab2) and nodes2[1][-1] == want == 303
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                 HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(seq=st.lists(st.integers(0, 20), min_size=1, max_size=5000),
        shape=st.sampled_from(["balanced", "huffman"]), data=st.data())
 def test_tree_hypothesis(emu_wt, seq, shape, data):
