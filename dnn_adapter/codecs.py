@@ -42,9 +42,9 @@ from ._bits import (
     empty_like_bits,
     is_torch,
     out_bits,
+    smallest_uint,
     torch,
 )
-from ._bits import smallest_uint
 from .ras import BLOCK, ELEMENT, RAS
 
 __all__ = [
@@ -419,7 +419,7 @@ class FloatCodec(Codec):
             if ras.form == BLOCK and ras.block_len and ras.code_dtype.itemsize <= 2:
                 _merge_rows(ras, table, eb, mb, planes, top, flat)
             else:
-                codes = ras.decode()
+                codes = _operand_codes(ras)
                 if codes.dtype not in (np.uint8, np.uint16):
                     codes = codes.astype(np.uint16)
                 wavelet.merge_float_fields(
@@ -538,6 +538,19 @@ def _estimate_float_bytes(u, E, M, k) -> float:
     return tree + nsym * _TREE_BYTES_PER_SYMBOL + u.size * (M + 1 - k) / 8
 
 
+def _operand_codes(ras) -> np.ndarray:
+    """All operand codes of a RAS. A block-wise RAS with blocks of different lengths is
+    extracted in one call and its control symbols (codes >= k) dropped, which needs no
+    select; the other forms follow :meth:`RAS.decode`."""
+    if ras.form == BLOCK and not ras.block_len and ras.n:
+        seq = ras.wt.extract(1, ras.n + ras.nblocks + 1)
+        codes = seq[seq < ras.k]
+        if codes.size != ras.n:
+            raise CodecError("RAS: operand count does not match")
+        return codes
+    return ras.decode()
+
+
 def _lengths(block_len, n):
     return block_len if np.ndim(block_len) == 0 else np.asarray(block_len)
 
@@ -578,7 +591,9 @@ class DictCodec(Codec):
             raise CodecError("dict: parts do not match the tensor")
         if out.size == 0:
             return
-        codes = ras.decode()
+        codes = _operand_codes(ras)
+        if ras.k and int(codes.max()) >= ras.k:
+            raise CodecError("dict: code out of range")
         np.take(table, codes, out=out)
 
 
@@ -678,27 +693,38 @@ class SparseCodec(Codec):
         return sym
 
     def _positions(self, enc, n):
+        """``(positions, per-block counts)`` of the non-zeros: one extract of the gap RAS
+        and one pass in C (:func:`wavelet.gap_positions`) that follows the delimiters."""
         ras, table = enc.ras["gaps"], enc.arrays["gap_table"]
         L, nnz = int(enc.meta["block_len"]), int(enc.meta["nnz"])
         if len(ras) != nnz or table.dtype.kind != "u" or table.size != ras.k:
             raise CodecError("sparse: gap parts do not match")
         if L <= 0 or n % L or ras.nblocks != n // L:
             raise CodecError("sparse: block layout does not match the tensor")
-        codes = ras.decode()
-        if nnz and int(codes.max()) >= table.size:
-            raise CodecError("sparse: gap code out of range")
-        counts = ras.block_lengths()
-        if nnz == 0:  # an all-zero tensor: no positions
-            return np.empty(0, dtype=np.int64), counts
-        step = self._gap_values(enc, codes) + 1
-        cs = np.cumsum(step)
-        ends = np.cumsum(counts)
-        base = np.zeros(counts.size, dtype=np.int64)
-        base[1:] = np.where(ends[:-1] > 0, cs[np.maximum(ends[:-1] - 1, 0)], 0)
-        off = cs - np.repeat(base, counts) - 1
-        if nnz and (off.min() < 0 or off.max() >= L):
-            raise CodecError("sparse: a distance runs past its block")
-        pos = off + np.repeat(np.arange(counts.size, dtype=np.int64) * L, counts)
+        nb = ras.nblocks
+        esc = enc.meta.get("esc")
+        extra = None
+        if esc is not None:
+            try:
+                esc = int(esc)
+            except (TypeError, ValueError):
+                raise CodecError("sparse: bad escape threshold") from None
+            extra = enc.arrays.get("gap_extra")
+            if extra is None or extra.dtype != np.uint8 or extra.ndim != 1:
+                raise CodecError("sparse: missing or bad gap_extra part")
+            if esc < 0:
+                raise CodecError("sparse: bad escape threshold")
+        seq = ras.wt.extract(1, nnz + nb + 1)
+        if seq.dtype.itemsize > 4:
+            raise CodecError("sparse: gap alphabet too large")
+        try:
+            pos = wavelet.gap_positions(
+                seq, table, ras.DELIM, L, nb, nnz, esc=esc,
+                extra=None if extra is None else np.ascontiguousarray(extra),
+            )
+        except (wavelet.WaveletError, ValueError) as e:
+            raise CodecError(f"sparse: corrupt gap stream ({e})") from None
+        counts = np.bincount(pos // L, minlength=nb).astype(np.int64) if nb else pos[:0]
         return pos, counts
 
     def _decode_bits(self, enc, out):

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 
 torch = pytest.importorskip("torch")
+from _dnn_fixture import fixture_model  # noqa: E402
+
 import dnn_adapter  # noqa: E402
 from dnn_adapter.io import FileFormatError, read_header  # noqa: E402
-
-from _dnn_fixture import fixture_model  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "dnn_v1.dnnz"
 INTV = {2: torch.int16, 4: torch.int32}

@@ -147,3 +147,72 @@ def test_range_and_row_errors():
                                    block_stride=100, start=1, total=1000)
     with pytest.raises(ValueError):  # table entry wider than the field
         wavelet.merge_float_fields(codes, table, 17, 14, planes, top, np.empty(1000, np.uint32))
+
+
+# ---- gap_positions ---------------------------------------------------------------------------
+
+
+def _encode_gaps(rows, L, esc):
+    """Reference encoder: (seq with a delimiter after each row, table, extra bits)."""
+    syms, extra_bits, nblocks = [], [], len(rows)
+    for r in rows:
+        prev = -1
+        for p in r:
+            g = p - prev - 1
+            prev = p
+            if esc is not None and g >= esc:
+                v = g - esc + 1
+                b = v.bit_length() - 1
+                syms.append(esc + b)
+                extra_bits += [(v - (1 << b)) >> t & 1 for t in range(b)]
+            else:
+                syms.append(g)
+        syms.append(None)
+    table = np.array(sorted({s for s in syms if s is not None}) or [0], dtype=np.uint64)
+    index = {int(s): i for i, s in enumerate(table)}
+    delim = table.size + 2
+    seq = np.array([delim if s is None else index[s] for s in syms], dtype=np.uint16)
+    extra = np.packbits(np.array(extra_bits, dtype=np.uint8), bitorder="little")
+    return seq, table, delim, extra, nblocks
+
+
+@given(data=st.data())
+def test_gap_positions_against_python(data):
+    L = data.draw(st.integers(1, 5000))
+    nb = data.draw(st.integers(0, 6))
+    rows = [
+        sorted(data.draw(st.sets(st.integers(0, L - 1), max_size=min(L, 40)))) for _ in range(nb)
+    ]
+    esc = data.draw(st.sampled_from([None, 0, 1, 3, 64]))
+    seq, table, delim, extra, nblocks = _encode_gaps(rows, L, esc)
+    npos = sum(len(r) for r in rows)
+    pos = wavelet.gap_positions(seq, table, delim, L, nblocks, npos, esc=esc, extra=extra)
+    want = [j * L + p for j, r in enumerate(rows) for p in r]
+    assert pos.dtype == np.int64 and pos.tolist() == want
+
+
+def test_gap_positions_rejects_corrupt_streams():
+    rows = [[0, 5, 900], [], [3, 4000]]
+    seq, table, delim, extra, nb = _encode_gaps(rows, 5000, 16)
+    ok = dict(esc=16, extra=extra)
+    assert wavelet.gap_positions(seq, table, delim, 5000, nb, 5, **ok).tolist() == [
+        0, 5, 900, 10003, 14000]
+    bad_calls = [
+        lambda: wavelet.gap_positions(seq, table, delim, 5000, nb, 4, **ok),  # count
+        lambda: wavelet.gap_positions(seq, table, delim, 5000, nb + 1, 5, **ok),  # blocks
+        lambda: wavelet.gap_positions(seq, table, delim, 3000, nb, 5, **ok),  # past block
+        lambda: wavelet.gap_positions(seq, table, delim, 5000, nb, 5, esc=16,
+                                      extra=extra[:-1]),  # escape bits run out
+        lambda: wavelet.gap_positions(seq, table, delim, 5000, nb, 5, esc=16,
+                                      extra=np.concatenate([extra, [0]]).astype(np.uint8)),
+        lambda: wavelet.gap_positions(np.where(seq == delim, delim + 1, seq).astype(np.uint16),
+                                      table, delim, 5000, nb, 5, **ok),  # unknown code
+        lambda: wavelet.gap_positions(seq, table, delim, 5000, nb, 5, esc=0, extra=extra),
+    ]
+    for f in bad_calls:
+        with pytest.raises(wavelet.WaveletError):
+            f()
+    with pytest.raises(ValueError):
+        wavelet.gap_positions(seq, table, 0, 5000, nb, 5, **ok)  # delimiter is an operand code
+    with pytest.raises(TypeError):
+        wavelet.gap_positions(seq.astype(np.int16), table, delim, 5000, nb, 5, **ok)

@@ -6,7 +6,7 @@ import numpy as np
 
 from ._core import check, ffi, lib
 
-__all__ = ["merge_float_fields"]
+__all__ = ["gap_positions", "merge_float_fields"]
 
 
 def _req(a, name, dtypes, *, writable=False):
@@ -122,3 +122,54 @@ def merge_float_fields(
     )
     check(st, "merge_float_fields")
     return out
+
+
+_NO_ESC = (1 << 64) - 1
+
+
+def gap_positions(seq, table, delim: int, block_len: int, nblocks: int, npos: int, *,
+                  esc: int | None = None, extra=None):
+    """Positions of the non-zeros of a gap-coded sparse sequence (one pass in C).
+
+    *seq* holds, for each of *nblocks* blocks, its operand codes followed by the code
+    *delim* (the layout of a RAS body). Operand code ``c`` stands for ``table[c]``, the
+    distance to the previous non-zero of the block (to the block start for the first); a
+    symbol ``s >= esc`` is an escape whose ``s - esc`` raw bits, taken in order from the
+    LSB-first bit-packed *extra*, give the distance ``esc + 2**(s - esc) - 1 + bits``.
+    Returns ``int64`` positions ``block * block_len + offset``, *npos* of them.
+
+    Raises
+    ------
+    WaveletError
+        Corrupt data: an unknown code, an offset outside its block, escape bits missing or
+        left over, or delimiter/operand counts other than *nblocks*/*npos*.
+    ValueError, TypeError
+        Bad argument types or sizes.
+    """
+    _req(seq, "seq", (np.uint8, np.uint16, np.uint32))
+    if not isinstance(table, np.ndarray) or table.dtype.kind != "u":
+        raise TypeError("gap_positions: table must be a numpy unsigned-integer array")
+    table = np.ascontiguousarray(table, dtype=np.uint64)
+    block_len, nblocks, npos, delim = int(block_len), int(nblocks), int(npos), int(delim)
+    if min(block_len, nblocks, npos, delim) < 0:
+        raise ValueError("gap_positions: negative size")
+    if delim < table.size:
+        raise ValueError("gap_positions: the delimiter must not be an operand code")
+    if esc is None:
+        esc_v, extra = _NO_ESC, np.zeros(0, np.uint8)
+    else:
+        esc_v = int(esc)
+        if not 0 <= esc_v < _NO_ESC:
+            raise ValueError("gap_positions: esc out of range")
+        if extra is None:
+            extra = np.zeros(0, np.uint8)
+    _req(extra, "extra", (np.uint8,))
+    pos = np.empty(npos, dtype=np.int64)
+    st = lib.wv_fields_gap_positions(
+        ffi.from_buffer(seq), seq.itemsize, seq.size, delim,
+        ffi.from_buffer("uint64_t[]", table), table.size, esc_v,
+        ffi.from_buffer("uint8_t[]", extra), extra.size, block_len, nblocks,
+        ffi.from_buffer("int64_t[]", pos, require_writable=True), npos,
+    )
+    check(st, "gap_positions")
+    return pos

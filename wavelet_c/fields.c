@@ -196,3 +196,89 @@ int wv_fields_merge_float(const void *codes, uint32_t code_width, uint64_t ncode
     }
 #undef WV_FM_CALL
 }
+
+/* ---- gap-coded positions ---------------------------------------------------------------- */
+static inline uint64_t load_le64(const uint8_t *p) {
+    uint64_t w;
+    memcpy(&w, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap64(w);
+#endif
+    return w;
+}
+
+static inline uint64_t code_at(const void *seq, uint32_t w, uint64_t i) {
+    if (w == 1)
+        return ((const uint8_t *)seq)[i];
+    if (w == 2)
+        return ((const uint16_t *)seq)[i];
+    return ((const uint32_t *)seq)[i];
+}
+
+int wv_fields_gap_positions(const void *seq, uint32_t code_width, uint64_t nseq, uint64_t delim,
+                            const uint64_t *table, uint64_t ntable, uint64_t esc,
+                            const uint8_t *extra, uint64_t extra_bytes, uint64_t block_len,
+                            uint64_t nblocks, int64_t *pos, uint64_t npos) {
+    if (code_width != 1 && code_width != 2 && code_width != 4)
+        return WV_EINVAL;
+    if ((nseq && !seq) || (ntable && !table) || (npos && !pos) || (extra_bytes && !extra))
+        return WV_EINVAL;
+    if (delim < ntable || block_len > (uint64_t)INT64_MAX ||
+        (nblocks && block_len > (uint64_t)INT64_MAX / nblocks))
+        return WV_EINVAL;
+    if (nseq != nblocks + npos)
+        return WV_ECORRUPT;
+    const uint64_t nbits = extra_bytes > UINT64_MAX / 8 ? UINT64_MAX : extra_bytes * 8;
+    uint64_t bitpos = 0, block = 0, k = 0, off = 0;
+    int first = 1;
+    for (uint64_t i = 0; i < nseq; i++) {
+        uint64_t c = code_at(seq, code_width, i);
+        if (c == delim) {
+            if (block == nblocks)
+                return WV_ECORRUPT;
+            block++;
+            off = 0;
+            first = 1;
+            continue;
+        }
+        if (c >= ntable || block == nblocks || k == npos)
+            return WV_ECORRUPT;
+        uint64_t g = table[c];
+        /* escapes without branches on the (random) escape flag: b = 0 for a plain
+         * distance, and the bits come from an unaligned 64-bit window when it fits */
+        uint64_t is_esc = g >= esc;
+        uint64_t b = is_esc ? g - esc : 0;
+        if (b > 56 || b > nbits - bitpos)
+            return WV_ECORRUPT;
+        uint64_t byte = bitpos >> 3, v;
+        if (byte + 8 <= extra_bytes) {
+            v = (load_le64(extra + byte) >> (bitpos & 7)) & ((UINT64_C(1) << b) - 1);
+        } else {
+            v = 0;
+            for (unsigned got = 0; got < b;) { /* the last bytes: one byte (or its rest) at a time */
+                unsigned sh = (unsigned)(bitpos & 7), take = 8 - sh;
+                if (take > b - got)
+                    take = (unsigned)(b - got);
+                v |= (uint64_t)((extra[bitpos >> 3] >> sh) & ((1u << take) - 1)) << got;
+                got += take;
+                bitpos += take;
+            }
+            bitpos -= b;
+        }
+        bitpos += b;
+        uint64_t ge = esc + ((UINT64_C(1) << b) - 1) + v;
+        if (is_esc && ge < esc) /* wrapped: no such distance */
+            return WV_ECORRUPT;
+        g = is_esc ? ge : g;
+        /* next offset: g after the block start, or g + 1 after the previous one */
+        uint64_t step = first ? 0 : 1;
+        if (g >= block_len || off + step > block_len - 1 - g)
+            return WV_ECORRUPT;
+        off += step + g;
+        first = 0;
+        pos[k++] = (int64_t)(block * block_len + off);
+    }
+    if (block != nblocks || k != npos || nbits - bitpos >= 8)
+        return WV_ECORRUPT;
+    return WV_OK;
+}

@@ -1,0 +1,176 @@
+/*
+ * C-level tests of fields.c under AddressSanitizer + UBSan (run by
+ * tests/test_c_sanitizers.py): random words split into (codes, table, planes,
+ * top) and merged back over random sub-ranges and row strides, for every word
+ * width and joint field width; gap_positions on random and on mutated (hostile)
+ * streams, every buffer allocated at its exact size so any overread is caught.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wavelet.h"
+
+static int failures = 0;
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c);                 \
+            failures++;                                                                            \
+            return;                                                                                \
+        }                                                                                          \
+    } while (0)
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
+static uint64_t rnd(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+static uint64_t below(uint64_t n) { return n ? rnd() % n : 0; }
+
+static void merge_case(unsigned width, unsigned exp_bits, uint64_t n) {
+    unsigned W = 8 * width, mant = W - 1 - exp_bits, np = (mant + 1) / 8, rem = (mant + 1) % 8;
+    uint64_t *words = malloc(8 * (n ? n : 1));
+    uint16_t table[1 << 12];
+    unsigned ntab = 0;
+    uint16_t *codes = malloc(2 * (n ? n : 1));
+    uint8_t *planes = malloc(np * n + 1);
+    uint64_t top_bytes = (n * rem + 7) / 8;
+    uint8_t *top = calloc(top_bytes + 1, 1);
+    uint64_t wmask = W == 64 ? ~UINT64_C(0) : (UINT64_C(1) << W) - 1;
+    /* few distinct fields so codes fit; random raw bits */
+    uint64_t fields[37];
+    for (unsigned f = 0; f < 37; f++)
+        fields[f] = below(UINT64_C(1) << exp_bits);
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t fld = fields[below(37)], raw = rnd() & ((UINT64_C(1) << (mant + 1)) - 1);
+        words[i] = (((raw >> mant) << (W - 1)) | (fld << mant) | (raw & ((UINT64_C(1) << mant) - 1))) & wmask;
+        unsigned c = 0;
+        while (c < ntab && table[c] != fld)
+            c++;
+        if (c == ntab)
+            table[ntab++] = (uint16_t)fld;
+        codes[i] = (uint16_t)c;
+        for (unsigned p = 0; p < np; p++)
+            planes[p * n + i] = (uint8_t)(raw >> (8 * p));
+        for (unsigned b = 0; b < rem; b++)
+            if ((raw >> (8 * np + b)) & 1)
+                top[(i * rem + b) >> 3] |= (uint8_t)(1u << ((i * rem + b) & 7));
+    }
+    if (!ntab)
+        table[ntab++] = 0;
+    uint64_t first = below(n + 1), count = below(n - first + 1);
+    uint64_t blen = 1 + below(count ? count : 1), gap = below(3);
+    uint64_t rows = count ? (count + blen - 1) / blen : 0;
+    uint64_t ncodes = rows ? (rows - 1) * (blen + gap) + (count - (rows - 1) * blen) : 1;
+    uint16_t *lay = malloc(2 * ncodes);
+    for (uint64_t j = 0; j < ncodes; j++)
+        lay[j] = 0xFFFF;
+    for (uint64_t j = 0; j < count; j++)
+        lay[(j / blen) * (blen + gap) + j % blen] = codes[first + j];
+    void *out = malloc(width * (count ? count : 1));
+    int st = wv_fields_merge_float(lay, 2, ncodes, blen, blen + gap, table, ntab, exp_bits, mant,
+                                   planes, np * n, top, top_bytes, n, first, out, width, count);
+    CHECK(st == WV_OK);
+    for (uint64_t j = 0; j < count; j++) {
+        uint64_t v = width == 2 ? ((uint16_t *)out)[j]
+                     : width == 4 ? ((uint32_t *)out)[j] : ((uint64_t *)out)[j];
+        CHECK(v == words[first + j]);
+    }
+    /* hostile: a code past the table, a range past the end, a short code buffer */
+    if (count) {
+        lay[(count - 1) / blen * (blen + gap) + (count - 1) % blen] = (uint16_t)ntab;
+        CHECK(wv_fields_merge_float(lay, 2, ncodes, blen, blen + gap, table, ntab, exp_bits, mant,
+                                    planes, np * n, top, top_bytes, n, first, out, width,
+                                    count) == WV_ECORRUPT);
+        CHECK(wv_fields_merge_float(lay, 2, ncodes - 1, blen, blen + gap, table, ntab, exp_bits,
+                                    mant, planes, np * n, top, top_bytes, n, first, out, width,
+                                    count) == WV_EINVAL);
+        CHECK(wv_fields_merge_float(lay, 2, ncodes, blen, blen + gap, table, ntab, exp_bits, mant,
+                                    planes, np * n, top, top_bytes, n, n - count + 1, out, width,
+                                    count) == WV_EINVAL);
+    }
+    free(words), free(codes), free(planes), free(top), free(lay), free(out);
+}
+
+static void gaps_case(void) {
+    uint64_t L = 1 + below(3000), nb = below(5), esc = below(2) ? 1 + below(20) : UINT64_MAX;
+    uint64_t maxn = nb * 40 + 1;
+    uint64_t *pos_ref = malloc(8 * maxn);
+    uint32_t *seq = malloc(4 * (maxn + nb + 1));
+    uint64_t table[64];
+    unsigned ntab = 64;
+    for (unsigned t = 0; t < ntab; t++)
+        table[t] = t;
+    uint8_t *bits = calloc(maxn * 8 + 8, 1);
+    uint64_t nbit = 0, npos = 0, nseq = 0;
+    for (uint64_t j = 0; j < nb; j++) {
+        uint64_t p = 0;
+        int first = 1;
+        unsigned cnt = (unsigned)below(40);
+        for (unsigned q = 0; q < cnt; q++) {
+            uint64_t g = below(esc == UINT64_MAX ? 40 : 300);
+            uint64_t np_ = first ? g : p + 1 + g;
+            if (np_ >= L)
+                break;
+            if (esc != UINT64_MAX && g >= esc) {
+                uint64_t v = g - esc + 1, b = 63 - (uint64_t)__builtin_clzll(v);
+                if (esc + b >= ntab)
+                    break;
+                seq[nseq++] = (uint32_t)(esc + b);
+                for (uint64_t t = 0; t < b; t++, nbit++)
+                    if (((v - (UINT64_C(1) << b)) >> t) & 1)
+                        bits[nbit >> 3] |= (uint8_t)(1u << (nbit & 7));
+            } else {
+                if (g >= ntab)
+                    break;
+                seq[nseq++] = (uint32_t)g;
+            }
+            p = np_;
+            first = 0;
+            pos_ref[npos++] = j * L + p;
+        }
+        seq[nseq++] = 100; /* delimiter */
+    }
+    uint64_t eb = (nbit + 7) / 8;
+    uint8_t *extra = malloc(eb ? eb : 1);
+    memcpy(extra, bits, eb);
+    int64_t *pos = malloc(8 * (npos ? npos : 1));
+    int st = wv_fields_gap_positions(seq, 4, nseq, 100, table, ntab, esc, extra, eb, L, nb, pos,
+                                     npos);
+    CHECK(st == WV_OK);
+    for (uint64_t i = 0; i < npos; i++)
+        CHECK((uint64_t)pos[i] == pos_ref[i]);
+    /* mutate one entry at random: must be rejected or decode in range, never overread */
+    for (int m = 0; m < 20 && nseq; m++) {
+        uint32_t *s2 = malloc(4 * nseq);
+        memcpy(s2, seq, 4 * nseq);
+        s2[below(nseq)] = (uint32_t)below(ntab + 40);
+        st = wv_fields_gap_positions(s2, 4, nseq, 100, table, ntab, esc, extra, eb, L, nb, pos,
+                                     npos);
+        if (st == WV_OK)
+            for (uint64_t i = 0; i < npos; i++)
+                CHECK(pos[i] >= 0 && (uint64_t)pos[i] < L * nb);
+        free(s2);
+    }
+    free(pos_ref), free(seq), free(bits), free(extra), free(pos);
+}
+
+int main(void) {
+    static const unsigned layouts[][2] = {{2, 5}, {2, 8}, {4, 8}, {8, 11}};
+    for (int it = 0; it < 400; it++) {
+        unsigned L = (unsigned)below(4);
+        unsigned k = (unsigned)below(4);
+        merge_case(layouts[L][0], layouts[L][1] + k, below(it % 7 == 0 ? 9000 : 300));
+    }
+    for (int it = 0; it < 400; it++)
+        gaps_case();
+    if (failures) {
+        printf("%d failures\n", failures);
+        return 1;
+    }
+    printf("ok\n");
+    return 0;
+}
