@@ -99,8 +99,8 @@ def quantize_uniform(w: torch.Tensor, bits: int) -> torch.Tensor:
         raise ValueError("quantize_uniform: bits must be in 2..16")
     L = 2 ** (bits - 1) - 1
     s = w.detach().abs().max() / L
-    if not torch.isfinite(s) or s == 0:
-        return w.clone()
+    if not torch.isfinite(s) or s == 0:  # all zero (or inf/nan): nothing to snap
+        return torch.where(w == 0, torch.zeros((), dtype=w.dtype), w)
     q = torch.clamp(torch.round(w / s), -L, L)
     out = q * s
     return torch.where(out == 0, torch.zeros((), dtype=w.dtype), out)
@@ -108,9 +108,7 @@ def quantize_uniform(w: torch.Tensor, bits: int) -> torch.Tensor:
 
 def _weight_modules(model: nn.Module):
     """(name, module) of the conv/linear layers whose weights the settings transform."""
-    return [
-        (n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))
-    ]
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
 @dataclass(frozen=True)
@@ -127,10 +125,7 @@ class Setting:
 
 SETTINGS = {
     "none": Setting("none", "none", "uncompressed"),
-    **{
-        f"u{p}": Setting(f"u{p}", "unstructured", f"magnitude {p}%", p / 100)
-        for p in (90, 95, 97)
-    },
+    **{f"u{p}": Setting(f"u{p}", "unstructured", f"magnitude {p}%", p / 100) for p in (90, 95, 97)},
     **{f"f{p}": Setting(f"f{p}", "filter", f"L1 filter {p}%", p / 100) for p in (40, 50, 60, 70)},
     **{f"q{b}": Setting(f"q{b}", "quant", f"uniform {b}-bit", 0.0, b) for b in (8, 4, 2)},
     **{
@@ -216,8 +211,14 @@ def entropy_bound_bits(t: torch.Tensor) -> float:
         return t.numel() * t.element_size() * 8.0
     ut, mant, eb = info[t.dtype]
     width = 8 * np.dtype(ut).itemsize
-    u = t.detach().contiguous().view({8: torch.uint8, 16: torch.int16, 32: torch.int32,
-                                     64: torch.int64}[width]).numpy().view(ut).reshape(-1)
+    u = (
+        t.detach()
+        .contiguous()
+        .view({8: torch.uint8, 16: torch.int16, 32: torch.int32, 64: torch.int64}[width])
+        .numpy()
+        .view(ut)
+        .reshape(-1)
+    )
     n = u.size
     if n == 0:
         return 0.0
@@ -246,8 +247,7 @@ NAMES = {
 }
 # latency resolution per model (the compression columns do not depend on it); chosen so the
 # full default run fits in ~25 minutes on 2 cores -- see --res
-DEFAULT_RES = {"resnet50": 112, "resnet101": 96, "vgg16": 64, "mobilenet_v2": 224,
-               "deit_base": 96}
+DEFAULT_RES = {"resnet50": 112, "resnet101": 96, "vgg16": 64, "mobilenet_v2": 224, "deit_base": 96}
 
 
 def build_arch(name: str, seed: int = 0) -> nn.Module:
@@ -365,7 +365,8 @@ def _finetune_masked(m: nn.Module, name: str, setting: Setting, epochs: int) -> 
             opt.step()
             with torch.no_grad():
                 for mod, mk in masks.items():
-                    mod.weight.copy_(torch.where(mk, mod.weight, torch.zeros((), dtype=torch.float32)))
+                    zero = torch.zeros((), dtype=mod.weight.dtype)
+                    mod.weight.copy_(torch.where(mk, mod.weight, zero))
     m.eval()
     if setting.kind == "combined":
         with torch.no_grad():
@@ -529,7 +530,7 @@ def run_one(
             xs[b] = torch.randn(input_shape(name, res, b), generator=g)
     exact = True
     with torch.inference_mode():
-        for b, x in xs.items():
+        for x in xs.values():
             ref = m(x)
             exact &= torch.equal(ref, w(x))
             if cached is not None:
@@ -562,11 +563,16 @@ def run_one(
         os.remove(dense_path)
     os.remove(path)
     log(
-        f"  {row.model:<18} {setting.key:<6} CR {row.cr:7.2f} (bound {row.dense_bytes / row.bound_bytes:7.2f})"
+        f"  {row.model:<18} {setting.key:<6} CR {row.cr:7.2f} "
+        f"(bound {row.dense_bytes / row.bound_bytes:7.2f})"
         f"  exact {row.exact_weights and row.exact_outputs}"
         + (f"  stream b1 x{row.speedup('streaming', 1):.2f}" if row.lat else "")
-        + (f"  mem MB d/s/c {row.mem['dense'] / 1e6:.0f}/{row.mem['streaming'] / 1e6:.0f}"
-           f"/{row.mem['cached'] / 1e6:.0f}" if row.mem else "")
+        + (
+            f"  mem MB d/s/c {row.mem['dense'] / 1e6:.0f}/{row.mem['streaming'] / 1e6:.0f}"
+            f"/{row.mem['cached'] / 1e6:.0f}"
+            if row.mem
+            else ""
+        )
         + f"  [{time.perf_counter() - t0:.1f}s]"
     )
     return row
@@ -684,16 +690,35 @@ def table_dense(rows) -> str:
     body = []
     for r in rows:
         p = PAPER_DENSE.get(r.key)
-        body.append([
-            r.model, f"{r.params / 1e6:.2f}M", _mb(r.dense_bytes), _mb(r.ours_bytes),
-            f"{r.cr:.3f}", f"{r.dense_bytes / r.bound_bytes:.3f}", f"{r.of_bound:.1f}%",
-            _sp(r), r.codecs,
-            f"{p[0]} / {p[1]}" if p else "-", _exact(r),
-        ])
+        body.append(
+            [
+                r.model,
+                f"{r.params / 1e6:.2f}M",
+                _mb(r.dense_bytes),
+                _mb(r.ours_bytes),
+                f"{r.cr:.3f}",
+                f"{r.dense_bytes / r.bound_bytes:.3f}",
+                f"{r.of_bound:.1f}%",
+                _sp(r),
+                r.codecs,
+                f"{p[0]} / {p[1]}" if p else "-",
+                _exact(r),
+            ]
+        )
     return _md(
-        ["model", "params", "dense MB", "ours MB", "CR", "bound CR", "ours % of bound",
-         "speedup stream b1/b8 ; cached b1/b8", "codecs (tensors)", "paper CR / speedup",
-         "bit-exact"],
+        [
+            "model",
+            "params",
+            "dense MB",
+            "ours MB",
+            "CR",
+            "bound CR",
+            "ours % of bound",
+            "speedup stream b1/b8 ; cached b1/b8",
+            "codecs (tensors)",
+            "paper CR / speedup",
+            "bit-exact",
+        ],
         body,
     )
 
@@ -706,19 +731,46 @@ def table_pq(rows, kind: str) -> str:
         target = f"{s.bits}" if kind == "quant" else f"{round(100 * s.prune)}"
         paper = (
             f"{p[0]}/{p[1]} MB, CR {p[2]}/{p[3]}, impr. {p[4]}, speedup {p[5]}/{p[6]} "
-            f"({_reach(p[4], r)})" if p else "-"
+            f"({_reach(p[4], r)})"
+            if p
+            else "-"
         )
-        body.append([
-            r.model, s.label, target, f"{r.sparsity:.1f}",
-            _mb(r.dense_bytes), _mb(r.form_bytes), _mb(r.ours_bytes),
-            f"{r.cr_form:.2f} / {r.cr:.2f}", f"{r.cr_improved:.3f}",
-            f"{r.bound_improved:.3f}", f"{r.of_bound:.1f}%", _sp(r), paper, _exact(r),
-        ])
+        body.append(
+            [
+                r.model,
+                s.label,
+                target,
+                f"{r.sparsity:.1f}",
+                _mb(r.dense_bytes),
+                _mb(r.form_bytes),
+                _mb(r.ours_bytes),
+                f"{r.cr_form:.2f} / {r.cr:.2f}",
+                f"{r.cr_improved:.3f}",
+                f"{r.bound_improved:.3f}",
+                f"{r.of_bound:.1f}%",
+                _sp(r),
+                paper,
+                _exact(r),
+            ]
+        )
     first = "bits" if kind == "quant" else "target sparsity %"
     return _md(
-        ["model", "setting", first, "sparsity %", "dense MB", "form MB", "ours MB",
-         "CR form / ours", "CR improved", "bound: max CR improved", "ours % of bound",
-         "speedup stream b1/b8 ; cached b1/b8", "paper (form/theirs)", "bit-exact"],
+        [
+            "model",
+            "setting",
+            first,
+            "sparsity %",
+            "dense MB",
+            "form MB",
+            "ours MB",
+            "CR form / ours",
+            "CR improved",
+            "bound: max CR improved",
+            "ours % of bound",
+            "speedup stream b1/b8 ; cached b1/b8",
+            "paper (form/theirs)",
+            "bit-exact",
+        ],
         body,
     )
 
@@ -727,16 +779,37 @@ def table_combined(rows) -> str:
     body = []
     for r in rows:
         p = PAPER_T3.get(r.key)
-        body.append([
-            r.model, SETTINGS[r.setting].label, f"{r.sparsity:.1f}", _mb(r.form_bytes),
-            _mb(r.ours_bytes), f"{r.cr:.2f}", f"{r.cr_improved:.3f}",
-            f"{r.dense_bytes / r.bound_bytes:.2f}", f"{r.of_bound:.1f}%", _sp(r),
-            f"{p[0]} MB, CR {p[1]}, speedup {p[2]}" if p else "-", _exact(r),
-        ])
+        body.append(
+            [
+                r.model,
+                SETTINGS[r.setting].label,
+                f"{r.sparsity:.1f}",
+                _mb(r.form_bytes),
+                _mb(r.ours_bytes),
+                f"{r.cr:.2f}",
+                f"{r.cr_improved:.3f}",
+                f"{r.dense_bytes / r.bound_bytes:.2f}",
+                f"{r.of_bound:.1f}%",
+                _sp(r),
+                f"{p[0]} MB, CR {p[1]}, speedup {p[2]}" if p else "-",
+                _exact(r),
+            ]
+        )
     return _md(
-        ["model", "setting", "sparsity %", "form MB", "ours MB", "CR", "CR improved",
-         "bound CR", "ours % of bound", "speedup stream b1/b8 ; cached b1/b8",
-         "paper: Our Method (OPQ + theirs)", "bit-exact"],
+        [
+            "model",
+            "setting",
+            "sparsity %",
+            "form MB",
+            "ours MB",
+            "CR",
+            "CR improved",
+            "bound CR",
+            "ours % of bound",
+            "speedup stream b1/b8 ; cached b1/b8",
+            "paper: Our Method (OPQ + theirs)",
+            "bit-exact",
+        ],
         body,
     )
 
@@ -752,29 +825,58 @@ def table_latency(rows) -> str:
             return f"{1e3 * lat[k]:.1f}" if k in lat else "-"
 
         mem = r.mem
-        body.append([
-            r.model, SETTINGS[r.setting].label, r.res or "8x8",
-            f"{ms('dense/1')} / {ms('dense/8')}", f"{ms('streaming/1')} / {ms('streaming/8')}",
-            f"{ms('cached/1')} / {ms('cached/8')}",
-            f"{_x(r.speedup('streaming', 1))} / {_x(r.speedup('streaming', 8))}",
-            f"{_x(r.speedup('cached', 1))} / {_x(r.speedup('cached', 8))}",
-            (f"{_mb(mem['dense'])} / {_mb(mem['streaming'])} / {_mb(mem['cached'])}"
-             if mem else "-"),
-            _mb(r.dense_bytes), _mb(r.ours_bytes), _exact(r),
-        ])
+        body.append(
+            [
+                r.model,
+                SETTINGS[r.setting].label,
+                r.res or "8x8",
+                f"{ms('dense/1')} / {ms('dense/8')}",
+                f"{ms('streaming/1')} / {ms('streaming/8')}",
+                f"{ms('cached/1')} / {ms('cached/8')}",
+                f"{_x(r.speedup('streaming', 1))} / {_x(r.speedup('streaming', 8))}",
+                f"{_x(r.speedup('cached', 1))} / {_x(r.speedup('cached', 8))}",
+                (
+                    f"{_mb(mem['dense'])} / {_mb(mem['streaming'])} / {_mb(mem['cached'])}"
+                    if mem
+                    else "-"
+                ),
+                _mb(r.dense_bytes),
+                _mb(r.ours_bytes),
+                _exact(r),
+            ]
+        )
     return _md(
-        ["model", "setting", "input res", "dense ms b1/b8", "streaming ms b1/b8",
-         "cached ms b1/b8", "speedup stream b1/b8", "speedup cached b1/b8",
-         "peak RSS MB dense/stream/cached", "dense MB", "ours MB", "bit-exact"],
+        [
+            "model",
+            "setting",
+            "input res",
+            "dense ms b1/b8",
+            "streaming ms b1/b8",
+            "cached ms b1/b8",
+            "speedup stream b1/b8",
+            "speedup cached b1/b8",
+            "peak RSS MB dense/stream/cached",
+            "dense MB",
+            "ours MB",
+            "bit-exact",
+        ],
         body,
     )
 
 
 def table_accuracy(rows) -> str:
     body = [
-        [r.model, SETTINGS[r.setting].label, f"{r.sparsity:.1f}", f"{100 * r.acc_dense:.2f}",
-         f"{100 * r.acc_ours:.2f}", f"{r.cr:.2f}", _exact(r)]
-        for r in rows if r.acc_dense is not None
+        [
+            r.model,
+            SETTINGS[r.setting].label,
+            f"{r.sparsity:.1f}",
+            f"{100 * r.acc_dense:.2f}",
+            f"{100 * r.acc_ours:.2f}",
+            f"{r.cr:.2f}",
+            _exact(r),
+        ]
+        for r in rows
+        if r.acc_dense is not None
     ]
     return _md(
         ["model", "setting", "sparsity %", "top-1 % dense", "top-1 % wrapped", "CR", "bit-exact"],
@@ -815,14 +917,26 @@ def table_layers(name: str, rows: dict) -> str:
     for g, npar, macs, fpr, form in layer_groups(name, rows):
         p = paper.get(g)
         tp, tm = tp + npar, tm + macs
-        body.append([
-            g, f"{npar / 1e3:,.2f}k", f"{macs / 1e6:,.2f}M", f"{fpr:,.1f}", form,
-            " / ".join(p[:3]) + (f" / {p[3]}" if len(p) > 3 else "") if p else "-",
-        ])
+        body.append(
+            [
+                g,
+                f"{npar / 1e3:,.2f}k",
+                f"{macs / 1e6:,.2f}M",
+                f"{fpr:,.1f}",
+                form,
+                " / ".join(p[:3]) + (f" / {p[3]}" if len(p) > 3 else "") if p else "-",
+            ]
+        )
     body.append(["**total**", f"{tp / 1e6:.2f}M", f"{tm / 1e6:,.2f}M", f"{tm / tp:,.1f}", "", ""])
     return _md(
-        ["layers", "params", "MACs", "FPr (MACs/param)", f"RAS (threshold {FPR_THRESHOLD:g})",
-         "paper: params / MACs / FPr (/ RAS)"],
+        [
+            "layers",
+            "params",
+            "MACs",
+            "FPr (MACs/param)",
+            f"RAS (threshold {FPR_THRESHOLD:g})",
+            "paper: params / MACs / FPr (/ RAS)",
+        ],
         body,
     )
 
@@ -844,14 +958,28 @@ def plots(rows: list[Row], img: str) -> list[str]:
     for i, mk in enumerate(models):
         xs = [j + (i - (len(models) - 1) / 2) * wd for j in range(len(settings))]
         cr = [by[(mk, s)].cr if (mk, s) in by else np.nan for s in settings]
-        bd = [by[(mk, s)].dense_bytes / by[(mk, s)].bound_bytes if (mk, s) in by else np.nan
-              for s in settings]
+        bd = [
+            by[(mk, s)].dense_bytes / by[(mk, s)].bound_bytes if (mk, s) in by else np.nan
+            for s in settings
+        ]
         ax.bar(xs, cr, wd, label=NAMES.get(mk, mk))
-        ax.scatter(xs, bd, marker="_", color="k", s=40, zorder=3,
-                   label="zero-order bound" if i == 0 else None)
+        ax.scatter(
+            xs,
+            bd,
+            marker="_",
+            color="k",
+            s=40,
+            zorder=3,
+            label="zero-order bound" if i == 0 else None,
+        )
     ax.set_yscale("log")
-    ax.set_xticks(range(len(settings)), [SETTINGS[s].label for s in settings], rotation=35,
-                  ha="right", fontsize=8)
+    ax.set_xticks(
+        range(len(settings)),
+        [SETTINGS[s].label for s in settings],
+        rotation=35,
+        ha="right",
+        fontsize=8,
+    )
     ax.set_ylabel("CR vs dense fp32 (log)")
     ax.set_title("Compression ratio of the compressed file per model and setting")
     ax.legend(fontsize=7, ncol=2)
@@ -871,14 +999,13 @@ def plots(rows: list[Row], img: str) -> list[str]:
                 (("streaming", 1), ("streaming", 8), ("cached", 1), ("cached", 8))
             ):
                 ys = [by[(mk, s)].speedup(mode, b) or np.nan for s in ss]
-                ax.bar([j + (k - 1.5) * 0.2 for j in range(len(ss))], ys, 0.2,
-                       label=f"{mode} b{b}")
+                ax.bar([j + (k - 1.5) * 0.2 for j in range(len(ss))], ys, 0.2, label=f"{mode} b{b}")
             ax.axhline(1.0, color="k", lw=0.8)
             ax.set_xticks(range(len(ss)), ss, rotation=45, fontsize=7)
             res = by[(mk, ss[0])].res
             ax.set_title(f"{NAMES.get(mk, mk)}" + (f" @{res}px" if res else ""), fontsize=9)
             ax.set_ylabel("speedup vs dense eager", fontsize=8)
-        for ax in list(axes.flat)[len(lat_models):]:
+        for ax in list(axes.flat)[len(lat_models) :]:
             ax.axis("off")
         axes.flat[0].legend(fontsize=7)
         fig.tight_layout()
@@ -891,8 +1018,12 @@ def plots(rows: list[Row], img: str) -> list[str]:
         fig, ax = plt.subplots(figsize=(max(7, 0.6 * len(mem_rows)), 4.5))
         labels = [f"{NAMES.get(r.key, r.key)}\n{r.setting}" for r in mem_rows]
         for k, mode in enumerate(("dense", "streaming", "cached")):
-            ax.bar([j + (k - 1) * 0.27 for j in range(len(mem_rows))],
-                   [r.mem[mode] / 1e6 for r in mem_rows], 0.27, label=mode)
+            ax.bar(
+                [j + (k - 1) * 0.27 for j in range(len(mem_rows))],
+                [r.mem[mode] / 1e6 for r in mem_rows],
+                0.27,
+                label=mode,
+            )
         ax.set_yscale("log")
         ax.set_xticks(range(len(mem_rows)), labels, rotation=60, ha="right", fontsize=7)
         ax.set_ylabel("peak RSS increase, load + 1 forward (MB, log)")
@@ -936,8 +1067,10 @@ def _csv(s: str, allowed) -> list[str]:
 def write_report(rows, out, meta, forms_rows) -> str:
     order = {k: i for i, k in enumerate(SETTINGS)}
     rows = sorted(rows, key=lambda r: (ALL_MODELS.index(r.key), order[r.setting]))
-    kinds = {k: [r for r in rows if SETTINGS[r.setting].kind == k] for k in
-             ("none", "unstructured", "filter", "quant", "combined")}
+    kinds = {
+        k: [r for r in rows if SETTINGS[r.setting].kind == k]
+        for k in ("none", "unstructured", "filter", "quant", "combined")
+    }
     res_txt = ", ".join(f"{NAMES[k]} {v}x{v}" for k, v in meta["res"].items())
     res_txt = (res_txt + "; " if res_txt else "") + "digits models 8x8 (test images)"
     lines = [
@@ -962,15 +1095,16 @@ def write_report(rows, out, meta, forms_rows) -> str:
         "* Pruning/quantization are simple stand-ins for the paper's methods, applied to every "
         "conv/linear weight with no fine-tuning (except the digits models: "
         f"{meta['finetune']} epochs of masked fine-tuning after pruning): *magnitude* = "
-        "per-tensor unstructured magnitude pruning (for SNIP), *L1 filter* = zeroing the output channels with the "
-        "smallest L1 norm, shapes kept, classifier excluded (for HRank / UP-ViT), *uniform* = "
+        "per-tensor unstructured magnitude pruning (for SNIP), *L1 filter* = zeroing the "
+        "output channels with the smallest L1 norm, shapes kept, classifier excluded (for "
+        "HRank / UP-ViT), *uniform* = "
         "symmetric per-tensor post-training quantization with values snapped to the grid and "
         "stored as float32 (for LSQ / PQT). Combined = magnitude pruning, then quantization.",
         "* Sizes: **dense MB** = the whole fp32 state dict; **form MB** = the paper's left-hand "
-        "size (\"pruning/quantization only\"): every transformed weight counted as non-zeros x "
+        'size ("pruning/quantization only"): every transformed weight counted as non-zeros x '
         "bits, with *no* position index, everything else dense; **ours MB** = the file "
         "`dnn_adapter.save` writes (every part, rank/select indexes, JSON header). "
-        "CR = dense / ours; CR improved = form / ours (the paper's \"CR Improved\").",
+        'CR = dense / ours; CR improved = form / ours (the paper\'s "CR Improved").',
         "* **bound** = zero-order entropy bound of the tensors dnn_adapter compresses "
         "(`entropy_bound_bits`: exponent H0 + raw sign/mantissa bits for dense floats; "
         "H2(density) per position + the values' bound for pruned; code H0 + table for "
@@ -995,39 +1129,71 @@ def write_report(rows, out, meta, forms_rows) -> str:
         f"* Settings timed: {', '.join(meta['latency'])}; memory measured: "
         f"{', '.join(meta['memory']) or 'none'}. Compression columns: "
         f"{', '.join(meta['settings'])}"
-        + (f"; for {', '.join(NAMES[h] for h in HEAVY)} only {', '.join(meta['heavy'])} "
-           "(time budget; `--heavy-settings all` runs the rest)"
-           if meta["heavy"] != meta["settings"] else "") + ".",
+        + (
+            f"; for {', '.join(NAMES[h] for h in HEAVY)} only {', '.join(meta['heavy'])} "
+            "(time budget; `--heavy-settings all` runs the rest)"
+            if meta["heavy"] != meta["settings"]
+            else ""
+        )
+        + ".",
         "",
     ]
     if kinds["none"]:
-        lines += ["## Uncompressed models (paper section 7.1, Figure 2)", "",
-                  table_dense(kinds["none"]), ""]
-    for kind, title in (("unstructured", "Table 1a: unstructured pruning (paper: SNIP)"),
-                        ("filter", "Table 1b: filter pruning (paper: HRank; DeiT-B: UP-ViT)")):
+        lines += [
+            "## Uncompressed models (paper section 7.1, Figure 2)",
+            "",
+            table_dense(kinds["none"]),
+            "",
+        ]
+    for kind, title in (
+        ("unstructured", "Table 1a: unstructured pruning (paper: SNIP)"),
+        ("filter", "Table 1b: filter pruning (paper: HRank; DeiT-B: UP-ViT)"),
+    ):
         if kinds[kind]:
             lines += [f"## {title}", "", table_pq(kinds[kind], kind), ""]
     if kinds["quant"]:
-        lines += ["## Table 2: quantized models (paper: LSQ; DeiT-B: PQT)", "",
-                  table_pq(kinds["quant"], "quant"), ""]
+        lines += [
+            "## Table 2: quantized models (paper: LSQ; DeiT-B: PQT)",
+            "",
+            table_pq(kinds["quant"], "quant"),
+            "",
+        ]
     if kinds["combined"]:
-        lines += ["## Table 3: pruning + quantization (paper: OPQ, then theirs)", "",
-                  "The paper's Table 3 rows are OPQ-processed trained models; ours are the "
-                  "stand-in settings above on random weights.", "",
-                  table_combined(kinds["combined"]), ""]
+        lines += [
+            "## Table 3: pruning + quantization (paper: OPQ, then theirs)",
+            "",
+            "The paper's Table 3 rows are OPQ-processed trained models; ours are the "
+            "stand-in settings above on random weights.",
+            "",
+            table_combined(kinds["combined"]),
+            "",
+        ]
     acc = table_accuracy(rows)
     if acc.count("\n") > 1:
-        lines += ["## Accuracy of the trained digits models", "",
-                  "Accuracy after the setting (no fine-tuning), dense eager vs wrapped: equal "
-                  "by construction (lossless).", "", acc, ""]
+        lines += [
+            "## Accuracy of the trained digits models",
+            "",
+            "Accuracy after the setting (no fine-tuning), dense eager vs wrapped: equal "
+            "by construction (lossless).",
+            "",
+            acc,
+            "",
+        ]
     lines += ["## Latency and peak memory", "", table_latency(rows), ""]
-    for k, t in (("resnet50", "Table 4: ResNet-50 MACs and RAS type"),
-                 ("vgg16", "Table 5: VGG-16 MACs and RAS type")):
+    for k, t in (
+        ("resnet50", "Table 4: ResNet-50 MACs and RAS type"),
+        ("vgg16", "Table 5: VGG-16 MACs and RAS type"),
+    ):
         if k in forms_rows:
-            lines += [f"## {t}", "",
-                      "FPr = MACs per parameter of the conv/linear weights at 224x224, batch 1 "
-                      "(counted by `dnn_adapter.count_macs`); the paper's numbers beside.", "",
-                      table_layers(k, forms_rows[k]), ""]
+            lines += [
+                f"## {t}",
+                "",
+                "FPr = MACs per parameter of the conv/linear weights at 224x224, batch 1 "
+                "(counted by `dnn_adapter.count_macs`); the paper's numbers beside.",
+                "",
+                table_layers(k, forms_rows[k]),
+                "",
+            ]
     if meta.get("plots"):
         lines += ["## Plots", ""]
         lines += [f"![{os.path.basename(p)}](img/{os.path.basename(p)})" for p in meta["plots"]]
@@ -1045,24 +1211,47 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--models", default="all", help=f"comma list or 'all' ({','.join(ALL_MODELS)})")
     ap.add_argument("--settings", default="all", help=f"comma list or 'all' ({','.join(SETTINGS)})")
-    ap.add_argument("--latency-settings", default=",".join(DEFAULT_LATENCY),
-                    help="settings that are timed ('all', or a comma list; '' for none)")
-    ap.add_argument("--memory-settings", default=",".join(DEFAULT_LATENCY),
-                    help="settings whose peak memory is measured ('all', list, or '')")
-    ap.add_argument("--heavy-settings", default=",".join(DEFAULT_HEAVY),
-                    help=f"settings for {', '.join(HEAVY)} ('all' = same as --settings)")
-    ap.add_argument("--res", type=int, default=None,
-                    help="input resolution for latency/memory of the ImageNet models "
-                    f"(default per model: {DEFAULT_RES})")
+    ap.add_argument(
+        "--latency-settings",
+        default=",".join(DEFAULT_LATENCY),
+        help="settings that are timed ('all', or a comma list; '' for none)",
+    )
+    ap.add_argument(
+        "--memory-settings",
+        default=",".join(DEFAULT_LATENCY),
+        help="settings whose peak memory is measured ('all', list, or '')",
+    )
+    ap.add_argument(
+        "--heavy-settings",
+        default=",".join(DEFAULT_HEAVY),
+        help=f"settings for {', '.join(HEAVY)} ('all' = same as --settings)",
+    )
+    ap.add_argument(
+        "--res",
+        type=int,
+        default=None,
+        help="input resolution for latency/memory of the ImageNet models "
+        f"(default per model: {DEFAULT_RES})",
+    )
     ap.add_argument("--reps", type=int, default=3, help="timed repetitions (median)")
-    ap.add_argument("--quick", action="store_true",
-                    help="digits models only, 5 settings, 3 reps (< 1 min; used by the tests)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="digits models only, 5 settings, 3 reps (< 1 min; used by the tests)",
+    )
     ap.add_argument("--out", default=None, help="output folder (default docs; quick: build/quick)")
-    ap.add_argument("--finetune", type=int, default=2,
-                    help="epochs of masked fine-tuning after pruning (digits models only)")
+    ap.add_argument(
+        "--finetune",
+        type=int,
+        default=2,
+        help="epochs of masked fine-tuning after pruning (digits models only)",
+    )
     ap.add_argument("--no-plots", action="store_true")
-    ap.add_argument("--from-json", metavar="RESULTS.json",
-                    help="only rebuild results.md and the plots from a previous results.json")
+    ap.add_argument(
+        "--from-json",
+        metavar="RESULTS.json",
+        help="only rebuild results.md and the plots from a previous results.json",
+    )
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     if a.from_json:
@@ -1087,8 +1276,11 @@ def main(argv=None) -> int:
         models, settings = _csv(a.models, ALL_MODELS), _csv(a.settings, SETTINGS)
         lat_s = _csv(a.latency_settings, SETTINGS)
         mem_s = _csv(a.memory_settings, SETTINGS)
-        heavy = settings if a.heavy_settings in ("all", "*") else [
-            x for x in settings if x in _csv(a.heavy_settings, SETTINGS)]
+        heavy = (
+            settings
+            if a.heavy_settings in ("all", "*")
+            else [x for x in settings if x in _csv(a.heavy_settings, SETTINGS)]
+        )
         reps = a.reps
     out = a.out or ("build/quick" if a.quick else "docs")
     os.makedirs(out, exist_ok=True)
@@ -1105,14 +1297,23 @@ def main(argv=None) -> int:
             forms, frows = ras_forms(base, name)
             if name in ("resnet50", "vgg16"):
                 forms_rows[name] = frows
-            print(f"{NAMES[name]}: {sum(p.numel() for p in base.parameters()):,} params "
-                  f"[{time.perf_counter() - tm:.1f}s]", flush=True)
+            print(
+                f"{NAMES[name]}: {sum(p.numel() for p in base.parameters()):,} params "
+                f"[{time.perf_counter() - tm:.1f}s]",
+                flush=True,
+            )
             for sk in heavy if name in HEAVY else settings:
                 r = run_one(
-                    name, base, SETTINGS[sk], forms, res=res, reps=reps,
+                    name,
+                    base,
+                    SETTINGS[sk],
+                    forms,
+                    res=res,
+                    reps=reps,
                     latency=sk in lat_s,
                     memory=sk in mem_s and (not a.quick or name in QUICK["memory_models"]),
-                    test=(xte, yte) if xte is not None else None, tmp=tmp,
+                    test=(xte, yte) if xte is not None else None,
+                    tmp=tmp,
                     finetune=QUICK["finetune"] if a.quick else a.finetune,
                     log=lambda s: print(s, flush=True),
                 )
@@ -1137,11 +1338,17 @@ def main(argv=None) -> int:
     meta["wall_s"] = time.perf_counter() - t0
     write_report(rows, out, meta, forms_rows)
     with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump({"meta": meta, "rows": [r.__dict__ for r in rows], "forms_rows": forms_rows},
-                  f, indent=1, default=str)
+        json.dump(
+            {"meta": meta, "rows": [r.__dict__ for r in rows], "forms_rows": forms_rows},
+            f,
+            indent=1,
+            default=str,
+        )
     ok = all(r.exact_weights and r.exact_outputs for r in rows)
-    print(f"wrote {out}/results.md ({len(rows)} rows, {meta['wall_s']:.0f}s); "
-          f"bit-exact {'all' if ok else 'FAILED'}")
+    print(
+        f"wrote {out}/results.md ({len(rows)} rows, {meta['wall_s']:.0f}s); "
+        f"bit-exact {'all' if ok else 'FAILED'}"
+    )
     return 0 if ok else 1
 
 

@@ -164,7 +164,9 @@ class MobileNetV2(nn.Module):
                 cin = cout
         feats.append(_ConvBNReLU6(cin, self.last_channel, 1))
         self.features = nn.Sequential(*feats)
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.last_channel, num_classes))
+        self.classifier = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(self.last_channel, num_classes)
+        )
 
     def forward(self, x):
         x = F.adaptive_avg_pool2d(self.features(x), 1)

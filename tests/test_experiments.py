@@ -47,8 +47,14 @@ def test_quick_run(tmp_path):
     rc = E.main(["--quick", "--out", str(tmp_path)])
     assert rc == 0
     md = (tmp_path / "results.md").read_text()
-    for title in ("Table 1a", "Table 1b", "Table 2", "Table 3", "Latency and peak memory",
-                  "Accuracy"):
+    for title in (
+        "Table 1a",
+        "Table 1b",
+        "Table 2",
+        "Table 3",
+        "Latency and peak memory",
+        "Accuracy",
+    ):
         assert title in md
     for png in ("cr.png", "speedup.png", "memory.png"):
         p = tmp_path / "img" / png
@@ -97,8 +103,7 @@ def np_filter(w: np.ndarray, amount: float) -> np.ndarray:
     norms = np.abs(w.astype(np.float64)).reshape(out, -1).sum(1)
     drop = np.argsort(norms, kind="stable")[:k]
     r = w.copy()
-    r[drop] = 0
-    r[r == 0] = 0  # +0.0
+    r[drop] = 0  # +0.0; kept filters keep their bits (a -0.0 in them stays)
     return r
 
 
@@ -113,24 +118,17 @@ grid32 = st.integers(-4096, 4096).map(lambda i: np.float32(i / 256))
 def test_filter_prune_matches_numpy(w, amount):
     got = E.filter_prune(torch.from_numpy(w.copy()), amount).numpy()
     ref = np_filter(w, amount)
-    # kept filters are untouched (bit for bit), dropped ones are +0.0
+    assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
     k = int(amount * w.shape[0])
-    kept = [i for i in range(w.shape[0]) if np.any(got[i] != 0) or np.all(w[i] == 0)]
-    assert len(kept) >= w.shape[0] - k
-    assert np.array_equal(got[got != 0], ref[ref != 0])
-    assert np.array_equal(got == 0, ref == 0) or np.array_equal(
-        np.abs(got), np.abs(ref)
-    )
-    assert np.array_equal(
-        np.where(got == 0, 0, got).view(np.uint32), np.where(ref == 0, 0, ref).view(np.uint32)
-    )
+    dead = (got.reshape(w.shape[0], -1) == 0).all(1)
+    assert dead.sum() >= k
 
 
 def np_quant(w: np.ndarray, bits: int) -> np.ndarray:
     L = 2 ** (bits - 1) - 1
     s = np.float32(np.abs(w).max()) / np.float32(L)
     if not np.isfinite(s) or s == 0:
-        return w.copy()
+        return np.where(w == 0, np.float32(0), w).astype(np.float32)
     q = np.clip(np.round(w / s), -L, L).astype(np.float32)
     out = (q * s).astype(np.float32)
     out[out == 0] = np.float32(0)
@@ -142,7 +140,7 @@ def test_quantize_uniform_matches_numpy(w, bits):
     got = E.quantize_uniform(torch.from_numpy(w.copy()), bits).numpy()
     ref = np_quant(w, bits)
     assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
-    assert np.unique(got).size <= 2 ** bits - 1
+    assert np.unique(got).size <= 2**bits - 1
     assert not np.signbit(got[got == 0]).any()
 
 
