@@ -1,0 +1,362 @@
+"""Fused kernels (dnn_adapter._kernels): properties vs float64 references, binding checks,
+corrupt streams, and wrapped models in fused mode."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import dnn_adapter as D
+from dnn_adapter import _kernels_api as K
+from dnn_adapter.codecs import DictCodec, FloatCodec, encode_best
+from dnn_adapter.fused import fused_layers
+
+SP = [{"id": "sparse", "min_zero_fraction": 0.0}]  # the sparse form even when dense-ish
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@pytest.fixture(params=[0, 1], ids=["portable", "avx2"])
+def kisa(request):
+    got = K.set_isa_level(request.param)
+    if got != request.param:
+        K.set_isa_level(-1)
+        pytest.skip("CPU lacks AVX2/FMA")
+    yield got
+    K.set_isa_level(-1)
+
+
+def _check(w: torch.Tensor, x: np.ndarray, y: np.ndarray):
+    """y == w @ x to float32 accumulation error (bound scaled by |w| @ |x|)."""
+    wd = w.to(torch.float64).reshape(w.shape[0], -1).numpy()
+    ref = wd @ x.astype(np.float64)
+    bound = 1e-5 * (np.abs(wd) @ np.abs(x.astype(np.float64))) + 1e-30
+    assert y.shape == ref.shape
+    assert (np.abs(y - ref) <= bound).all(), float(np.abs(y - ref).max())
+
+
+@st.composite
+def sparse_weights(draw):
+    nrows = draw(st.integers(1, 40))
+    ncols = draw(st.sampled_from([1, 2, 7, 63, 64, 65, 300, 2047, 2048, 2049]))
+    dtype = draw(st.sampled_from(list(DTYPES)))
+    density = draw(st.sampled_from([0.0, 0.01, 0.05, 0.3, 0.79]))
+    few = draw(st.booleans())  # few distinct values -> dict child, else float child
+    seed = draw(st.integers(0, 2**31 - 1))
+    g = torch.Generator().manual_seed(seed)
+    if few:
+        vals = torch.tensor([-1.5, 0.25, 3.0])[torch.randint(0, 3, (nrows, ncols), generator=g)]
+    else:
+        vals = torch.randn(nrows, ncols, generator=g)
+    mask = torch.rand(nrows, ncols, generator=g) < density
+    if draw(st.booleans()):  # extremes: first and last column of a row, an empty row
+        mask[0, :] = False
+        mask[0, -1] = True
+        mask[-1, 0] = True
+        if nrows > 2:
+            mask[1, :] = False
+    w = torch.where(mask, vals, 0.0).to(DTYPES[dtype])  # +0.0: a product would leave -0.0
+    batch = draw(st.sampled_from([1, 2, 8, 33]))
+    x = torch.randn(ncols, batch, generator=g).numpy()
+    return w, x
+
+
+@settings(max_examples=30, deadline=None)
+@given(sparse_weights(), st.sampled_from(["block", "element"]))
+def test_sparse_product_matches_reference(wx, form):
+    w, x = wx
+    enc = encode_best(w, form=form, candidates=SP, verify=False)
+    fw = K.FusedWeight(enc)
+    assert fw.sparse
+    x0 = x.copy()
+    _check(w, x, fw.matmul_t(x))
+    _check(w, x, fw.to_csr().matmul_t(x))
+    assert np.array_equal(x, x0)  # inputs are never written
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    st.integers(1, 20),
+    st.sampled_from([1, 5, 64, 65, 1100, 2049]),
+    st.sampled_from(list(DTYPES)),
+    st.sampled_from([1, 3, 40]),
+    st.sampled_from(["float", "dict"]),
+    st.integers(0, 2**31 - 1),
+)
+def test_dense_elementwise_product_matches_reference(nrows, ncols, dtype, batch, cid, seed):
+    g = torch.Generator().manual_seed(seed)
+    if cid == "dict":
+        w = torch.tensor([0.0, -2.0, 0.5, 7.0])[torch.randint(0, 4, (nrows, ncols), generator=g)]
+        codec = DictCodec("element")
+    else:
+        w = torch.randn(nrows, ncols, generator=g) * 10.0 ** torch.randint(-3, 3, (1,)).item()
+        codec = FloatCodec("element")
+    w = w.to(DTYPES[dtype])
+    enc = codec.encode(w)
+    fw = K.FusedWeight(enc)
+    assert not fw.sparse
+    x = torch.randn(ncols, batch, generator=g).numpy()
+    _check(w, x, fw.matmul_t(x))
+
+
+def test_isa_levels_agree(kisa):
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(50, 3000, generator=g)
+    w[torch.rand(50, 3000, generator=g) < 0.9] = 0
+    x = torch.randn(3000, 9, generator=g).numpy()
+    for form in ("block", "element"):
+        fw = K.FusedWeight(encode_best(w, form=form, candidates=SP, verify=False))
+        _check(w, x, fw.matmul_t(x))
+        _check(w, x[:, :1].copy(), fw.matmul_t(x[:, :1].copy()))
+    fw = K.FusedWeight(FloatCodec("element").encode(w.to(torch.bfloat16)))
+    _check(w.to(torch.bfloat16), x, fw.matmul_t(x))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 1), (1, 5), (4, 4096)])
+def test_all_zero_and_tiny(shape):
+    x = np.ones((shape[1], 2), np.float32)
+    z = torch.zeros(shape)
+    fw = K.FusedWeight(encode_best(z, candidates=SP))
+    assert fw.nnz == 0
+    assert np.array_equal(fw.matmul_t(x), np.zeros((shape[0], 2), np.float32))
+    assert np.array_equal(fw.to_csr().matmul_t(x), np.zeros((shape[0], 2), np.float32))
+    one = z.clone()
+    one[-1, -1] = 2.5
+    fw = K.FusedWeight(encode_best(one, candidates=SP))
+    _check(one, x, fw.matmul_t(x))
+
+
+def test_long_gaps_escaped():
+    """Rows with one non-zero at the far end: the longest distances (escape codes)."""
+    w = torch.zeros(8, 70000)
+    for r in range(8):
+        w[r, 69999 - 9000 * r] = r + 1.0
+    w[3, 0] = -1.0
+    enc = encode_best(w, candidates=SP)
+    x = np.random.default_rng(0).standard_normal((70000, 3)).astype(np.float32)
+    _check(w, x, K.FusedWeight(enc).matmul_t(x))
+
+
+def test_not_fusable():
+    with pytest.raises(K.NotFusable):
+        K.FusedWeight(encode_best(torch.randn(8, 300, dtype=torch.float64)))
+    with pytest.raises(K.NotFusable):
+        K.FusedWeight(encode_best(torch.randn(300)))  # 1-D
+    enc = encode_best(torch.where(torch.rand(8, 300) < 0.1, 1.0, 0.0), candidates=SP)
+    enc.meta["future_field"] = 1  # a format this module does not know: fall back
+    with pytest.raises(K.NotFusable):
+        K.FusedWeight(enc)
+
+
+# ---- binding checks and corrupt streams -------------------------------------------------------
+def _sparse_args():
+    g = torch.Generator().manual_seed(3)
+    w = torch.where(torch.rand(6, 50, generator=g) < 0.3, torch.randn(6, 50, generator=g), 0.0)
+    enc = encode_best(w, candidates=SP)
+    fw = K.FusedWeight(enc)
+    gs = fw.gaps.body().copy()
+    vals = np.ascontiguousarray(w[w != 0].numpy())
+    kw = dict(
+        nrows=6, ncols=50, gaps=gs, gap_step=fw.step.copy(), gap_delim=fw.gaps.DELIM,
+        gap_xbits=fw.xbits, gap_extra=fw.extra,
+        values={"kind": "f32", "vals": vals, "nnz": vals.size},
+    )
+    return w, kw
+
+
+def test_raw_layer_mm_f32_values():
+    w, kw = _sparse_args()
+    x = np.random.default_rng(1).standard_normal((50, 4)).astype(np.float32)
+    _check(w, x, K.layer_mm(x, **kw))
+
+
+@pytest.mark.parametrize(
+    "mutate, exc",
+    [
+        (lambda x, kw: (x.astype(np.float64), kw), TypeError),
+        (lambda x, kw: (np.asfortranarray(np.ones((50, 3), np.float32)), kw), ValueError),
+        (lambda x, kw: (x[:40], kw), ValueError),
+        (lambda x, kw: (x, {**kw, "gaps": kw["gaps"].astype(np.int64)}), TypeError),
+        (lambda x, kw: (x, {**kw, "gaps": kw["gaps"][:-1]}), ValueError),
+        (lambda x, kw: (x, {**kw, "gap_step": kw["gap_step"] + np.uint32(60)}), ValueError),
+        (lambda x, kw: (x, {**kw, "gap_delim": 0}), ValueError),
+        (lambda x, kw: (x, {**kw, "values": {**kw["values"], "vals": kw["values"]["vals"][1:]}}),
+         ValueError),
+        (lambda x, kw: (x, {**kw, "values": {"kind": "what", "nnz": 1}}), ValueError),
+        (lambda x, kw: (x, {**kw, "nrows": 7}), ValueError),
+        (lambda x, kw: (x, {**kw, "yt": np.zeros((5, 2), np.float32)}), ValueError),
+        (lambda x, kw: (x, {**kw, "yt": np.zeros((6, 2), np.float32)[:, :1]}), ValueError),
+    ],
+)
+def test_binding_rejects_bad_arguments(mutate, exc):
+    _, kw = _sparse_args()
+    x = np.ones((50, 2), np.float32)
+    x2, kw2 = mutate(x, kw)
+    with pytest.raises(exc):
+        K.layer_mm(x2, **kw2)
+
+
+def test_overlapping_output_rejected():
+    w = torch.eye(4) * 2
+    fw = K.FusedWeight(encode_best(w, candidates=SP))
+    buf = np.ones((4, 1), np.float32)
+    with pytest.raises(ValueError, match="overlap"):
+        fw.matmul_t(buf, out=buf)
+
+
+def test_corrupt_streams_raise(kisa):
+    _, kw = _sparse_args()
+    x = np.ones((50, 2), np.float32)
+    d = kw["gap_delim"]
+    gs = kw["gaps"]
+    rng = np.random.default_rng(0)
+    cases = []
+    bad = gs.copy()
+    bad[np.flatnonzero(bad == d)[0]] = d + 1 if d + 1 < 256 else 0  # unknown symbol
+    cases.append(bad)
+    moved = gs.copy()  # a delimiter moved: rows too long / wrong count
+    i = np.flatnonzero(moved == d)[0]
+    moved[i], moved[0] = moved[0], d
+    cases.append(moved)
+    nodelim = gs.copy()
+    nodelim[nodelim == d] = 0  # no delimiters: columns run past the rows
+    cases.append(nodelim)
+    for _ in range(20):  # random symbol swaps: must never crash, errors are exceptions
+        s = gs.copy()
+        j = rng.integers(0, s.size)
+        s[j] = rng.integers(0, d + 1)
+        cases.append(s)
+    for s in cases[:3]:
+        with pytest.raises(K.KernelError):
+            K.layer_mm(x, **{**kw, "gaps": s})
+    for s in cases[3:]:  # a valid-looking stream may decode to another matrix; never a crash
+        try:
+            y = K.layer_mm(x, **{**kw, "gaps": s})
+        except K.KernelError:
+            continue
+        assert y.shape == (6, 2)
+
+
+def test_csr_checks():
+    x = np.ones((3, 1), np.float32)
+    rp = np.array([0, 1, 2], np.uint64)
+    with pytest.raises(ValueError):
+        K.csr_mm(x, rp, np.array([0, 3], np.uint32), np.ones(2, np.float32), 3)
+    with pytest.raises(ValueError):
+        K.CSRWeight(np.array([0, 2, 1], np.uint64), np.zeros(2, np.uint32), np.ones(2), 3)
+    with pytest.raises(K.KernelError):
+        K.csr_mm(x, np.array([0, 1, 3], np.uint64), np.zeros(2, np.uint32),
+                 np.ones(2, np.float32), 3)
+    y = K.csr_mm(x, rp, np.array([0, 2], np.uint32), np.array([2, 3], np.float32), 3)
+    assert y.ravel().tolist() == [2.0, 3.0]
+
+
+# ---- wrapped models ---------------------------------------------------------------------------
+def _pruned(m, sp, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, (nn.Linear, nn.Conv2d)):
+                mod.weight[torch.rand(mod.weight.shape, generator=g) < sp] = 0
+    return m.eval()
+
+
+def _mlp():
+    torch.manual_seed(0)
+    return _pruned(nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 300), nn.ReLU(),
+                                 nn.Linear(300, 10)), 0.9)
+
+
+def _cnn():
+    torch.manual_seed(1)
+    return _pruned(nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(32, 32, 3, padding="same", padding_mode="reflect", dilation=2), nn.ReLU(),
+        nn.Conv2d(32, 32, 3, groups=2, padding=1), nn.Flatten(), nn.Linear(32 * 8 * 8, 10),
+    ), 0.85)
+
+
+def _ref64(ref, x):
+    return copy.deepcopy(ref).double()(x.double())
+
+
+def _conv_only():
+    torch.manual_seed(3)
+    return _pruned(nn.Sequential(nn.Conv2d(3, 40, (3, 5), stride=(2, 1), padding=(1, 2)),
+                                 nn.ReLU(), nn.Conv2d(40, 20, 1)), 0.7)
+
+
+@pytest.mark.parametrize("make, x_shape", [(_mlp, (5, 256)), (_mlp, (2, 3, 256)),
+                                           (_cnn, (2, 3, 16, 16)), (_conv_only, (3, 9, 11))])
+@pytest.mark.parametrize("cache", [False, True])
+def test_wrapped_fused_matches_reference(make, x_shape, cache):
+    ref = make()
+    x = torch.randn(*x_shape)
+    x0 = x.clone()
+    m = D.wrap(copy.deepcopy(ref), D.WrapConfig(min_numel=256, fused=True, fused_cache=cache))
+    names = fused_layers(m)
+    assert names and all(not isinstance(m.get_submodule(n), nn.Conv2d)
+                         or m.get_submodule(n).groups == 1 for n in names)
+    with torch.inference_mode():
+        y = m(x)
+        y2 = m(x)
+    r = _ref64(ref, x)
+    assert torch.equal(x, x0)
+    assert torch.equal(y, y2)
+    assert torch.allclose(y.double(), r, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():  # no_grad path too, then back to dense
+        assert torch.allclose(m(x).double(), r, rtol=1e-4, atol=1e-5)
+    D.unwrap(m)
+    assert fused_layers(m) == []
+    with torch.no_grad():
+        assert torch.equal(m(x), ref(x))
+
+
+def test_default_modes_stay_bit_exact_and_fused_is_opt_in():
+    ref = _mlp()
+    x = torch.randn(3, 256)
+    m = D.wrap(copy.deepcopy(ref), D.WrapConfig(min_numel=256))
+    assert fused_layers(m) == []
+    with torch.no_grad():
+        assert torch.equal(m(x), ref(x))
+    with pytest.raises(ValueError):
+        D.WrapConfig(mode="cached", fused=True)
+    cfg = D.WrapConfig(fused=True, fused_cache=True)
+    assert D.WrapConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_fused_falls_back_for_grad_inputs():
+    ref = _mlp()
+    x = torch.randn(2, 256, requires_grad=True)
+    m = D.wrap(copy.deepcopy(ref), D.WrapConfig(min_numel=256, fused=True))
+    y = m(x)  # eval mode, grad enabled, input needs grad: decode path, bit-exact
+    assert torch.equal(y, ref(x))
+    with pytest.raises(D.InferenceOnlyError):
+        y.sum().backward()
+
+
+def test_fused_half_precision_model():
+    ref = _mlp().to(torch.bfloat16)
+    x = torch.randn(4, 256, dtype=torch.bfloat16)
+    m = D.wrap(copy.deepcopy(ref), D.WrapConfig(min_numel=256, fused=True))
+    assert fused_layers(m)
+    with torch.inference_mode():
+        y = m(x)
+    assert y.dtype == torch.bfloat16
+    r = _ref64(ref, x)
+    assert torch.allclose(y.double(), r, rtol=2e-2, atol=2e-2)
+
+
+def test_elementwise_dense_layer_fused():
+    torch.manual_seed(2)
+    ref = nn.Sequential(nn.Linear(300, 200), nn.ReLU(), nn.Linear(200, 7)).eval()
+    m = D.wrap(copy.deepcopy(ref), D.WrapConfig(min_numel=256, fused=True,
+                                                 overrides={"0": "element", "2": "element"}))
+    assert "0" in fused_layers(m)  # (a small layer may stay raw, i.e. dense)
+    x = torch.randn(6, 300)
+    with torch.inference_mode():
+        assert torch.allclose(m(x).double(), _ref64(ref, x), rtol=1e-4, atol=1e-5)
