@@ -33,7 +33,12 @@
 #define DNK_LIKELY(x) __builtin_expect(!!(x), 1)
 #define DNK_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define DNK_CAP 1024 /* operands per chunk */
-#define DNK_TB 32    /* batch columns per register tile */
+
+/* 8 floats as one value (GCC/Clang vector extension); loads and stores through memcpy
+ * (unaligned). Macros, not functions: no vector-typed arguments or returns (-Wpsabi). */
+typedef float dnk_v8 __attribute__((vector_size(32)));
+#define DNK_LD8(v, p) memcpy(&(v), (p), 32)
+#define DNK_ST8(p, v) memcpy((p), &(v), 32)
 
 DNK_INLINE uint32_t dnk_ld(const void *p, uint64_t i, unsigned w) {
     return w == 1   ? ((const uint8_t *)p)[i]
