@@ -9,7 +9,7 @@ from .codecs import Codec, CodecError, Encoded, encode_best, get_codec, register
 from .io import FileFormatError, load, save
 from .ras import RAS
 from .reporting import Report, count_macs, report
-from .wrapping import InferenceOnlyError, WrapConfig, is_wrapped, unwrap, wrap
+from .wrapping import InferenceOnlyError, WrapConfig, is_wrapped, set_prefetch, unwrap, wrap
 
 __all__ = [
     "wrap",
@@ -18,6 +18,7 @@ __all__ = [
     "FileFormatError",
     "unwrap",
     "is_wrapped",
+    "set_prefetch",
     "WrapConfig",
     "InferenceOnlyError",
     "report",

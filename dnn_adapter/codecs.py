@@ -416,7 +416,7 @@ class FloatCodec(Codec):
         table = np.ascontiguousarray(table)
         top = top if top is None else np.ascontiguousarray(top)
         try:  # in C, straight into the caller's buffer (the layer's workspace) when possible
-            if ras.form == BLOCK and ras.block_len and ras.code_dtype.itemsize <= 2:
+            if ras.block_len and ras.code_dtype.itemsize <= 2:
                 _merge_rows(ras, table, eb, mb, planes, top, flat)
             else:
                 codes = _operand_codes(ras)
@@ -539,16 +539,29 @@ def _estimate_float_bytes(u, E, M, k) -> float:
 
 
 def _operand_codes(ras) -> np.ndarray:
-    """All operand codes of a RAS. A block-wise RAS with blocks of different lengths is
-    extracted in one call and its control symbols (codes >= k) dropped, which needs no
-    select; the other forms follow :meth:`RAS.decode`."""
-    if ras.form == BLOCK and not ras.block_len and ras.n:
-        seq = ras.wt.extract(1, ras.n + ras.nblocks + 1)
+    """All operand codes of a RAS, for decoding a whole tensor.
+
+    Whatever the form, the layer body is extracted in one call (bulk decode of the tree) and
+    the control symbols dropped: by position for equal blocks, by value (codes >= k) for
+    uneven ones, which needs no select. The form decides how *single* operands and blocks are
+    fetched (:meth:`RAS.get` / :meth:`RAS.block`) and which fused kernels run; fetching a
+    whole element-wise layer operand by operand would be ``n`` tree walks for the same
+    result.
+    """
+    if ras.n == 0:
+        return ras.decode()
+    seq = ras.wt.extract(1, ras.n + ras.nblocks + 1)
+    if ras.block_len:
+        if seq.size != ras.nblocks * (ras.block_len + 1):
+            raise CodecError("RAS: body length does not match")
+        codes = np.ascontiguousarray(
+            seq.reshape(ras.nblocks, ras.block_len + 1)[:, : ras.block_len]
+        ).reshape(-1)
+    else:
         codes = seq[seq < ras.k]
-        if codes.size != ras.n:
-            raise CodecError("RAS: operand count does not match")
-        return codes
-    return ras.decode()
+    if codes.size != ras.n:
+        raise CodecError("RAS: operand count does not match")
+    return codes
 
 
 def _lengths(block_len, n):

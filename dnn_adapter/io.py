@@ -45,6 +45,7 @@ from .wrapping import (
     _state,
     attach_encoded,
     compressed_entries,
+    set_prefetch,
     unwrap,
 )
 
@@ -384,5 +385,10 @@ def load(
                 _, owner, pname, enc, rg = item
                 attach_encoded(model, owner, pname, enc, mode, rg)
     _install_scopes(model)
-    model.__dict__["_dnn_adapter_config"] = WrapConfig(**{**cfg.to_json(), "mode": mode})
+    cj = {**cfg.to_json(), "mode": mode}
+    if mode != "streaming":  # streaming-only options do not apply to a cached load
+        cj.update(fused=False, fused_cache=False, prefetch=False)
+    model.__dict__["_dnn_adapter_config"] = WrapConfig(**cj)
+    if cj["prefetch"]:
+        set_prefetch(model, True)
     return model

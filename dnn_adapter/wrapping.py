@@ -37,7 +37,15 @@ from torch import nn
 from ._bits import crc32, out_bits
 from .codecs import CodecError, Encoded, check_exact, encode_best, get_codec
 
-__all__ = ["WrapConfig", "wrap", "unwrap", "is_wrapped", "compressed_entries", "InferenceOnlyError"]
+__all__ = [
+    "WrapConfig",
+    "wrap",
+    "unwrap",
+    "is_wrapped",
+    "compressed_entries",
+    "InferenceOnlyError",
+    "set_prefetch",
+]
 
 _STATE_ATTR = "_dnn_adapter_state"
 _FUSED_SCOPES = (
@@ -81,6 +89,10 @@ class WrapConfig:
         not bit for bit; the default (False) keeps ``torch.equal`` outputs.
     fused_cache : with *fused*, keep each sparse layer's decoded CSR form (O(nnz)) between
         calls instead of decoding the streams on every call.
+    prefetch : streaming mode: while one layer runs, decode the next one (the layer that
+        followed it in the previous forward) on a background thread, hiding decode time
+        behind compute when a second core is free. Costs one more decoded layer of memory.
+        Switch it on/off on a wrapped or loaded model with :func:`set_prefetch`.
     """
 
     mode: str = "streaming"
@@ -91,6 +103,7 @@ class WrapConfig:
     verify: bool = True
     fused: bool = False
     fused_cache: bool = False
+    prefetch: bool = False
     version: int = 2
 
     def __post_init__(self):
@@ -100,6 +113,8 @@ class WrapConfig:
             raise ValueError("WrapConfig: fused kernels need mode='streaming'")
         if self.fused_cache and not self.fused:
             raise ValueError("WrapConfig: fused_cache needs fused=True")
+        if self.prefetch and self.mode != "streaming":
+            raise ValueError("WrapConfig: prefetch needs mode='streaming'")
         for k, v in dict(self.overrides).items():
             if v not in ("block", "element", "skip"):
                 raise ValueError(f"WrapConfig: override for {k!r} must be block/element/skip")
@@ -116,6 +131,7 @@ class WrapConfig:
             "verify": self.verify,
             "fused": self.fused,
             "fused_cache": self.fused_cache,
+            "prefetch": self.prefetch,
             "version": self.version,
         }
 
@@ -204,6 +220,122 @@ def clear_workspace() -> None:
     _WS.clear()
 
 
+class _Prefetcher:
+    """Decodes the scope expected next on one background thread (C decode releases the GIL).
+
+    The prediction is the scope that ran after the current one in the previous forward, so
+    the first forward runs without prefetch and a model whose order changes only loses the
+    overlap (a prefetched scope is used whenever it runs, or drained before the next job).
+    Decoded weights live in buffers of this object's own pool (not the stack workspace).
+    """
+
+    def __init__(self):
+        self.succ: dict[int, _Scope] = {}
+        self.last: _Scope | None = None
+        self.job = None  # (scope, future)
+        self.pool = None
+        self.lock = threading.Lock()
+        self.free: dict = {}  # dtype -> [flat tensors]
+
+    # buffers ----------------------------------------------------------------------------
+    def acquire(self, dtype, numel: int) -> torch.Tensor:
+        with self.lock:
+            bufs = self.free.setdefault(dtype, [])
+            for i, b in enumerate(bufs):
+                if b.numel() >= numel:
+                    return bufs.pop(i)
+        return torch.empty(numel, dtype=dtype)
+
+    def release(self, buf: torch.Tensor) -> None:
+        with self.lock:
+            bufs = self.free.setdefault(buf.dtype, [])
+            bufs.append(buf)
+            if len(bufs) > 4:  # keep the largest few
+                bufs.sort(key=lambda b: b.numel())
+                del bufs[0]
+
+    # jobs -------------------------------------------------------------------------------
+    def _decode(self, scope) -> dict:
+        out = {}
+        try:
+            for owner, _fqn in scope.owners:
+                st = _state(owner)
+                if st is None or st.mode != "streaming":
+                    continue
+                for e in st.entries.values():
+                    if e.fused is not None:
+                        continue
+                    buf = self.acquire(e.dtype, e.numel)
+                    out[id(e)] = (buf, e.decode_into(buf[: e.numel].view(e.shape)))
+        except BaseException:
+            for buf, _w in out.values():
+                self.release(buf)
+            raise
+        return out
+
+    def take(self, scope) -> dict | None:
+        """The decoded weights of *scope* if they were prefetched (waits for the job)."""
+        job, self.job = self.job, None
+        if job is None:
+            return None
+        if job[0] is scope:
+            return job[1].result()
+        self._drain(job)
+        return None
+
+    def _drain(self, job) -> None:
+        try:
+            got = job[1].result()
+        except Exception:  # a failed guess: the layer will decode (and raise) when it runs
+            return
+        for buf, _w in got.values():
+            self.release(buf)
+
+    def ran(self, scope) -> None:
+        """Record that *scope* runs now and start decoding the one predicted to follow."""
+        if self.last is not None and self.last is not scope:
+            self.succ[id(self.last)] = scope
+        self.last = scope
+        nxt = self.succ.get(id(scope))
+        if nxt is None or nxt is scope:
+            return
+        if self.job is not None:
+            self._drain(self.job)
+            self.job = None
+        if self.pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="dnn-prefetch")
+        self.job = (nxt, self.pool.submit(self._decode, nxt))
+
+    def close(self) -> None:
+        if self.job is not None:
+            self._drain(self.job)
+            self.job = None
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+            self.pool = None
+        self.free.clear()
+        self.succ.clear()
+        self.last = None
+
+
+def set_prefetch(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """Switch background decoding of the next layer on or off for a wrapped/loaded *model*.
+
+    Streaming mode only. While on, peak memory holds one more decoded layer.
+    """
+    old = model.__dict__.pop("_dnn_adapter_prefetch", None)
+    if old is not None:
+        old.close()
+    pf = _Prefetcher() if enabled else None
+    if pf is not None:
+        model.__dict__["_dnn_adapter_prefetch"] = pf
+    for sc in model.__dict__.get("_dnn_adapter_scopes", {}).values():
+        sc.pf = pf
+    return model
+
+
 # ---- per-module state -------------------------------------------------------------------------
 @dataclass
 class _Entry:
@@ -288,6 +420,7 @@ class _Scope:
         self.owners: list[tuple[nn.Module, str]] = []  # (owner, fqn)
         self.handles = []
         self.depth = 0
+        self.pf: _Prefetcher | None = None
 
     def attach(self):
         self.handles = [
@@ -313,6 +446,7 @@ class _Scope:
         if self.depth > 1:
             return None
         grad = torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+        got = self.pf.take(self) if self.pf is not None else None
         for owner, fqn in self.owners:
             st = _state(owner)
             for pname, e in st.entries.items():
@@ -322,12 +456,20 @@ class _Scope:
                     continue
                 if e.fused is not None:
                     continue
-                flat, pooled = _WS.acquire(e.dtype, e.numel)
-                w = e.decode_into(flat.view(e.shape))
-                e.live.append((pooled, w))
+                if got is not None and id(e) in got:
+                    buf, w = got.pop(id(e))
+                    e.live.append((buf, w))  # a prefetch buffer: released to the prefetcher
+                else:
+                    flat, pooled = _WS.acquire(e.dtype, e.numel)
+                    w = e.decode_into(flat.view(e.shape))
+                    e.live.append((pooled, w))
                 if grad and e.requires_grad:
                     w = _grad_guard(w, f"{fqn}.{pname}" if fqn else pname)
                 object.__setattr__(owner, pname, w)
+        if self.pf is not None:
+            for buf, _w in (got or {}).values():  # prefetched for an entry now gone
+                self.pf.release(buf)
+            self.pf.ran(self)
         return None
 
     def post(self, mod, args, output):
@@ -342,7 +484,11 @@ class _Scope:
                     continue
                 while e.live:
                     pooled, _w = e.live.pop()
-                    _WS.release(e.dtype, e.numel, pooled)
+                    if isinstance(pooled, torch.Tensor):
+                        if self.pf is not None:
+                            self.pf.release(pooled)
+                    else:
+                        _WS.release(e.dtype, e.numel, pooled)
                 object.__setattr__(owner, pname, _placeholder(e))
         return None
 
@@ -495,7 +641,9 @@ def _install_scopes(model) -> None:
         if sname not in scopes:
             scopes[sname] = _Scope(model.get_submodule(sname))
         scopes[sname].owners.append((mod, name))
+    pf = model.__dict__.get("_dnn_adapter_prefetch")
     for sc in scopes.values():
+        sc.pf = pf
         sc.attach()
 
 
@@ -556,6 +704,8 @@ def wrap(
 
         enable(model, cache=config.fused_cache)
     model.__dict__["_dnn_adapter_config"] = config
+    if config.prefetch:
+        set_prefetch(model, True)
     return model
 
 
@@ -584,6 +734,7 @@ def unwrap(model: nn.Module) -> nn.Module:
         del mod.__dict__[_STATE_ATTR]
     for sc in model.__dict__.pop("_dnn_adapter_scopes", {}).values():
         sc.detach()
+    set_prefetch(model, False)
     model.__dict__.pop("_dnn_adapter_config", None)
     return model
 
