@@ -134,57 +134,95 @@ def cmd_verify(a):
 
 
 def cmd_bench(a):
+    """Latency (interleaved medians) and real peak memory (fresh child processes) of the
+    uncompressed model against the wrapped one in streaming, streaming+prefetch and cached
+    modes, on the same input, with the streaming-memory budget checked."""
     import copy
-    import tracemalloc
+    import statistics
+    import tempfile
 
     import torch
 
+    from . import _benchmem
     from .demo import train_digits_cnn
     from .io import load, save
-    from .models import DigitsCNN, resnet50
-    from .wrapping import WrapConfig, wrap
+    from .memory import peak_rss_of
+    from .wrapping import WrapConfig, compressed_entries, wrap
 
     torch.set_num_threads(a.threads)
-    if a.model == "resnet50":
-        model, x = resnet50().eval(), torch.randn(1, 3, 224, 224)
-    else:
+    if a.model == "digits":
         model, xte, _ = train_digits_cnn()
-        x = xte[:64]
+        x = xte[: a.batch]
+    else:
+        torch.manual_seed(0)
+        model = _benchmem.build(a.model)
+        x = torch.randn(a.batch, 3, a.res, a.res)
+    model.eval()
     if a.file:
-        model = load(a.file, model if a.model == "resnet50" else DigitsCNN().eval())
-    results = []
-    for label, m in (
-        ("uncompressed", model),
-        ("streaming", wrap(copy.deepcopy(model), WrapConfig())),
-        ("cached", wrap(copy.deepcopy(model), WrapConfig(mode="cached"))),
-    ):
-        with torch.inference_mode():
-            m(x)
-            ts = []
-            for _ in range(a.repeat):
+        model = load(a.file, model)
+        from .wrapping import unwrap
+
+        unwrap(model)
+    runs = {
+        "uncompressed": model,
+        "streaming": wrap(copy.deepcopy(model), WrapConfig()),
+        "streaming+prefetch": wrap(copy.deepcopy(model), WrapConfig(prefetch=True)),
+        "cached": wrap(copy.deepcopy(model), WrapConfig(mode="cached")),
+    }
+    ts = {k: [] for k in runs}
+    with torch.inference_mode():
+        ref = model(x)
+        for k, m in runs.items():
+            if not torch.equal(m(x), ref):
+                print(f"error: {k} output differs from the uncompressed model", file=sys.stderr)
+                return 1
+        for _ in range(a.repeat):  # interleaved: every mode sees the same machine state
+            for k, m in runs.items():
                 t = time.perf_counter()
                 m(x)
-                ts.append(time.perf_counter() - t)
-            tracemalloc.start()
-            m(x)
-            peak = tracemalloc.get_traced_memory()[1]
-            tracemalloc.stop()
-        resident = sum(b.numel() * b.element_size() for b in m.buffers())
-        resident += sum(p.numel() * p.element_size() for p in m.parameters())
-        results.append((label, float(np.median(ts)), peak, resident))
-    base = results[0][1]
-    print(
-        f"{'model':<14}{'median ms':>11}{'x base':>8}{'resident weights':>18}"
-        f"{'py peak/forward':>17}"
-    )
-    for label, t, peak, res in results:
-        print(f"{label:<14}{1e3 * t:>11.2f}{t / base:>8.2f}{res:>18,}{peak:>17,}")
-    print(
-        "(resident = parameters + buffers incl. compressed parts; cached mode also holds "
-        "dense copies as plain attributes; peak via tracemalloc covers numpy decode "
-        "temporaries, not torch's allocator)"
-    )
-    del save
+                ts[k].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in ts.items()}
+    entries = [e for _f, _m, _p, e in compressed_entries(runs["streaming"])]
+    comp = sum(e.enc.nbytes for e in entries)
+    dense_w = sum(e.dense_nbytes for e in entries)
+    largest = max((e.dense_nbytes for e in entries), default=0)
+    print(f"{a.model}: batch {x.shape[0]}, {a.threads} thread(s), median of {a.repeat}; "
+          "outputs torch.equal in every mode")
+    print(f"{'mode':<20}{'median ms':>11}{'x uncompressed':>16}")
+    for k in runs:
+        print(f"{k:<20}{1e3 * med[k]:>11.2f}{med[k] / med['uncompressed']:>16.3f}")
+    if not a.memory:
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        sd_path, comp_path = f"{tmp}/dense.pt", f"{tmp}/model.dnnz"
+        torch.save(model.state_dict(), sd_path)
+        save(runs["streaming"], comp_path)
+        arch, shape = a.model, tuple(x.shape)
+        meas = {}
+        for k, kind, mode, pf in (
+            ("uncompressed", "dense", None, False),
+            ("streaming", "comp", "streaming", False),
+            ("streaming+prefetch", "comp", "streaming", True),
+            ("cached", "comp", "cached", False),
+        ):
+            path = sd_path if kind == "dense" else comp_path
+            meas[k] = peak_rss_of(
+                _benchmem.forward, arch, kind, path, mode, shape, pf, setup=_benchmem.setup
+            )
+    act = meas["uncompressed"].increase
+    budget = comp + largest + act
+    print(f"\npeak memory of one forward (fresh process each; {meas['streaming'].method}):")
+    print(f"{'mode':<20}{'model resident MB':>18}{'forward peak +MB':>18}{'total MB':>10}")
+    for k, r in meas.items():
+        resident = dense_w if k in ("uncompressed", "cached") else comp
+        if k == "cached":
+            resident += comp
+        print(f"{k:<20}{resident / 1e6:>18.2f}{r.increase / 1e6:>18.2f}"
+              f"{(resident + r.increase) / 1e6:>10.2f}")
+    s_total = comp + meas["streaming"].increase
+    print(f"streaming budget: compressed {comp / 1e6:.2f} + largest layer {largest / 1e6:.2f} "
+          f"+ activations {act / 1e6:.2f} = {budget / 1e6:.2f} MB; measured "
+          f"{s_total / 1e6:.2f} MB = {s_total / budget:.3f}x budget (target <= 1.10)")
     return 0
 
 
@@ -214,10 +252,14 @@ def main(argv=None) -> int:
     v.add_argument("original")
     v.set_defaults(fn=cmd_verify)
     b = sub.add_parser("bench", help="latency and memory vs the uncompressed model")
-    b.add_argument("--model", choices=["digits", "resnet50"], default="digits")
-    b.add_argument("--file", help="compressed file to load into the model")
+    b.add_argument("--model", choices=["digits", "resnet50", "resnet101"], default="digits")
+    b.add_argument("--file", help="compressed file of that model (default: its own weights)")
+    b.add_argument("--batch", type=int, default=8)
+    b.add_argument("--res", type=int, default=224, help="input resolution (resnets)")
     b.add_argument("--repeat", type=int, default=5)
     b.add_argument("--threads", type=int, default=1)
+    b.add_argument("--no-memory", dest="memory", action="store_false",
+                   help="skip the peak-memory runs (fresh processes)")
     b.set_defaults(fn=cmd_bench)
     d = sub.add_parser("demo", help="train, prune, quantize, compress a digits CNN; check it")
     d.add_argument("--epochs", type=int, default=8)

@@ -22,3 +22,12 @@ def test_cli_roundtrip(tmp_path, capsys):
     sd["a.bias"][0] += 1
     torch.save(sd, tmp_path / "m2.pt")
     assert main(["verify", str(tmp_path / "m.dnnz"), str(tmp_path / "m2.pt")]) == 1
+
+
+def test_cli_bench_reports_latency_and_real_peak_memory(capsys):
+    assert main(["bench", "--repeat", "1", "--batch", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "outputs torch.equal in every mode" in out
+    for mode in ("uncompressed", "streaming", "streaming+prefetch", "cached"):
+        assert mode in out
+    assert "streaming budget" in out and "x budget" in out
