@@ -464,14 +464,16 @@ def _pool():
     return _threads["pool"]
 
 
-def _merge_rows(ras, table, eb, mb, planes, top, flat):
-    """Extract the codes of a fixed-row RAS chunk by chunk and merge each chunk in C.
+def _by_rows(ras, n: int, step) -> None:
+    """Extract the codes of a fixed-row RAS chunk by chunk and hand each chunk to *step*.
 
     The tree holds ``FLAG, row0, DELIM, row1, DELIM, ..., END``; a chunk of whole rows is
-    extracted and merged with a row stride of ``block_len + 1`` (the delimiters are skipped
-    in C, never copied out); a row longer than a chunk is cut into pieces of one row.
+    extracted and passed with a row stride of ``block_len + 1`` (the C kernels skip the
+    delimiters, nothing is copied out); a row longer than a chunk is cut into pieces of one
+    row. ``step(codes, first, count, kw)`` decodes elements ``first .. first + count``
+    (``kw``: the row layout of *codes*). Chunks run on :func:`set_decode_threads` threads.
     """
-    n, bl, wt = flat.size, ras.block_len, ras.wt
+    bl, wt = ras.block_len, ras.wt
     steps = []  # (first element, element count, tree start, tree end, rows?)
     if bl >= _CHUNK:
         for r in range(n // bl):
@@ -491,11 +493,7 @@ def _merge_rows(ras, table, eb, mb, planes, top, flat):
         buf = np.empty(min(_CHUNK + _CHUNK // max(bl, 1) + 1, 2 * _CHUNK), dtype=ras.code_dtype)
         for first, count, l, r, rows in group:
             seq = wt.extract(l, r, out=buf[: r - l])
-            kw = {"block_len": bl, "block_stride": bl + 1} if rows else {}
-            wavelet.merge_float_fields(
-                seq, table, eb, mb, planes, top, flat[first : first + count], start=first,
-                total=n, **kw,
-            )
+            step(seq, first, count, {"block_len": bl, "block_stride": bl + 1} if rows else {})
 
     nt = min(_threads["n"], len(steps))
     if nt <= 1:
@@ -504,6 +502,19 @@ def _merge_rows(ras, table, eb, mb, planes, top, flat):
     groups = [steps[i::nt] for i in range(nt)]
     for f in [_pool().submit(run, g) for g in groups]:
         f.result()
+
+
+def _merge_rows(ras, table, eb, mb, planes, top, flat):
+    """Float decode of a fixed-row RAS: :func:`_by_rows` + :func:`wavelet.merge_float_fields`."""
+    n = flat.size
+
+    def step(seq, first, count, kw):
+        wavelet.merge_float_fields(
+            seq, table, eb, mb, planes, top, flat[first : first + count], start=first, total=n,
+            **kw,
+        )
+
+    _by_rows(ras, n, step)
 
 
 def _huffman_bits(counts: np.ndarray) -> int:
@@ -603,6 +614,18 @@ class DictCodec(Codec):
         if len(ras) != out.size or table.dtype != out.dtype or table.size != ras.k:
             raise CodecError("dict: parts do not match the tensor")
         if out.size == 0:
+            return
+        flat = out.reshape(-1) if out.flags.c_contiguous and out.flags.writeable else None
+        if ras.block_len and ras.code_dtype.itemsize <= 2 and flat is not None:
+            tab = np.ascontiguousarray(table)
+
+            def step(seq, first, count, kw):  # in C, rows skip the delimiters
+                wavelet.lookup(seq, tab, flat[first : first + count], **kw)
+
+            try:
+                _by_rows(ras, out.size, step)
+            except wavelet.WaveletError as e:
+                raise CodecError(f"dict: {e}") from None
             return
         codes = _operand_codes(ras)
         if ras.k and int(codes.max()) >= ras.k:

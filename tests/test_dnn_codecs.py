@@ -383,3 +383,21 @@ def test_sparse_corrupt_escape_parts():
     enc.meta["esc"] = 0  # every symbol then reads as a 60+-bit escape: out of range
     with pytest.raises(C.CodecError):
         C.SparseCodec().decode(enc)
+
+
+@pytest.mark.parametrize("chunk", [7, 1000])
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("shape", [(37, 50), (1, 5000)])
+@pytest.mark.parametrize("dt", [torch.float32, torch.bfloat16, torch.int8])
+def test_dict_chunked_threaded_decode(monkeypatch, chunk, threads, shape, dt):
+    monkeypatch.setattr(C, "_CHUNK", chunk)
+    torch.manual_seed(4)
+    x = (torch.randint(-7, 8, shape).float() * 0.25).to(dt)
+    enc = C.DictCodec().encode(x)
+    C.set_decode_threads(threads)
+    try:
+        out = torch.zeros_like(x)
+        C.DictCodec().decode(enc, out=out)
+    finally:
+        C.set_decode_threads(1)
+    assert torch.equal(out, x)

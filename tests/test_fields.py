@@ -216,3 +216,41 @@ def test_gap_positions_rejects_corrupt_streams():
         wavelet.gap_positions(seq, table, 0, 5000, nb, 5, **ok)  # delimiter is an operand code
     with pytest.raises(TypeError):
         wavelet.gap_positions(seq.astype(np.int16), table, delim, 5000, nb, 5, **ok)
+
+
+# ---- lookup ----------------------------------------------------------------------------------
+
+
+@given(data=st.data())
+def test_lookup_rows_against_numpy(data):
+    width = data.draw(st.sampled_from([np.uint8, np.uint16, np.uint32, np.uint64]))
+    cw = data.draw(st.sampled_from([np.uint8, np.uint16]))
+    table = data.draw(hnp.arrays(width, st.integers(1, 300)))
+    count = data.draw(st.integers(0, 3000))
+    bl = data.draw(st.integers(1, max(1, count)))
+    gap = data.draw(st.integers(0, 2))
+    codes = data.draw(hnp.arrays(cw, count, elements=st.integers(0, table.size - 1)))
+    nrows = -(-count // bl) if count else 0
+    lay = np.full(max(1, nrows * (bl + gap)), np.iinfo(cw).max, dtype=cw)
+    for r in range(nrows):
+        seg = codes[r * bl : (r + 1) * bl]
+        lay[r * (bl + gap) : r * (bl + gap) + seg.size] = seg
+    out = np.empty(count, dtype=width)
+    wavelet.lookup(lay, table, out, block_len=bl, block_stride=bl + gap)
+    np.testing.assert_array_equal(out, table[codes])
+    if count:
+        plain = np.empty(count, dtype=width)
+        np.testing.assert_array_equal(wavelet.lookup(codes, table, plain), table[codes])
+
+
+def test_lookup_errors():
+    table = np.arange(5, dtype=np.uint32)
+    with pytest.raises(wavelet.WaveletError):
+        wavelet.lookup(np.array([1, 5], np.uint8), table, np.empty(2, np.uint32))
+    with pytest.raises(TypeError):
+        wavelet.lookup(np.array([1, 2], np.uint8), table, np.empty(2, np.uint16))
+    with pytest.raises(ValueError, match="too short"):
+        wavelet.lookup(np.array([1, 2, 3], np.uint8), table, np.empty(3, np.uint32),
+                       block_len=2, block_stride=3)
+    with pytest.raises(ValueError):
+        wavelet.lookup(np.array([1], np.uint8), table, np.empty(2, np.uint32))

@@ -6,7 +6,7 @@ import numpy as np
 
 from ._core import check, ffi, lib
 
-__all__ = ["gap_positions", "merge_float_fields"]
+__all__ = ["gap_positions", "lookup", "merge_float_fields"]
 
 
 def _req(a, name, dtypes, *, writable=False):
@@ -173,3 +173,45 @@ def gap_positions(seq, table, delim: int, block_len: int, nblocks: int, npos: in
     )
     check(st, "gap_positions")
     return pos
+
+
+def lookup(codes, table, out, *, block_len=None, block_stride=None):
+    """``out[i] = table[code(i)]`` in C (a dictionary decode), codes read in rows.
+
+    ``code(i) = codes[(i // block_len) * block_stride + i % block_len]``; by default the
+    codes are a plain array of ``out.size`` entries. *table* and *out* are unsigned arrays
+    of the same item size (1, 2, 4 or 8 bytes); *codes* uint8 or uint16.
+
+    Raises
+    ------
+    WaveletError
+        A code outside the table (corrupt data).
+    ValueError, TypeError
+        Inconsistent sizes, dtypes or flags.
+    """
+    _req(codes, "codes", (np.uint8, np.uint16))
+    _req(table, "table", (np.uint8, np.uint16, np.uint32, np.uint64))
+    _req(out, "out", (table.dtype,), writable=True)
+    count = out.size
+    if block_len is None and block_stride is None:
+        block_len = block_stride = max(count, 1)
+        if codes.size != count:
+            raise ValueError("lookup: codes and out sizes disagree")
+    else:
+        block_len = int(block_len if block_len is not None else block_stride)
+        block_stride = int(block_stride if block_stride is not None else block_len)
+        if block_len < 1 or block_stride < block_len:
+            raise ValueError("lookup: need 1 <= block_len <= block_stride")
+        if count and ((count - 1) // block_len) * block_stride + (count - 1) % block_len >= (
+            codes.size
+        ):
+            raise ValueError("lookup: codes too short for the rows")
+    if count and table.size == 0:
+        raise ValueError("lookup: empty table")
+    st = lib.wv_fields_lookup(
+        ffi.from_buffer(codes), codes.itemsize, codes.size, block_len, block_stride,
+        ffi.from_buffer(table), table.size, table.itemsize,
+        ffi.from_buffer(out, require_writable=True), count,
+    )
+    check(st, "lookup")
+    return out

@@ -282,3 +282,73 @@ int wv_fields_gap_positions(const void *seq, uint32_t code_width, uint64_t nseq,
         return WV_ECORRUPT;
     return WV_OK;
 }
+
+/* ---- dictionary lookup ---------------------------------------------------------------- */
+#define WV_LK_DEFINE(NAME, OUT_T, CODE_T)                                                          \
+    static int NAME(const CODE_T *restrict codes, uint64_t blen, uint64_t bstride,                \
+                    const OUT_T *restrict table, uint64_t ntable, OUT_T *restrict out,             \
+                    uint64_t count) {                                                              \
+        for (uint64_t r0 = 0, row = 0; r0 < count; r0 += blen, row++) {                            \
+            const CODE_T *restrict c = codes + row * bstride;                                      \
+            OUT_T *restrict o = out + r0;                                                          \
+            uint64_t rlen = count - r0 < blen ? count - r0 : blen;                                 \
+            for (uint64_t a = 0; a < rlen; a += WV_FM_CHUNK) {                                     \
+                uint64_t cnt = rlen - a < WV_FM_CHUNK ? rlen - a : WV_FM_CHUNK;                    \
+                unsigned bad = 0;                                                                  \
+                for (uint64_t j = 0; j < cnt; j++)                                                 \
+                    bad |= (unsigned)(c[a + j] >= ntable);                                         \
+                if (bad)                                                                           \
+                    return WV_ECORRUPT;                                                            \
+                for (uint64_t j = 0; j < cnt; j++)                                                 \
+                    o[a + j] = table[c[a + j]];                                                    \
+            }                                                                                      \
+        }                                                                                          \
+        return WV_OK;                                                                              \
+    }
+
+WV_LK_DEFINE(lookup_8_8, uint8_t, uint8_t)
+WV_LK_DEFINE(lookup_8_16, uint8_t, uint16_t)
+WV_LK_DEFINE(lookup_16_8, uint16_t, uint8_t)
+WV_LK_DEFINE(lookup_16_16, uint16_t, uint16_t)
+WV_LK_DEFINE(lookup_32_8, uint32_t, uint8_t)
+WV_LK_DEFINE(lookup_32_16, uint32_t, uint16_t)
+WV_LK_DEFINE(lookup_64_8, uint64_t, uint8_t)
+WV_LK_DEFINE(lookup_64_16, uint64_t, uint16_t)
+
+int wv_fields_lookup(const void *codes, uint32_t code_width, uint64_t ncodes, uint64_t block_len,
+                     uint64_t block_stride, const void *table, uint64_t ntable, uint32_t width,
+                     void *out, uint64_t count) {
+    if ((code_width != 1 && code_width != 2) ||
+        (width != 1 && width != 2 && width != 4 && width != 8))
+        return WV_EINVAL;
+    if (count == 0)
+        return WV_OK;
+    if (!codes || !table || !out || ntable == 0 || block_len == 0 || block_stride < block_len)
+        return WV_EINVAL;
+    {
+        uint64_t last_row = (count - 1) / block_len, last_col = (count - 1) % block_len;
+        if (ncodes == 0 || last_col >= ncodes || last_row > (ncodes - 1 - last_col) / block_stride)
+            return WV_EINVAL;
+    }
+#define WV_LK_CALL(F, OT, CT)                                                                      \
+    F((const CT *)codes, block_len, block_stride, (const OT *)table, ntable, (OT *)out, count)
+    switch (width * 4 + code_width) {
+    case 1 * 4 + 1:
+        return WV_LK_CALL(lookup_8_8, uint8_t, uint8_t);
+    case 1 * 4 + 2:
+        return WV_LK_CALL(lookup_8_16, uint8_t, uint16_t);
+    case 2 * 4 + 1:
+        return WV_LK_CALL(lookup_16_8, uint16_t, uint8_t);
+    case 2 * 4 + 2:
+        return WV_LK_CALL(lookup_16_16, uint16_t, uint16_t);
+    case 4 * 4 + 1:
+        return WV_LK_CALL(lookup_32_8, uint32_t, uint8_t);
+    case 4 * 4 + 2:
+        return WV_LK_CALL(lookup_32_16, uint32_t, uint16_t);
+    case 8 * 4 + 1:
+        return WV_LK_CALL(lookup_64_8, uint64_t, uint8_t);
+    default:
+        return WV_LK_CALL(lookup_64_16, uint64_t, uint16_t);
+    }
+#undef WV_LK_CALL
+}

@@ -379,6 +379,15 @@ int wv_fields_gap_positions(const void *seq, uint32_t code_width, uint64_t nseq,
                             const uint8_t *extra, uint64_t extra_bytes, uint64_t block_len,
                             uint64_t nblocks, int64_t *pos, uint64_t npos);
 
+/* out[j] = table[code(first + j)] for j < count: a dictionary decode. codes and
+ * their rows as for wv_fields_merge_float (code(i) = codes[(i / block_len) *
+ * block_stride + i % block_len], i counted from the range start); table holds
+ * ntable words of width bytes (1, 2, 4 or 8), out count such words.
+ * WV_ECORRUPT if a code is >= ntable; WV_EINVAL for inconsistent sizes. */
+int wv_fields_lookup(const void *codes, uint32_t code_width, uint64_t ncodes, uint64_t block_len,
+                     uint64_t block_stride, const void *table, uint64_t ntable, uint32_t width,
+                     void *out, uint64_t count);
+
 /* ==== END field kernels section ==== */
 
 #endif /* WAVELET_H */

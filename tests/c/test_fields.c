@@ -158,6 +158,34 @@ static void gaps_case(void) {
     free(pos_ref), free(seq), free(bits), free(extra), free(pos);
 }
 
+static void lookup_case(void) {
+    uint64_t count = below(5000), blen = 1 + below(count ? count : 1), gap = below(3);
+    uint64_t ntab = 1 + below(300), rows = count ? (count + blen - 1) / blen : 0;
+    uint64_t ncodes = rows ? (rows - 1) * (blen + gap) + (count - (rows - 1) * blen) : 1;
+    uint32_t *table = malloc(4 * ntab), *out = malloc(4 * (count ? count : 1));
+    uint16_t *codes = malloc(2 * ncodes), *ref = malloc(2 * (count ? count : 1));
+    for (uint64_t t = 0; t < ntab; t++)
+        table[t] = (uint32_t)rnd();
+    for (uint64_t j = 0; j < ncodes; j++)
+        codes[j] = 0xFFFF;
+    for (uint64_t j = 0; j < count; j++) {
+        ref[j] = (uint16_t)below(ntab);
+        codes[(j / blen) * (blen + gap) + j % blen] = ref[j];
+    }
+    CHECK(wv_fields_lookup(codes, 2, ncodes, blen, blen + gap, table, ntab, 4, out, count) ==
+          WV_OK);
+    for (uint64_t j = 0; j < count; j++)
+        CHECK(out[j] == table[ref[j]]);
+    if (count) {
+        CHECK(wv_fields_lookup(codes, 2, ncodes - 1, blen, blen + gap, table, ntab, 4, out,
+                               count) == WV_EINVAL);
+        codes[0] = (uint16_t)ntab;
+        CHECK(wv_fields_lookup(codes, 2, ncodes, blen, blen + gap, table, ntab, 4, out, count) ==
+              WV_ECORRUPT);
+    }
+    free(table), free(out), free(codes), free(ref);
+}
+
 int main(void) {
     static const unsigned layouts[][2] = {{2, 5}, {2, 8}, {4, 8}, {8, 11}};
     for (int it = 0; it < 400; it++) {
@@ -167,6 +195,8 @@ int main(void) {
     }
     for (int it = 0; it < 400; it++)
         gaps_case();
+    for (int it = 0; it < 200; it++)
+        lookup_case();
     if (failures) {
         printf("%d failures\n", failures);
         return 1;
