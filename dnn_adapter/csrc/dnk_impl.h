@@ -324,12 +324,112 @@ DNK_TARGET static int DNK_SFX(dense_run)(const dnk_layer_t *w, const float *xt, 
     return DNK_OK;
 }
 
+/* ---- batch 1, one pass: walk, value, multiply-add per operand, no chunk buffers ----------
+ * For the common value sources (float32 array, dict table, float32 FloatCodec parts with
+ * whole byte planes). Columns are clamped before the gather (a bad one is flagged and the
+ * call fails); two accumulators alternate to halve the FMA latency chain. */
+DNK_INLINE int DNK_SFX(sparse_dot_run)(const dnk_layer_t *w, const float *restrict x,
+                                       float *restrict y, uint64_t *bad_row, unsigned gw,
+                                       int kind, unsigned vw, int esc) {
+    /* few live values in the loop (x86-64 has 16 registers): the operand index is i - row,
+     * column and extra-bit overruns are checked once per row / at the end (loads are
+     * clamped in bounds meanwhile) */
+    const void *restrict gaps = w->gaps;
+    const void *restrict vc = w->vcodes;
+    const uint32_t *restrict step = w->gap_step;
+    const uint8_t *restrict xb = w->gap_xbits, *restrict extra = w->gap_extra;
+    const uint64_t nstep = w->gap_nstep, glen = w->gap_len, ncols = w->ncols, nnz = w->nnz;
+    const uint64_t xmaxb = esc ? w->gap_extra_bytes - 8 : 0;
+    const float *restrict vals = w->vals, *restrict tab = w->vtable;
+    const uint16_t *restrict et = w->etable;
+    const uint64_t nt = kind == DNK_VAL_DICT ? w->vtable_n : w->etable_n;
+    const uint8_t *restrict p0 = w->planes;
+    uint64_t i = 0, row = 0, pos = 0, xcur = 0;
+    unsigned bad = 0;
+    float a0 = 0, a1 = 0;
+    if (glen != nnz + w->nrows || nnz == 0)
+        goto general;
+    for (; i < glen; i++) {
+        uint32_t s = dnk_ld(gaps, i, gw);
+        if (DNK_LIKELY(s < nstep)) {
+            pos += step[s];
+            if (esc) {
+                unsigned nb = xb[s];
+                uint64_t byte = xcur >> 3, word;
+                byte = byte < xmaxb ? byte : xmaxb;
+                memcpy(&word, extra + byte, 8);
+                pos += (word >> (xcur & 7)) & ((UINT64_C(1) << nb) - 1);
+                xcur += nb;
+            }
+            uint64_t c = pos - 1;
+            c = c < ncols ? c : 0;
+            float v;
+            if (kind == DNK_VAL_F32) {
+                uint64_t o = i - row;
+                v = vals[o < nnz ? o : 0];
+            } else {
+                uint32_t k = dnk_ld(vc, i, vw);
+                bad |= (unsigned)(k >= nt);
+                k = k < nt ? k : 0;
+                if (kind == DNK_VAL_DICT) {
+                    v = tab[k];
+                } else {
+                    uint64_t o = i - row;
+                    o = o < nnz ? o : 0;
+                    uint32_t b2 = p0[o + 2 * nnz];
+                    uint32_t wd = (uint32_t)p0[o] | (uint32_t)p0[o + nnz] << 8 |
+                                  (b2 & 0x7Fu) << 16 | (b2 >> 7) << 31 | (uint32_t)et[k] << 23;
+                    memcpy(&v, &wd, 4);
+                }
+            }
+            float t = a0;
+            a0 = a1 + v * x[c];
+            a1 = t;
+        } else if (s == w->gap_delim) {
+            if (kind != DNK_VAL_F32 && dnk_ld(vc, i, vw) != w->vdelim)
+                goto corrupt;
+            if (bad || pos > ncols || row >= w->nrows)
+                goto corrupt;
+            y[row++] = a0 + a1;
+            a0 = a1 = 0;
+            pos = 0;
+        } else {
+            goto corrupt;
+        }
+    }
+    if (bad || row != w->nrows || i - row != nnz ||
+        (esc && (xcur > w->gap_extra_bits || w->gap_extra_bits - xcur >= 8)))
+        goto corrupt;
+    return DNK_OK;
+corrupt:
+    *bad_row = row;
+    return DNK_ECORRUPT;
+general:
+    return DNK_SFX(sparse_run)(w, x, 1, y, bad_row, gw, kind == DNK_VAL_F32 ? 0 : vw, esc);
+}
+
 /* ---- entry: pick the specialisation (gap width x value-code width) ----------------------- */
+DNK_INLINE int DNK_SFX(sparse_dot_dispatch)(const dnk_layer_t *w, const float *x, float *y,
+                                            uint64_t *bad_row, unsigned gw, int e) {
+#define DNK_DOT(K, V)                                                                              \
+    (e ? DNK_SFX(sparse_dot_run)(w, x, y, bad_row, gw, K, V, 1)                                    \
+       : DNK_SFX(sparse_dot_run)(w, x, y, bad_row, gw, K, V, 0))
+    if (w->val_kind == DNK_VAL_F32)
+        return DNK_DOT(DNK_VAL_F32, 1);
+    if (w->val_kind == DNK_VAL_DICT)
+        return w->vcode_width == 1 ? DNK_DOT(DNK_VAL_DICT, 1) : DNK_DOT(DNK_VAL_DICT, 2);
+    return w->vcode_width == 1 ? DNK_DOT(DNK_VAL_FLOAT, 1) : DNK_DOT(DNK_VAL_FLOAT, 2);
+#undef DNK_DOT
+}
+
 #define DNK_SPARSE(GW)                                                                             \
     DNK_TARGET static int DNK_SFX(sparse_mm_g##GW)(const dnk_layer_t *w, const float *xt,         \
                                                    uint64_t B, float *yt, uint64_t *bad_row) {    \
         int e = w->gap_xbits != 0;                                                                 \
         unsigned v = w->val_kind == DNK_VAL_F32 ? 0 : w->vcode_width;                              \
+        if (B == 1 && w->row_begin == 0 && w->row_end == w->nrows && w->op_begin == 0 &&           \
+            (w->val_kind != DNK_VAL_FLOAT || (w->val_fmt == DNK_FMT_F32 && w->nplanes == 3)))     \
+            return DNK_SFX(sparse_dot_dispatch)(w, xt, yt, bad_row, GW, e);                        \
         if (e)                                                                                     \
             return v == 0   ? DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 0, 1)                 \
                    : v == 1 ? DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 1, 1)                 \
