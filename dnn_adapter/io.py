@@ -391,4 +391,8 @@ def load(
     model.__dict__["_dnn_adapter_config"] = WrapConfig(**cj)
     if cj["prefetch"]:
         set_prefetch(model, True)
+    if cj["fused"]:
+        from .fused import enable
+
+        enable(model, cache=cj["fused_cache"])
     return model

@@ -113,3 +113,23 @@ def test_prefetch_buffers_are_reused():
             m(x)
     assert sum(len(v) for v in pf.free.values()) <= 4
     assert wrapping._WS.pools  # the synchronous path still uses the stack workspace
+
+
+def test_load_restores_fused_mode(tmp_path):
+    pytest.importorskip("dnn_adapter._kernels")
+    torch.manual_seed(5)
+    ref = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 8)).eval()
+    with torch.no_grad():
+        ref[0].weight[torch.rand(64, 64) < 0.9] = 0
+    dnn_adapter.save(dnn_adapter.wrap(ref, dnn_adapter.WrapConfig(fused=True, min_numel=100)),
+                     tmp_path / "f.dnnz")
+    fresh = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 8)).eval()
+    ld = dnn_adapter.load(tmp_path / "f.dnnz", fresh)
+    assert ld._dnn_adapter_config.fused
+    assert "forward" in ld[0].__dict__  # the fused instance forward is installed
+    x = torch.randn(3, 64)
+    with torch.no_grad():
+        dnn_adapter.unwrap(ref)
+        torch.testing.assert_close(ld(x), ref(x), rtol=1e-5, atol=1e-6)
+    ld2 = dnn_adapter.load(tmp_path / "f.dnnz", fresh, mode="cached")
+    assert not ld2._dnn_adapter_config.fused
