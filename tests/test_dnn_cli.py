@@ -31,3 +31,12 @@ def test_cli_bench_reports_latency_and_real_peak_memory(capsys):
     for mode in ("uncompressed", "streaming", "streaming+prefetch", "cached"):
         assert mode in out
     assert "streaming budget" in out and "x budget" in out
+
+
+def test_cli_inspect_plot(tmp_path):
+    torch.manual_seed(0)
+    sd = {"a.weight": torch.randn(64, 64), "b.weight": torch.randn(128, 64)}
+    torch.save(sd, tmp_path / "m.pt")
+    assert main(["compress", str(tmp_path / "m.pt"), str(tmp_path / "m.dnnz")]) == 0
+    assert main(["inspect", str(tmp_path / "m.dnnz"), "--plot", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
