@@ -447,9 +447,10 @@ def set_decode_threads(n: int) -> None:
     if n < 1:
         raise ValueError("set_decode_threads: n must be >= 1")
     pool = _threads["pool"]
-    if pool is not None:
+    if pool is not None and pool._max_workers < n:  # too small: replace (else keep it warm)
         pool.shutdown(wait=True)
-    _threads["n"], _threads["pool"] = n, None
+        _threads["pool"] = None
+    _threads["n"] = n
 
 
 def get_decode_threads() -> int:
