@@ -130,7 +130,8 @@ class RAS:
 
     @property
     def nbytes(self) -> int:
-        return int(self.wt.nbytes)
+        """Stored bytes (the tree's sections as a file holds them)."""
+        return int(self.wt.stored_nbytes)
 
     @property
     def code_dtype(self) -> np.dtype:

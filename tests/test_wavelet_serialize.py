@@ -70,6 +70,7 @@ def test_fixtures_still_decode():
     for name, cls in [
         ("wavelet_matrix_v1.bin", WaveletMatrix),
         ("wavelet_tree_huffman_v1.bin", WaveletTree),
+        ("wavelet_tree_huffman_v1_1.bin", WaveletTree),  # format 1.1: SYMC
     ]:
         s = cls.load(FIXTURES / name)
         np.testing.assert_array_equal(s.extract().astype(np.uint64), seq)
@@ -145,3 +146,31 @@ def test_fuzz_hostile_files_in_subprocess():
     )
     assert r.returncode == 0, r.stderr[-4000:]
     assert "rejected" in r.stdout
+
+
+def test_tree_format_1_1_symbol_section():
+    """Format 1.1 stores the tree's symbols once (SYMC, smallest width); 1.0 files (three
+    tables) still load; repeated symbols in SYMC are rejected."""
+    seq = np.array([5, 300, 5, 7, 7, 7, 300, 9], dtype=np.uint32)
+    wt = WaveletTree(seq, shape="huffman")
+    meta, secs = wt._to_parts()
+    tags = dict(secs)
+    assert "SYMC" in tags and "SKEY" not in tags and tags["SYMC"].dtype == np.uint16
+    back = WaveletTree.from_bytes(wt.to_bytes())
+    np.testing.assert_array_equal(back.extract(), seq)
+    np.testing.assert_array_equal(back.select(7, [0, 2]), wt.select(7, [0, 2]))
+    full_meta, full = wt._full_parts()  # the 1.0 section set is still readable
+    old = WaveletTree._from_parts(full_meta, dict(full))
+    np.testing.assert_array_equal(old.extract(), seq)
+    bad = dict(secs)
+    bad["SYMC"] = bad["SYMC"].copy()
+    bad["SYMC"][1] = bad["SYMC"][0]
+    with pytest.raises(WaveletError, match="repeated symbol"):
+        WaveletTree._from_parts(meta, bad)
+    bad["SYMC"] = bad["SYMC"].astype(np.int16)
+    with pytest.raises(WaveletError):
+        WaveletTree._from_parts(meta, bad)
+    mixed = dict(secs)
+    mixed["SKEY"] = np.sort(tags["SYMC"].astype(np.uint64))
+    with pytest.raises(WaveletError, match="unexpected sections"):
+        WaveletTree._from_parts(meta, mixed)

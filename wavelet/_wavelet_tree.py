@@ -31,6 +31,30 @@ _SHAPE_NAMES = {v: k for k, v in _SHAPES.items()}
 MAX_CODE_LEN = 32
 
 
+def _smallest_uint(v: int):
+    for d in (np.uint8, np.uint16, np.uint32):
+        if v <= np.iinfo(d).max:
+            return d
+    return np.uint64
+
+
+def _derive_symbol_tables(symc, op: str) -> dict:
+    """SYMS/SKEY/SPOS (format 1.0's tables) from format 1.1's SYMC section.
+
+    SYMC lists the symbols in canonical-code order; SKEY is them sorted, SPOS the
+    canonical index of each SKEY entry. Duplicates are corrupt data (the C validation
+    then checks the tables against the code as for format 1.0).
+    """
+    if not isinstance(symc, np.ndarray) or symc.ndim != 1 or symc.dtype.kind != "u":
+        raise WaveletError(f"{op}: section SYMC has a bad dtype")
+    syms = symc.astype(np.uint64)
+    order = np.argsort(syms, kind="stable")
+    skey = syms[order]
+    if skey.size > 1 and not (skey[1:] > skey[:-1]).all():
+        raise WaveletError(f"{op}: repeated symbol in SYMC")
+    return {"SYMS": syms, "SKEY": skey, "SPOS": order.astype(np.uint32)}
+
+
 def _histogram(u: np.ndarray):
     """(sorted distinct symbols, their counts, lut or None, ids or None)."""
     n = u.size
@@ -183,6 +207,12 @@ class WaveletTree(_SeqMixin):
         """Bytes of all arrays: level bits, their index, code tables."""
         return self._lb.nbytes + sum(a.nbytes for a in self._tabs)
 
+    @property
+    def stored_nbytes(self) -> int:
+        """Bytes of the arrays a file stores (the sections; without the container's header,
+        section table and alignment): the symbol tables are smaller on disk than in memory."""
+        return sum(int(a.nbytes) for _t, a in self._to_parts()[1])
+
     def size_bits(self) -> int:
         out = ffi.new("uint64_t *")
         check(lib.wv_wt_size_bits(self._wt[0], out), "size_bits")
@@ -334,13 +364,25 @@ class WaveletTree(_SeqMixin):
         return DeviceWaveletTree.from_host(self, device)
 
     # ---- serialization --------------------------------------------------------------------
+    def _full_parts(self):
+        """``(meta, sections)`` with the full symbol tables SYMS/SKEY/SPOS (format 1.0's
+        sections, as held in memory): what the GPU twin uploads."""
+        meta, _ = self._to_parts()
+        syms, skey, spos, cnt, nact = self._tabs
+        secs = self._lb.sections() + [("SYMS", syms), ("SKEY", skey), ("SPOS", spos),
+                                      ("CNTS", cnt), ("NACT", nact)]
+        return meta, secs
+
     def _to_parts(self):
         syms, skey, spos, cnt, nact = self._tabs
         meta = [self._n, self._nlevels, int(syms.size), self._shape, CODES[self._dtype],
                 self._kind, self._max_code_len, self._max_symbol, int(self._lb.nbits),
                 int(self._lb.ones)]
-        secs = self._lb.sections() + [("SYMS", syms), ("SKEY", skey), ("SPOS", spos),
-                                      ("CNTS", cnt), ("NACT", nact)]
+        # format 1.1: the canonical-order symbols alone, in the smallest unsigned width; the
+        # sorted keys and their positions (SKEY/SPOS of format 1.0) are derived on load
+        width = _smallest_uint(int(syms.max()) if syms.size else 0)
+        secs = self._lb.sections() + [("SYMC", syms.astype(width)), ("CNTS", cnt),
+                                      ("NACT", nact)]
         return meta, secs
 
     @classmethod
@@ -349,9 +391,13 @@ class WaveletTree(_SeqMixin):
         if len(meta) != 10:
             raise WaveletError(f"{op}: bad meta length")
         n, L, sigma, shape, code, kind, mcl, mx, nbits, ones = (int(x) for x in meta)
-        want = set(BV_TAGS) | {"SYMS", "SKEY", "SPOS", "CNTS", "NACT"}
-        if set(sections) != want:
+        v10 = set(BV_TAGS) | {"SYMS", "SKEY", "SPOS", "CNTS", "NACT"}  # format 1.0
+        v11 = set(BV_TAGS) | {"SYMC", "CNTS", "NACT"}  # format 1.1
+        if set(sections) not in (v10, v11):
             raise WaveletError(f"{op}: unexpected sections {tuple(sections)}")
+        if "SYMC" in sections:
+            sections = dict(sections)
+            sections.update(_derive_symbol_tables(sections.pop("SYMC"), op))
         self = cls.__new__(cls)
         dt = self._check_meta_dtype(code, kind, op)
         if shape not in _SHAPE_NAMES or not 1 <= mcl <= MAX_CODE_LEN or not 1 <= L <= MAX_CODE_LEN:
