@@ -165,7 +165,10 @@ class WaveletTree(_SeqMixin):
         check(lib.wv_wt_build_bits(src, width, n, lutp, lutn, u64ptr(cnt), L, sigma, u64ptr(nact),
                                    u64wptr(words), words.size), "WaveletTree")
         lb = LevelBits.build(words, nbits, "WaveletTree")
-        mx = int(alphabet_size) - 1 if alphabet_size is not None else (int(skey[-1]) if sigma else 0)
+        if alphabet_size is not None:
+            mx = int(alphabet_size) - 1
+        else:
+            mx = int(skey[-1]) if sigma else 0
         for arr in (syms, skey, spos, cnt, nact):
             arr.flags.writeable = False
         self._setup(n, L, mx, a.dtype, kind, lb, _SHAPES[shape], max_code_len,
@@ -414,6 +417,8 @@ class WaveletTree(_SeqMixin):
         if sigma and int(skey[-1]) > mx:
             raise WaveletError(f"{op}: symbol outside the alphabet")
         lb = LevelBits.from_sections(sections, nbits, ones, op)
-        tabs = tuple(np.ascontiguousarray(sections[t]) for t in ("SYMS", "SKEY", "SPOS", "CNTS", "NACT"))
+        tabs = tuple(
+            np.ascontiguousarray(sections[t]) for t in ("SYMS", "SKEY", "SPOS", "CNTS", "NACT")
+        )
         self._setup(n, L, mx, dt, kind, lb, shape, mcl, tabs)
         return self
