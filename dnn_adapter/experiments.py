@@ -1080,6 +1080,7 @@ def write_report(rows, out, meta, forms_rows) -> str:
         f"({meta['machine']}; torch {torch.__version__}, `torch.set_num_threads(1)`). "
         "Re-run the same command to refresh this page and the plots in `img/`.",
         "",
+        *([meta["note"], ""] if meta.get("note") else []),
         "**Read this first.**",
         "",
         "* The five ImageNet models are **randomly initialised** (reference init schemes, see "
