@@ -598,8 +598,12 @@ class DictCodec(Codec):
         return {**super().get_config(), "max_values": self.max_values}
 
     def _encode_bits(self, u, dt, block_len):
-        if u.size > 8192:  # cheap rejection of dense float tensors: sample first
-            sample = u[:: max(1, u.size // 4096)]
+        # cheap rejection of dense float tensors: a strided sample larger than max_values
+        # already holds more distinct values than allowed (a sample of max_values elements
+        # or fewer never could, so it must be larger)
+        m = 4 * self.max_values
+        if u.size > 2 * m:
+            sample = u[:: u.size // m]
             if np.unique(sample).size > self.max_values:
                 raise NotApplicable("dict: too many distinct values")
         table, codes = _freq_table(u)

@@ -401,3 +401,19 @@ def test_dict_chunked_threaded_decode(monkeypatch, chunk, threads, shape, dt):
     finally:
         C.set_decode_threads(1)
     assert torch.equal(out, x)
+
+
+def test_dict_rejects_dense_floats_from_a_sample(monkeypatch):
+    """A dense float tensor is rejected from a strided sample, before a full np.unique."""
+    calls = []
+    real = np.unique
+
+    def spy(a, *args, **kw):
+        calls.append(np.size(a))
+        return real(a, *args, **kw)
+
+    monkeypatch.setattr(C.np, "unique", spy)
+    x = torch.randn(256, 1024)
+    with pytest.raises(C.NotApplicable):
+        C.DictCodec().encode(x)
+    assert calls and max(calls) < x.numel() // 4
