@@ -435,9 +435,8 @@ class FloatCodec(Codec):
 
 
 # ---- float decode: chunks of rows, optionally on several threads -----------------------------
-# elements per extract+merge step: bounds the codes buffer (no full-size temporaries) while
-# keeping the per-call overhead (~15 us per extract/merge call) under 5% of the work
-_CHUNK = 1 << 18
+# below this many elements per thread, extra decode threads cost more than they save
+_MIN_PER_THREAD = 1 << 17
 _threads = {"n": 1, "pool": None}
 
 
@@ -465,57 +464,38 @@ def _pool():
     return _threads["pool"]
 
 
-def _by_rows(ras, n: int, step) -> None:
-    """Extract the codes of a fixed-row RAS chunk by chunk and hand each chunk to *step*.
+def _by_rows(ras, n: int, call) -> None:
+    """Decode a fixed-row RAS in one C call per thread.
 
-    The tree holds ``FLAG, row0, DELIM, row1, DELIM, ..., END``; a chunk of whole rows is
-    extracted and passed with a row stride of ``block_len + 1`` (the C kernels skip the
-    delimiters, nothing is copied out); a row longer than a chunk is cut into pieces of one
-    row. ``step(codes, first, count, kw)`` decodes elements ``first .. first + count``
-    (``kw``: the row layout of *codes*). Chunks run on :func:`set_decode_threads` threads.
+    The tree holds ``FLAG, row0, DELIM, row1, DELIM, ..., END``; the fused tree decodes
+    (:meth:`wavelet.WaveletTree.decode_float` / ``decode_lookup``) skip the flag, the
+    delimiters and the end marker and work in cache-sized chunks, so no code buffer of the
+    tensor's size exists. ``call(start, stop, lo, hi)`` decodes tree positions
+    ``[start, stop)``, which hold elements ``lo .. hi``. With :func:`set_decode_threads`
+    above 1, whole rows are split over the threads (C releases the GIL).
     """
-    bl, wt = ras.block_len, ras.wt
-    steps = []  # (first element, element count, tree start, tree end, rows?)
-    if bl >= _CHUNK:
-        for r in range(n // bl):
-            for a in range(0, bl, _CHUNK):
-                c = min(_CHUNK, bl - a)
-                p = 1 + r * (bl + 1) + a
-                steps.append((r * bl + a, c, p, p + c, False))
-    else:
-        rows = max(1, _CHUNK // bl)
-        nrows = n // bl
-        for r0 in range(0, nrows, rows):
-            r1 = min(nrows, r0 + rows)
-            p = 1 + r0 * (bl + 1)
-            steps.append((r0 * bl, (r1 - r0) * bl, p, p + (r1 - r0) * (bl + 1) - 1, True))
-
-    def run(group):
-        buf = np.empty(min(_CHUNK + _CHUNK // max(bl, 1) + 1, 2 * _CHUNK), dtype=ras.code_dtype)
-        for first, count, l, r, rows in group:
-            seq = wt.extract(l, r, out=buf[: r - l])
-            step(seq, first, count, {"block_len": bl, "block_stride": bl + 1} if rows else {})
-
-    nt = min(_threads["n"], len(steps))
+    bl = ras.block_len
+    nrows = n // bl
+    nt = min(_threads["n"], nrows, max(1, n // _MIN_PER_THREAD))
     if nt <= 1:
-        run(steps)
+        call(0, len(ras.wt), 0, n)
         return
-    groups = [steps[i::nt] for i in range(nt)]
-    for f in [_pool().submit(run, g) for g in groups]:
+    cuts = [nrows * t // nt for t in range(nt + 1)]
+    parts = [(1 + r0 * (bl + 1), 1 + r1 * (bl + 1), r0 * bl, r1 * bl)
+             for r0, r1 in zip(cuts[:-1], cuts[1:], strict=True)]
+    for f in [_pool().submit(call, *p) for p in parts]:
         f.result()
 
 
 def _merge_rows(ras, table, eb, mb, planes, top, flat):
-    """Float decode of a fixed-row RAS: :func:`_by_rows` + :func:`wavelet.merge_float_fields`."""
+    """Float decode of a fixed-row RAS: :func:`_by_rows` + the fused tree decode."""
     n = flat.size
 
-    def step(seq, first, count, kw):
-        wavelet.merge_float_fields(
-            seq, table, eb, mb, planes, top, flat[first : first + count], start=first, total=n,
-            **kw,
-        )
+    def call(start, stop, lo, hi):
+        ras.wt.decode_float(table, eb, mb, planes, top, out=flat[lo:hi], start=start,
+                            stop=stop, lead=1, block=ras.block_len, nelems=n)
 
-    _by_rows(ras, n, step)
+    _by_rows(ras, n, call)
 
 
 def _huffman_bits(counts: np.ndarray) -> int:
@@ -623,12 +603,14 @@ class DictCodec(Codec):
         flat = out.reshape(-1) if out.flags.c_contiguous and out.flags.writeable else None
         if ras.block_len and ras.code_dtype.itemsize <= 2 and flat is not None:
             tab = np.ascontiguousarray(table)
+            n = out.size
 
-            def step(seq, first, count, kw):  # in C, rows skip the delimiters
-                wavelet.lookup(seq, tab, flat[first : first + count], **kw)
+            def call(start, stop, lo, hi):  # in C, delimiters skipped, no code buffer
+                ras.wt.decode_lookup(tab, out=flat[lo:hi], start=start, stop=stop, lead=1,
+                                     block=ras.block_len, nelems=n)
 
             try:
-                _by_rows(ras, out.size, step)
+                _by_rows(ras, n, call)
             except wavelet.WaveletError as e:
                 raise CodecError(f"dict: {e}") from None
             return

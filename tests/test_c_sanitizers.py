@@ -10,7 +10,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # test source (under tests/c or fuzz/) -> (core sources, extra flags, argv)
 C_TESTS = {
     "tests/c/test_bitvector.c": (["bitvector.c"], [], []),
-    "tests/c/test_fields.c": (["fields.c"], [], []),
+    "tests/c/test_fields.c": (
+        ["fields.c", "bitvector.c", "wavelet_matrix.c", "wavelet_tree.c", "huffman.c"], [], []
+    ),
     "fuzz/fuzz_bv_validate.c": (["bitvector.c"], ["-DWV_FUZZ_STANDALONE", "-std=gnu11"], ["20000"]),
 }
 

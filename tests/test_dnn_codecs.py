@@ -302,12 +302,12 @@ def test_joint_bits_chosen_when_exponents_concentrate():
     assert_exact(C.FloatCodec().decode(enc), vals)
 
 
-@pytest.mark.parametrize("chunk", [7, 64, 1000])
+@pytest.mark.parametrize("per_thread", [7, 1 << 17])
 @pytest.mark.parametrize("threads", [1, 3])
-@pytest.mark.parametrize("shape", [(37, 50), (3, 2049), (1, 5000), (4096,)])
-def test_float_chunked_threaded_decode(monkeypatch, chunk, threads, shape):
-    """Chunks of whole rows, rows cut into pieces, several threads: same bits."""
-    monkeypatch.setattr(C, "_CHUNK", chunk)
+@pytest.mark.parametrize("shape", [(37, 50), (3, 2049), (1, 5000), (4096,), (3, 70001)])
+def test_float_chunked_threaded_decode(monkeypatch, per_thread, threads, shape):
+    """Rows split over threads, rows longer than the C decode's 64K chunk: same bits."""
+    monkeypatch.setattr(C, "_MIN_PER_THREAD", per_thread)
     torch.manual_seed(1)
     x = torch.randn(*shape)
     x.view(-1)[:9] = specials(torch.float32)
@@ -385,12 +385,12 @@ def test_sparse_corrupt_escape_parts():
         C.SparseCodec().decode(enc)
 
 
-@pytest.mark.parametrize("chunk", [7, 1000])
+@pytest.mark.parametrize("per_thread", [7, 1 << 17])
 @pytest.mark.parametrize("threads", [1, 3])
-@pytest.mark.parametrize("shape", [(37, 50), (1, 5000)])
+@pytest.mark.parametrize("shape", [(37, 50), (1, 5000), (2, 70001)])
 @pytest.mark.parametrize("dt", [torch.float32, torch.bfloat16, torch.int8])
-def test_dict_chunked_threaded_decode(monkeypatch, chunk, threads, shape, dt):
-    monkeypatch.setattr(C, "_CHUNK", chunk)
+def test_dict_chunked_threaded_decode(monkeypatch, per_thread, threads, shape, dt):
+    monkeypatch.setattr(C, "_MIN_PER_THREAD", per_thread)
     torch.manual_seed(4)
     x = (torch.randint(-7, 8, shape).float() * 0.25).to(dt)
     enc = C.DictCodec().encode(x)

@@ -254,3 +254,209 @@ def test_lookup_errors():
                        block_len=2, block_stride=3)
     with pytest.raises(ValueError):
         wavelet.lookup(np.array([1], np.uint8), table, np.empty(2, np.uint32))
+
+
+# ---- small tables (<= 64 entries, 8-bit codes): the SSSE3 byte-table path -----------------
+# Run at every ISA level: level 0 is the portable C, >= 1 the SSSE3 kernel (where present).
+from _wv_oracle import isa, isa_levels  # noqa: E402
+
+SMALL = [(np.uint16, 5, 10), (np.uint16, 8, 7), (np.uint32, 8, 23)]
+
+
+def small_alphabet_words(data, dt, e, m):
+    """Words whose e-bit field takes at most 64 distinct values; n crosses 16 and 2048."""
+    W = 8 * np.dtype(dt).itemsize
+    nvals = data.draw(st.integers(1, min(64, 1 << e)))
+    vals = data.draw(st.lists(st.integers(0, (1 << e) - 1), min_size=nvals, max_size=nvals,
+                              unique=True))
+    n = data.draw(st.one_of(st.integers(0, 70), st.integers(2030, 4200)))
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    field = np.asarray(vals, np.uint64)[rng.integers(0, nvals, n)]
+    rest = rng.integers(0, 1 << 62, n, dtype=np.uint64) & np.uint64((1 << W) - 1)
+    rest &= ~(np.uint64((1 << e) - 1) << np.uint64(m))
+    return (rest | (field << np.uint64(m))).astype(dt)
+
+
+@pytest.mark.parametrize("level", isa_levels())
+@pytest.mark.parametrize("dt,e,m", SMALL)
+@given(data=st.data())
+def test_small_tables_every_isa_level(level, dt, e, m, data):
+    k = data.draw(st.integers(0, min(3, 16 - e, m)))
+    words = small_alphabet_words(data, dt, e + k, m - k)
+    n = words.size
+    codes, table, planes, top = split(words, e + k, m - k)
+    if n == 0:
+        table = np.zeros(1, np.uint16)
+    start = data.draw(st.integers(0, n))
+    count = data.draw(st.integers(0, n - start))
+    bl = data.draw(st.sampled_from([max(1, count), 16, 17, 100, 2049]))
+    gap = data.draw(st.integers(0, 2))
+    rng = codes[start : start + count]
+    nrows = -(-count // bl) if count else 0
+    lay = np.full(max(1, nrows * (bl + gap)), 0xFF, dtype=codes.dtype)
+    for r in range(nrows):
+        seg = rng[r * bl : (r + 1) * bl]
+        lay[r * (bl + gap) : r * (bl + gap) + seg.size] = seg
+    out = np.empty(count, dtype=words.dtype)
+    with isa(level):
+        wavelet.merge_float_fields(
+            lay, table, e + k, m - k, planes, top, out, block_len=bl, block_stride=bl + gap,
+            start=start, total=n,
+        )
+        np.testing.assert_array_equal(out, words[start : start + count])
+        whole = np.empty_like(words)
+        wavelet.merge_float_fields(codes, table, e + k, m - k, planes, top, whole)
+        np.testing.assert_array_equal(whole, words)
+
+
+@pytest.mark.parametrize("level", isa_levels())
+@pytest.mark.parametrize("dt,e,m", SMALL)
+@pytest.mark.parametrize("where", [0, 15, 16, 1000, 2047, 2048, 2999])
+@pytest.mark.parametrize("bad_code", ["next", "in_subtable", "255"])
+def test_small_tables_reject_bad_codes(level, dt, e, m, where, bad_code):
+    """A code outside the table is caught in the vector part and in the scalar tail."""
+    gen = np.random.default_rng(where)
+    n = 3000
+    field = np.asarray([1, 2, 3, 5, 7, 11, 13, 17, 19, 23][: min(10, 1 << e)], np.uint64)
+    W = 8 * np.dtype(dt).itemsize
+    rest = gen.integers(0, 1 << 62, n, dtype=np.uint64) & np.uint64((1 << W) - 1)
+    rest &= ~(np.uint64((1 << e) - 1) << np.uint64(m))
+    field = field[gen.integers(0, field.size, n)] % np.uint64(1 << e)
+    words = (rest | (field << np.uint64(m))).astype(dt)
+    codes, table, planes, top = split(words, e, m)
+    bad = codes.copy()
+    bad[where] = {"next": table.size, "in_subtable": 15 if table.size < 15 else 63,
+                  "255": 255}[bad_code]
+    out = np.empty_like(words)
+    with isa(level):
+        with pytest.raises(wavelet.WaveletError):
+            wavelet.merge_float_fields(bad, table, e, m, planes, top, out)
+        wavelet.merge_float_fields(codes, table, e, m, planes, top, out)
+        np.testing.assert_array_equal(out, words)
+
+
+@pytest.mark.parametrize("level", isa_levels())
+@given(data=st.data())
+def test_lookup_small_tables_every_isa_level(level, data):
+    width = data.draw(st.sampled_from([np.uint8, np.uint16, np.uint32, np.uint64]))
+    table = data.draw(hnp.arrays(width, st.integers(1, 64)))
+    count = data.draw(st.one_of(st.integers(0, 70), st.integers(2030, 4200)))
+    bl = data.draw(st.sampled_from([max(1, count), 16, 33, 2049]))
+    gap = data.draw(st.integers(0, 2))
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    codes = np.random.default_rng(seed).integers(0, table.size, count).astype(np.uint8)
+    nrows = -(-count // bl) if count else 0
+    lay = np.full(max(1, nrows * (bl + gap)), 0xFF, dtype=np.uint8)
+    for r in range(nrows):
+        seg = codes[r * bl : (r + 1) * bl]
+        lay[r * (bl + gap) : r * (bl + gap) + seg.size] = seg
+    out = np.empty(count, dtype=width)
+    with isa(level):
+        wavelet.lookup(lay, table, out, block_len=bl, block_stride=bl + gap)
+        np.testing.assert_array_equal(out, table[codes])
+        if count > 20:
+            bad = codes.copy()
+            bad[data.draw(st.integers(0, count - 1))] = data.draw(
+                st.sampled_from([table.size, 63, 255]).filter(lambda c: c >= table.size)
+            )
+            with pytest.raises(wavelet.WaveletError):
+                wavelet.lookup(bad, table, np.empty(count, dtype=width))
+
+
+# ---- fused tree decode: WaveletTree.decode_float / decode_lookup -----------------------------
+
+
+def _ras_layout(codes, lead, block, tail, k, rng):
+    """Tree symbols: `lead` non-operands, rows of `block` codes each followed by a
+    delimiter (block > 0), then `tail` end markers; non-operands use symbols >= k."""
+    parts = [rng.integers(k, k + 3, lead)]
+    if block:
+        for r in range(0, codes.size, block):
+            parts += [codes[r : r + block], [k + 1]]
+    else:
+        parts.append(codes)
+    parts.append(rng.integers(k, k + 3, tail))
+    return np.concatenate([np.asarray(p, np.int64) for p in parts]).astype(np.uint16)
+
+
+def _operand_positions(N, lead, block):
+    p = np.arange(N)
+    q = p - lead
+    keep = q >= 0
+    if block:
+        keep &= (q % (block + 1)) != block
+    return p[keep]
+
+
+@pytest.mark.parametrize("level", isa_levels())
+@pytest.mark.parametrize("dt,e,m", LAYOUTS)
+@given(data=st.data())
+def test_tree_decode_float_matches_merge(level, dt, e, m, data):
+    k_bits = data.draw(st.integers(0, min(2, 16 - e, m)))
+    words = small_alphabet_words(data, dt, e + k_bits, m - k_bits)
+    n = words.size
+    codes, table, planes, top = split(words, e + k_bits, m - k_bits)
+    if n == 0:
+        table = np.zeros(1, np.uint16)
+    lead = data.draw(st.integers(0, 2))
+    block = data.draw(st.sampled_from([0, 1, 7, 1024, max(n, 1)]))
+    shape = data.draw(st.sampled_from(["huffman", "balanced"]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    sym = _ras_layout(codes.astype(np.int64), lead, block, data.draw(st.integers(0, 2)),
+                      table.size, rng)
+    wt = wavelet.WaveletTree(sym, shape=shape)
+    N = len(wt)
+    start = data.draw(st.integers(0, N))
+    stop = data.draw(st.integers(start, N))
+    pos = _operand_positions(N, lead, block)
+    elems = np.flatnonzero((pos >= start) & (pos < stop))
+    elems = elems[elems < n]
+    with isa(level):
+        got = wt.decode_float(table, e + k_bits, m - k_bits, planes, top, start=start,
+                              stop=stop, lead=lead, block=block, nelems=n)
+    np.testing.assert_array_equal(got, words[elems])
+    look = wt.decode_lookup(table, start=start, stop=stop, lead=lead, block=block, nelems=n)
+    np.testing.assert_array_equal(look, table[codes[elems]])
+
+
+def test_tree_decode_across_chunks_and_errors():
+    """Ranges over the C decode's 64K-position chunks, rows cut by chunk ends; errors."""
+    gen = np.random.default_rng(5)
+    n, block = 200_003, 3001
+    words = (gen.integers(0, 1 << 16, n) | (gen.integers(100, 130, n) << 23)).astype(np.uint32)
+    words |= (gen.integers(0, 2, n) << 31).astype(np.uint32)
+    codes, table, planes, top = split(words, 8, 23)
+    sym = _ras_layout(codes.astype(np.int64), 1, block, 1, table.size, gen)
+    wt = wavelet.WaveletTree(sym, shape="huffman")
+    N = len(wt)
+    pos = _operand_positions(N, 1, block)
+    for start, stop in [(0, N), (1, N - 1), (65535, 65537 * 2 + 5), (3002, 3003), (70000, N)]:
+        elems = np.flatnonzero((pos >= start) & (pos < stop))
+        elems = elems[elems < n]
+        out = np.empty(elems.size, np.uint32)
+        wt.decode_float(table, 8, 23, planes, None, out=out, start=start, stop=stop, lead=1,
+                        block=block, nelems=n)
+        np.testing.assert_array_equal(out, words[elems])
+    with pytest.raises(wavelet.WaveletError):  # operand codes beyond a short table
+        wt.decode_float(table[:-1], 8, 23, planes, None, lead=1, block=block, nelems=n)
+    with pytest.raises(ValueError, match="nelems"):
+        wt.decode_float(table, 8, 23, planes, None, lead=1, block=block, nelems=N)
+    with pytest.raises(ValueError, match="planes"):
+        wt.decode_float(table, 8, 23, planes[:, :-1], None, lead=1, block=block, nelems=n)
+    with pytest.raises(IndexError):
+        wt.decode_float(table, 8, 23, planes, None, start=5, stop=N + 1, lead=1, block=block,
+                        nelems=n)
+    with pytest.raises(ValueError):
+        wt.decode_float(table, 8, 22, planes, None, lead=1, block=block, nelems=n)
+    with pytest.raises(ValueError):  # out of the wrong size
+        wt.decode_float(table, 8, 23, planes, None, out=np.empty(n - 1, np.uint32), lead=1,
+                        block=block, nelems=n)
+    with pytest.raises(TypeError):
+        wt.decode_float(table.astype(np.uint32), 8, 23, planes, None, lead=1, block=block,
+                        nelems=n)
+    with pytest.raises(wavelet.WaveletError):
+        wt.decode_lookup(table[:3], lead=1, block=block, nelems=n)
+    wide = wavelet.WaveletTree(np.array([0, 70000, 1], np.uint32))
+    with pytest.raises(ValueError):  # symbols wider than 16 bits cannot be codes
+        wide.decode_lookup(np.arange(3, dtype=np.uint8))

@@ -31,6 +31,24 @@ _SHAPE_NAMES = {v: k for k, v in _SHAPES.items()}
 MAX_CODE_LEN = 32
 
 
+def _count_operands(p: int, lead: int, block: int) -> int:
+    """Operand positions in ``[0, p)`` (see :meth:`WaveletTree.decode_float`)."""
+    q = max(p - lead, 0)
+    if not block:
+        return q
+    b, o = divmod(q, block + 1)
+    return b * block + min(o, block)
+
+
+def _arr(a, dtypes, name, op):
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{op}: {name} must be a numpy array")
+    if a.dtype not in dtypes:
+        raise TypeError(f"{op}: {name} has dtype {a.dtype}, expected one of "
+                        f"{[str(np.dtype(d)) for d in dtypes]}")
+    return np.ascontiguousarray(a).reshape(-1)
+
+
 def _smallest_uint(v: int):
     for d in (np.uint8, np.uint16, np.uint32):
         if v <= np.iinfo(d).max:
@@ -355,6 +373,106 @@ class WaveletTree(_SeqMixin):
                                ffi.from_buffer(tmp, require_writable=True), iw, u64wptr(ws),
                                int(ne[0]))
         check(st, "extract")
+        return out
+
+    # ---- fused decodes (host twins of DeviceWaveletTree.decode_float) ---------------------
+    def _operand_range(self, start, stop, lead, block, nelems, op):
+        start = 0 if start is None else int(start)
+        stop = self._n if stop is None else int(stop)
+        if not 0 <= start <= stop <= self._n:
+            raise IndexError(f"{op}: range [{start}, {stop}) is not inside [0, {self._n}]")
+        lead, block = int(lead), int(block)
+        if lead < 0 or block < 0:
+            raise ValueError(f"{op}: lead and block must be >= 0")
+        total = _count_operands(self._n, lead, block)
+        nel = total if nelems is None else int(nelems)
+        if not 0 <= nel <= total:
+            raise ValueError(f"{op}: nelems={nel} but the tree holds {total} operands")
+        e0 = min(_count_operands(start, lead, block), nel)
+        e1 = min(_count_operands(stop, lead, block), nel)
+        return start, stop, lead, block, nel, e1 - e0
+
+    def decode_float(self, table, exp_bits: int, mant_bits: int, planes, top=None, *,
+                     out=None, start: int = 0, stop: int | None = None, lead: int = 0,
+                     block: int = 0, nelems: int | None = None):
+        """Decode exponent codes and rebuild float words in one call (C, GIL released).
+
+        The host twin of :meth:`wavelet.cuda.DeviceWaveletTree.decode_float`: the
+        tree's symbols are codes into *table*; *planes* ``(P, nelems)`` and the
+        bit-packed *top* hold the raw sign and mantissa bits, as for
+        :func:`wavelet.merge_float_fields` (same result bits). Tree positions
+        ``[start, stop)`` are decoded in cache-sized chunks (no full-size code
+        buffer). With ``lead``/``block`` the tree is a RAS: its first *lead*
+        symbols and every ``(block+1)``-th after them are not operands, and
+        operands past *nelems* (an end marker) are dropped; operand ``i`` is
+        element ``i`` of the parts. Returns (or fills) an unsigned array of the
+        word width with the operands of ``[start, stop)`` in order.
+
+        Raises
+        ------
+        WaveletError
+            A code outside *table*, or a table entry wider than *exp_bits*.
+        IndexError, ValueError, TypeError
+            Bad range, parts, or *out*; or tree symbols wider than 16 bits.
+        """
+        op = "decode_float"
+        e, m = int(exp_bits), int(mant_bits)
+        word = {16: np.uint16, 32: np.uint32, 64: np.uint64}.get(1 + e + m)
+        if word is None or e < 1 or m < 0 or e > 16:
+            raise ValueError(f"{op}: need 1 <= exp_bits <= 16 and 1 + exp_bits + mant_bits "
+                             f"in (16, 32, 64); got {e}, {m}")
+        nplanes, rem = divmod(m + 1, 8)
+        if nelems is None and isinstance(planes, np.ndarray) and planes.ndim == 2:
+            nelems = planes.shape[1]
+        start, stop, lead, block, nel, count = self._operand_range(
+            start, stop, lead, block, nelems, op)
+        table = _arr(table, (np.uint16,), "table", op)
+        planes = _arr(planes, (np.uint8,), "planes", op)
+        if planes.size != nplanes * nel:
+            raise ValueError(f"{op}: planes hold {planes.size} bytes, expected {nplanes} x {nel}")
+        top = np.zeros(0, np.uint8) if top is None else _arr(top, (np.uint8,), "top", op)
+        if rem and top.size != (nel * rem + 7) // 8:
+            raise ValueError(f"{op}: top holds {top.size} bytes, expected {(nel * rem + 7) // 8}")
+        out = check_out(out, np.dtype(word), count, op)
+        if count == 0:
+            return out
+        if table.size == 0:
+            raise ValueError(f"{op}: empty table")
+        st = lib.wv_wt_decode_float(
+            self._wt[0], start, stop, lead, block, nel, ffi.from_buffer("uint16_t[]", table),
+            table.size, e, m, ffi.from_buffer("uint8_t[]", planes), planes.size,
+            ffi.from_buffer("uint8_t[]", top), top.size,
+            ffi.from_buffer(out, require_writable=True), out.itemsize, count)
+        check(st, op)
+        return out
+
+    def decode_lookup(self, table, *, out=None, start: int = 0, stop: int | None = None,
+                      lead: int = 0, block: int = 0, nelems: int | None = None):
+        """``table[code]`` for the operands of tree positions ``[start, stop)`` (a
+        dictionary decode) in one C call; operands as in :meth:`decode_float`.
+        *table* is an unsigned array (1, 2, 4 or 8-byte items); the result has its
+        dtype.
+
+        Raises
+        ------
+        WaveletError
+            A code outside *table*.
+        IndexError, ValueError, TypeError
+            Bad range, table or *out*; or tree symbols wider than 16 bits.
+        """
+        op = "decode_lookup"
+        start, stop, lead, block, nel, count = self._operand_range(
+            start, stop, lead, block, nelems, op)
+        table = _arr(table, (np.uint8, np.uint16, np.uint32, np.uint64), "table", op)
+        out = check_out(out, table.dtype, count, op)
+        if count == 0:
+            return out
+        if table.size == 0:
+            raise ValueError(f"{op}: empty table")
+        st = lib.wv_wt_decode_lookup(
+            self._wt[0], start, stop, lead, block, nel, ffi.from_buffer(table), table.size,
+            table.itemsize, ffi.from_buffer(out, require_writable=True), count)
+        check(st, op)
         return out
 
     def to_device(self, device=None):

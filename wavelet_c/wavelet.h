@@ -388,6 +388,26 @@ int wv_fields_lookup(const void *codes, uint32_t code_width, uint64_t ncodes, ui
                      uint64_t block_stride, const void *table, uint64_t ntable, uint32_t width,
                      void *out, uint64_t count);
 
+/* Fused tree decode: the operands at tree positions [start, stop) of a wavelet
+ * tree whose symbols are codes, extracted in cache-sized chunks and passed on
+ * at once to wv_fields_merge_float (float words) or wv_fields_lookup (table
+ * words), with no full-size code buffer and one call per range. Positions
+ * below lead are not operands, nor (block > 0) is every (block+1)-th position
+ * after them (a RAS: flag, then rows of block operands each followed by a
+ * delimiter); operands past the first nelems (an end marker) are dropped.
+ * Operand e is element e of the parts (planes/top hold nelems elements);
+ * out receives out_count = ops(stop) - ops(start) words, ops(p) = the operands
+ * below p, capped at nelems. The tree's largest symbol must fit 16 bits
+ * (WV_EINVAL); WV_ECORRUPT as for the kernels. Allocates two chunk buffers. */
+int wv_wt_decode_float(const wv_wt_t *wt, uint64_t start, uint64_t stop, uint64_t lead,
+                       uint64_t block, uint64_t nelems, const uint16_t *table, uint64_t ntable,
+                       uint32_t exp_bits, uint32_t mant_bits, const uint8_t *planes,
+                       uint64_t nplanes_bytes, const uint8_t *top, uint64_t top_bytes, void *out,
+                       uint32_t out_width, uint64_t out_count);
+int wv_wt_decode_lookup(const wv_wt_t *wt, uint64_t start, uint64_t stop, uint64_t lead,
+                        uint64_t block, uint64_t nelems, const void *table, uint64_t ntable,
+                        uint32_t width, void *out, uint64_t out_count);
+
 /* ==== END field kernels section ==== */
 
 #endif /* WAVELET_H */

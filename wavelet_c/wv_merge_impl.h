@@ -57,6 +57,22 @@ WV_TARGET static void WV_SFX(wv_merge8_s)(const uint64_t *words, uint64_t nwords
                                           uint64_t cnt, const uint8_t *Z, const uint8_t *O,
                                           uint8_t *out, const uint8_t *hi) {
     uint64_t zi = 0, oi = 0, j = 0;
+    /* fast path: whole 64-bit words while both sources have 64 readable values left, so
+     * the 8 steps of a word need no bounds checks (each reads at most 8 past its index) */
+    while (cnt - j >= 64 && Z + zi + 64 <= hi && O + oi + 64 <= hi) {
+        uint64_t bits = WV_SFX(wv_get64)(words, nwords, pos + j);
+        for (unsigned k = 0; k < 64; k += 8) {
+            unsigned c = (unsigned)(bits >> k) & 0xFF;
+            __m128i src = _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)(Z + zi)),
+                                             _mm_loadl_epi64((const __m128i *)(O + oi)));
+            __m128i ix = _mm_loadl_epi64((const __m128i *)(wv_merge_tab8 + 8 * c));
+            _mm_storel_epi64((__m128i *)(out + j + k), _mm_shuffle_epi8(src, ix));
+            unsigned pc = (unsigned)__builtin_popcount(c);
+            oi += pc;
+            zi += 8 - pc;
+        }
+        j += 64;
+    }
     while (j < cnt) {
         uint64_t bits = WV_SFX(wv_get64)(words, nwords, pos + j);
         uint64_t m = cnt - j < 64 ? cnt - j : 64;

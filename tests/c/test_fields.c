@@ -79,6 +79,27 @@ static void merge_case(unsigned width, unsigned exp_bits, uint64_t n) {
                      : width == 4 ? ((uint32_t *)out)[j] : ((uint64_t *)out)[j];
         CHECK(v == words[first + j]);
     }
+    /* the same with 8-bit codes (the SSSE3 byte-table path when ntab <= 64) */
+    uint8_t *lay8 = malloc(ncodes);
+    for (uint64_t j = 0; j < ncodes; j++)
+        lay8[j] = (uint8_t)lay[j];
+    memset(out, 0, width * (count ? count : 1));
+    st = wv_fields_merge_float(lay8, 1, ncodes, blen, blen + gap, table, ntab, exp_bits, mant,
+                               planes, np * n, top, top_bytes, n, first, out, width, count);
+    CHECK(st == WV_OK);
+    for (uint64_t j = 0; j < count; j++) {
+        uint64_t v = width == 2 ? ((uint16_t *)out)[j]
+                     : width == 4 ? ((uint32_t *)out)[j] : ((uint64_t *)out)[j];
+        CHECK(v == words[first + j]);
+    }
+    if (count) { /* a code outside the table, anywhere in the range */
+        uint64_t j = below(count);
+        lay8[(j / blen) * (blen + gap) + j % blen] = (uint8_t)(ntab + below(256 - ntab));
+        CHECK(wv_fields_merge_float(lay8, 1, ncodes, blen, blen + gap, table, ntab, exp_bits,
+                                    mant, planes, np * n, top, top_bytes, n, first, out, width,
+                                    count) == WV_ECORRUPT);
+    }
+    free(lay8);
     /* hostile: a code past the table, a range past the end, a short code buffer */
     if (count) {
         lay[(count - 1) / blen * (blen + gap) + (count - 1) % blen] = (uint16_t)ntab;
@@ -158,9 +179,9 @@ static void gaps_case(void) {
     free(pos_ref), free(seq), free(bits), free(extra), free(pos);
 }
 
-static void lookup_case(void) {
+static void lookup_case(int it_small) {
     uint64_t count = below(5000), blen = 1 + below(count ? count : 1), gap = below(3);
-    uint64_t ntab = 1 + below(300), rows = count ? (count + blen - 1) / blen : 0;
+    uint64_t ntab = 1 + below(it_small ? 64 : 300), rows = count ? (count + blen - 1) / blen : 0;
     uint64_t ncodes = rows ? (rows - 1) * (blen + gap) + (count - (rows - 1) * blen) : 1;
     uint32_t *table = malloc(4 * ntab), *out = malloc(4 * (count ? count : 1));
     uint16_t *codes = malloc(2 * ncodes), *ref = malloc(2 * (count ? count : 1));
@@ -176,6 +197,32 @@ static void lookup_case(void) {
           WV_OK);
     for (uint64_t j = 0; j < count; j++)
         CHECK(out[j] == table[ref[j]]);
+    if (ntab <= 64) { /* 8-bit codes: the SSSE3 byte-table path, every output width */
+        uint8_t *c8 = malloc(ncodes);
+        for (uint64_t j = 0; j < ncodes; j++)
+            c8[j] = (uint8_t)codes[j];
+        for (uint32_t w = 1; w <= 4; w *= 2) {
+            CHECK(wv_fields_lookup(c8, 1, ncodes, blen, blen + gap, table, ntab, w, out, count) ==
+                  WV_OK);
+            for (uint64_t j = 0; j < count; j++) {
+                uint32_t v = w == 1 ? ((uint8_t *)out)[j] : w == 2 ? ((uint16_t *)out)[j] : out[j];
+                /* little-endian: the low bytes of the 32-bit entry, read as a narrower table */
+                uint32_t e = w == 1   ? ((uint8_t *)table)[ref[j]]
+                             : w == 2 ? ((uint16_t *)table)[ref[j]]
+                                      : table[ref[j]];
+                CHECK(v == e);
+            }
+            if (count) {
+                uint64_t j = below(count), at = (j / blen) * (blen + gap) + j % blen;
+                uint8_t keep = c8[at];
+                c8[at] = (uint8_t)(ntab + below(256 - ntab));
+                CHECK(wv_fields_lookup(c8, 1, ncodes, blen, blen + gap, table, ntab, w, out,
+                                       count) == WV_ECORRUPT);
+                c8[at] = keep;
+            }
+        }
+        free(c8);
+    }
     if (count) {
         CHECK(wv_fields_lookup(codes, 2, ncodes - 1, blen, blen + gap, table, ntab, 4, out,
                                count) == WV_EINVAL);
@@ -188,15 +235,20 @@ static void lookup_case(void) {
 
 int main(void) {
     static const unsigned layouts[][2] = {{2, 5}, {2, 8}, {4, 8}, {8, 11}};
-    for (int it = 0; it < 400; it++) {
-        unsigned L = (unsigned)below(4);
-        unsigned k = (unsigned)below(4);
-        merge_case(layouts[L][0], layouts[L][1] + k, below(it % 7 == 0 ? 9000 : 300));
+    int maxlv = 0;
+    CHECK(wv_isa_max(&maxlv) == WV_OK);
+    for (int lv = 0; lv <= maxlv; lv++) { /* portable C, then the SIMD kernels */
+        CHECK(wv_isa_set(lv) == WV_OK);
+        for (int it = 0; it < 400; it++) {
+            unsigned L = (unsigned)below(4);
+            unsigned k = (unsigned)below(4);
+            merge_case(layouts[L][0], layouts[L][1] + k, below(it % 7 == 0 ? 9000 : 300));
+        }
+        for (int it = 0; it < 200; it++)
+            lookup_case(it & 1);
     }
     for (int it = 0; it < 400; it++)
         gaps_case();
-    for (int it = 0; it < 200; it++)
-        lookup_case();
     if (failures) {
         printf("%d failures\n", failures);
         return 1;
