@@ -25,6 +25,7 @@ reproduces the input bit for bit.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -301,7 +302,51 @@ class Codec:
             return _make_quantized(res, quant, enc.arrays)
         return res
 
+    def prepare(self, enc: Encoded):
+        """A decoder for *enc* checked once: ``f(out)`` decodes into *out* (a tensor or
+        array of the right dtype and size), as ``decode(enc, out=out)`` does.
+
+        The parts are validated here, not on every call: the streaming workspace decodes
+        the same parts on every forward, where per-call checks cost more than the decode
+        of a small layer. Quantized-tensor parts decode as :meth:`decode` does (a new
+        quantized tensor is returned, *out* is not used).
+        """
+        if enc.codec_id != self.codec_id:
+            raise CodecError(f"{self.codec_id}: cannot decode parts of codec {enc.codec_id!r}")
+        m = enc.meta
+        try:
+            dt = dtype_info(m["dtype"])
+            shape = tuple(int(s) for s in m["shape"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CodecError(f"{self.codec_id}: bad meta ({e})") from None
+        if m.get("quant"):
+            return lambda out: self.decode(enc, out=out)
+        n = math.prod(shape)
+        plan = self._plan_bits(enc, n)
+        tdt = npu = None
+        if torch is not None and dt.numpy_dtype is not None and dt.name != "bool":
+            tdt, npu = dt.torch_dtype, dt.uint
+
+        def run(out):
+            # a contiguous CPU tensor of the right dtype (the streaming workspace): its
+            # numpy bit view in ~4 us; anything else through out_bits' checks (~18 us)
+            if (tdt is not None and type(out) is torch.Tensor and out.dtype is tdt and out.is_cpu
+                    and out.is_contiguous()):
+                ub = out.numpy().reshape(-1).view(npu)
+            else:
+                ub = out_bits(out, dt)
+            if ub.size != n:
+                raise ValueError(f"decode: out holds {ub.size} elements, expected {n}")
+            plan(ub)
+            return out
+
+        return run
+
     # ---- to implement ------------------------------------------------------------------------
+    def _plan_bits(self, enc: Encoded, n: int):
+        """Validate the parts for *n* elements; return ``f(bits_out)`` that decodes them."""
+        return lambda out: self._decode_bits(enc, out)
+
     def _encode_bits(self, u: np.ndarray, dt: DType, block_len) -> Encoded:
         raise NotImplementedError
 
@@ -385,6 +430,9 @@ class FloatCodec(Codec):
         return Encoded(self.codec_id, meta, arrays, {"exp": ras})
 
     def _decode_bits(self, enc, out):
+        self._plan_bits(enc, out.size)(out)
+
+    def _plan_bits(self, enc, n):
         dt = dtype_info(enc.meta["dtype"])
         try:
             k = int(enc.meta.get("k", 0))
@@ -393,7 +441,6 @@ class FloatCodec(Codec):
         if not 0 <= k <= dt.mant_bits or dt.exp_bits + k > 16:
             raise CodecError(f"float: bad joint-bit count {k}")
         eb, mb = dt.exp_bits + k, dt.mant_bits - k
-        n = out.size
         ras, table = enc.ras["exp"], enc.arrays["exp_table"]
         planes = enc.arrays["raw"]
         nfull, rem = divmod(mb + 1, 8)
@@ -404,31 +451,43 @@ class FloatCodec(Codec):
         if table.size and int(table.max()) >= 1 << eb:
             raise CodecError("float: bad exponent table")
         if n == 0:
-            return
+            return lambda out: None
         top = None
         if rem:
             top = enc.arrays["raw_top"]
             if top.dtype != np.uint8 or top.size != (n * rem + 7) // 8:
                 raise CodecError("float: bad raw_top part")
-        direct = out.flags.c_contiguous and out.flags.aligned and out.flags.writeable
-        flat = out.reshape(-1) if direct else np.empty(n, dtype=out.dtype)
         planes = np.ascontiguousarray(planes)
         table = np.ascontiguousarray(table)
         top = top if top is None else np.ascontiguousarray(top)
-        try:  # in C, straight into the caller's buffer (the layer's workspace) when possible
-            if ras.block_len and ras.code_dtype.itemsize <= 2:
-                _merge_rows(ras, table, eb, mb, planes, top, flat)
-            else:
-                codes = _operand_codes(ras)
-                if codes.dtype not in (np.uint8, np.uint16):
-                    codes = codes.astype(np.uint16)
-                wavelet.merge_float_fields(
-                    np.ascontiguousarray(codes), table, eb, mb, planes, top, flat
-                )
-        except wavelet.WaveletError as e:
-            raise CodecError(f"float: {e}") from None
-        if not direct:
-            out[...] = flat.reshape(out.shape)
+        rows = None
+        if ras.block_len and ras.code_dtype.itemsize <= 2:
+            try:
+                dec = ras.wt.float_decoder(table, eb, mb, planes, top, lead=1,
+                                           block=ras.block_len, nelems=n)
+            except wavelet.WaveletError as e:
+                raise CodecError(f"float: {e}") from None
+            rows = _rows_decoder(ras, dec, n)
+
+        def run(out):
+            direct = out.flags.c_contiguous and out.flags.aligned and out.flags.writeable
+            flat = out.reshape(-1) if direct else np.empty(n, dtype=out.dtype)
+            try:  # in C, straight into the caller's buffer (the layer's workspace) if possible
+                if rows is not None:
+                    rows(flat)
+                else:
+                    codes = _operand_codes(ras)
+                    if codes.dtype not in (np.uint8, np.uint16):
+                        codes = codes.astype(np.uint16)
+                    wavelet.merge_float_fields(
+                        np.ascontiguousarray(codes), table, eb, mb, planes, top, flat
+                    )
+            except wavelet.WaveletError as e:
+                raise CodecError(f"float: {e}") from None
+            if not direct:
+                out[...] = flat.reshape(out.shape)
+
+        return run
 
     def _to_text(self, enc, max_symbols):
         return super()._to_text(enc, max_symbols)
@@ -487,15 +546,18 @@ def _by_rows(ras, n: int, call) -> None:
         f.result()
 
 
-def _merge_rows(ras, table, eb, mb, planes, top, flat):
-    """Float decode of a fixed-row RAS: :func:`_by_rows` + the fused tree decode."""
-    n = flat.size
+def _rows_decoder(ras, dec, n):
+    """``f(flat)``: decode a fixed-row RAS with the prepared tree decoder *dec*
+    (:meth:`wavelet.WaveletTree.float_decoder` / ``lookup_decoder``) over
+    :func:`_by_rows` (whole tensor in one call, or rows split over threads)."""
 
-    def call(start, stop, lo, hi):
-        ras.wt.decode_float(table, eb, mb, planes, top, out=flat[lo:hi], start=start,
-                            stop=stop, lead=1, block=ras.block_len, nelems=n)
+    def run(flat):
+        if _threads["n"] <= 1:
+            dec(flat)
+            return
+        _by_rows(ras, n, lambda start, stop, lo, hi: dec(flat[lo:hi], start, stop))
 
-    _by_rows(ras, n, call)
+    return run
 
 
 def _huffman_bits(counts: np.ndarray) -> int:
@@ -595,29 +657,39 @@ class DictCodec(Codec):
         )
 
     def _decode_bits(self, enc, out):
+        self._plan_bits(enc, out.size)(out)
+
+    def _plan_bits(self, enc, n):
         ras, table = enc.ras["codes"], enc.arrays["table"]
-        if len(ras) != out.size or table.dtype != out.dtype or table.size != ras.k:
+        if len(ras) != n or table.size != ras.k:
             raise CodecError("dict: parts do not match the tensor")
-        if out.size == 0:
-            return
-        flat = out.reshape(-1) if out.flags.c_contiguous and out.flags.writeable else None
-        if ras.block_len and ras.code_dtype.itemsize <= 2 and flat is not None:
-            tab = np.ascontiguousarray(table)
-            n = out.size
-
-            def call(start, stop, lo, hi):  # in C, delimiters skipped, no code buffer
-                ras.wt.decode_lookup(tab, out=flat[lo:hi], start=start, stop=stop, lead=1,
-                                     block=ras.block_len, nelems=n)
-
-            try:
-                _by_rows(ras, n, call)
+        if n == 0:
+            return lambda out: None
+        rows = None
+        if ras.block_len and ras.code_dtype.itemsize <= 2 and table.dtype.kind == "u":
+            try:  # in C, delimiters skipped, no code buffer
+                dec = ras.wt.lookup_decoder(np.ascontiguousarray(table), lead=1,
+                                            block=ras.block_len, nelems=n)
             except wavelet.WaveletError as e:
                 raise CodecError(f"dict: {e}") from None
-            return
-        codes = _operand_codes(ras)
-        if ras.k and int(codes.max()) >= ras.k:
-            raise CodecError("dict: code out of range")
-        np.take(table, codes, out=out)
+            rows = _rows_decoder(ras, dec, n)
+
+        def run(out):
+            if table.dtype != out.dtype:
+                raise CodecError("dict: parts do not match the tensor")
+            flat = out.reshape(-1) if out.flags.c_contiguous and out.flags.writeable else None
+            if rows is not None and flat is not None:
+                try:
+                    rows(flat)
+                except wavelet.WaveletError as e:
+                    raise CodecError(f"dict: {e}") from None
+                return
+            codes = _operand_codes(ras)
+            if ras.k and int(codes.max()) >= ras.k:
+                raise CodecError("dict: code out of range")
+            np.take(table, codes, out=out)
+
+        return run
 
 
 # ---------------------------------------------------------------------------------------------
@@ -903,6 +975,12 @@ def check_exact(x, enc: Encoded) -> None:
 def decode(enc: Encoded, out=None):
     """Decode parts with the codec that made them."""
     return get_codec(enc.codec_id).decode(enc, out=out)
+
+
+def prepare(enc: Encoded):
+    """``f(out)``: decode *enc* into *out* again and again, its parts checked once
+    (see :meth:`Codec.prepare`)."""
+    return get_codec(enc.codec_id).prepare(enc)
 
 
 # ---- torch quantized tensors -----------------------------------------------------------------

@@ -24,6 +24,7 @@ Not thread-safe: one forward at a time per process (the workspace is shared).
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -348,17 +349,25 @@ class _Entry:
     cached: torch.Tensor | None = None
     live: list = field(default_factory=list)
     fused: Any = None  # dnn_adapter.fused forward: the weight is never decoded
+    # per-forward costs paid once: the element count, the meta placeholder, and a decoder
+    # whose parts were validated on first use (streaming decodes them on every forward)
+    numel: int = field(init=False, repr=False, default=0)
+    placeholder: Any = field(init=False, repr=False, default=None)
+    _decoder: Any = field(init=False, repr=False, default=None)
 
-    @property
-    def numel(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+    def __post_init__(self):
+        self.numel = math.prod(int(s) for s in self.shape)
+        self.placeholder = torch.empty(self.shape, dtype=self.dtype, device="meta")
 
     @property
     def dense_nbytes(self) -> int:
         return self.numel * torch.empty(0, dtype=self.dtype).element_size()
 
     def decode_into(self, out: torch.Tensor) -> torch.Tensor:
-        get_codec(self.enc.codec_id).decode(self.enc, out=out)
+        dec = self._decoder
+        if dec is None:
+            dec = self._decoder = get_codec(self.enc.codec_id).prepare(self.enc)
+        dec(out)
         return out
 
     def decode(self) -> torch.Tensor:
@@ -408,7 +417,7 @@ def _grad_guard(w: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def _placeholder(e: _Entry) -> torch.Tensor:
-    return torch.empty(e.shape, dtype=e.dtype, device="meta")
+    return e.placeholder
 
 
 # ---- scope hooks ---------------------------------------------------------------------------------
@@ -587,6 +596,7 @@ def _replace_encoding(module, st: _State, pname: str, enc: Encoded) -> None:
     for n in e.buffer_names:
         module._buffers.pop(n, None)
     e.enc = enc
+    e._decoder = None  # checked again on first use
     e.buffer_names = _register_parts(module, pname, enc)
     if st.mode == "cached":
         e.cached = _cached_tensor(e)

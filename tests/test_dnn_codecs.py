@@ -100,6 +100,8 @@ def test_quantized_tensors():
         assert enc.codec_id in ("dict", "sparse") and "quant" in enc.meta
         got = C.decode(enc)
         assert got.qscheme() == q.qscheme() and torch.equal(got.int_repr(), q.int_repr())
+        again = C.prepare(enc)(None)
+        assert again.qscheme() == q.qscheme() and torch.equal(again.int_repr(), q.int_repr())
         if q.qscheme() == torch.per_tensor_affine:
             assert got.q_scale() == q.q_scale() and got.q_zero_point() == q.q_zero_point()
         else:
@@ -254,6 +256,18 @@ def test_property_roundtrip(x, cid, form):
     assert torch.equal(ibits(x), ibits(copy))
     u, _, _ = bits_of(x)
     assert enc.meta["crc32"] == C.crc32(u)
+    # a prepared decoder (parts checked once): same bits, call after call, into a tensor
+    # (the workspace path) and into a numpy bit view
+    dec = C.prepare(enc)
+    for _ in range(2):
+        out = torch.full_like(x, 3.0) if x.is_floating_point() else torch.zeros_like(x)
+        assert dec(out) is out
+        assert_exact(out, x)
+    ub = np.zeros(x.numel(), dtype=u.dtype)
+    dec(ub)
+    np.testing.assert_array_equal(ub, u.reshape(-1))
+    with pytest.raises((ValueError, TypeError)):
+        dec(torch.empty(x.numel() + 1, dtype=x.dtype))
 
 
 @settings(deadline=None, max_examples=20)

@@ -221,6 +221,8 @@ def test_fpr_policy_with_sample():
 def test_state_dict_load_into_wrapped():
     ref, x = make("mlp")
     m = D.wrap(copy.deepcopy(ref), D.WrapConfig(min_numel=256))
+    with torch.no_grad():  # a forward first: each weight's decoder is prepared and kept
+        assert torch.equal(m(x), ref(x))
     other, _ = make("mlp")
     with torch.no_grad():
         for p in other.parameters():

@@ -460,3 +460,46 @@ def test_tree_decode_across_chunks_and_errors():
     wide = wavelet.WaveletTree(np.array([0, 70000, 1], np.uint32))
     with pytest.raises(ValueError):  # symbols wider than 16 bits cannot be codes
         wide.decode_lookup(np.arange(3, dtype=np.uint8))
+
+
+def test_field_decoder_reuse_checks_and_threads():
+    """A prepared decoder: same bits as decode_float on every call and sub-range, its out
+    checked on every call, usable from threads on disjoint outputs, keeps its parts alive."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    gen = np.random.default_rng(11)
+    n, block = 50_000, 777
+    words = (gen.integers(0, 1 << 10, n) | (gen.integers(3, 20, n) << 10)).astype(np.uint16)
+    codes, table, planes, top = split(words, 5, 10)
+    sym = _ras_layout(codes.astype(np.int64), 1, block, 1, table.size, gen)
+    wt = wavelet.WaveletTree(sym, shape="huffman")
+    dec = wt.float_decoder(table.copy(), 5, 10, planes.copy(), top.copy(), lead=1,
+                           block=block, nelems=n)
+    del table, planes, top  # the decoder holds its parts
+    assert isinstance(dec, wavelet.FieldDecoder) and dec.dtype == np.uint16
+    out = np.empty(n, np.uint16)
+    for _ in range(3):
+        out[:] = 0
+        assert dec(out) is out
+        np.testing.assert_array_equal(out, words)
+    N = len(wt)
+    cuts = [0, 1, 5000, 5001, 33333, N]
+    parts = [(a, b, dec.count(0, a), dec.count(0, b)) for a, b in zip(cuts[:-1], cuts[1:])]
+    res = np.zeros(n, np.uint16)
+    with ThreadPoolExecutor(3) as ex:
+        list(ex.map(lambda p: dec(res[p[2]:p[3]], p[0], p[1]), parts))
+    np.testing.assert_array_equal(res, words)
+    with pytest.raises(TypeError):
+        dec(np.empty(n, np.uint32))
+    with pytest.raises(ValueError):
+        dec(np.empty(n + 1, np.uint16))
+    with pytest.raises(ValueError):
+        dec(np.empty(2 * n, np.uint16)[::2])
+    ro = np.empty(n, np.uint16)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError):
+        dec(ro)
+    with pytest.raises(IndexError):
+        dec(None, 0, N + 1)
+    look = wt.lookup_decoder(np.arange(64, dtype=np.uint8) * 3, lead=1, block=block, nelems=n)
+    np.testing.assert_array_equal(look(), (codes * 3).astype(np.uint8))

@@ -12,10 +12,11 @@ from ._build_info import build_info, isa_level, set_isa_level
 from ._core import WaveletError
 from ._fields import gap_positions, lookup, merge_float_fields
 from ._wavelet_matrix import WaveletMatrix
-from ._wavelet_tree import WaveletTree
+from ._wavelet_tree import FieldDecoder, WaveletTree
 
 __all__ = [
     "BitVector",
+    "FieldDecoder",
     "WaveletError",
     "WaveletMatrix",
     "WaveletTree",

@@ -24,7 +24,7 @@ from ._wseq import (
     u64wptr,
 )
 
-__all__ = ["WaveletTree"]
+__all__ = ["FieldDecoder", "WaveletTree"]
 
 _SHAPES = {"balanced": 0, "huffman": 1}
 _SHAPE_NAMES = {v: k for k, v in _SHAPES.items()}
@@ -376,11 +376,53 @@ class WaveletTree(_SeqMixin):
         return out
 
     # ---- fused decodes (host twins of DeviceWaveletTree.decode_float) ---------------------
-    def _operand_range(self, start, stop, lead, block, nelems, op):
-        start = 0 if start is None else int(start)
-        stop = self._n if stop is None else int(stop)
-        if not 0 <= start <= stop <= self._n:
-            raise IndexError(f"{op}: range [{start}, {stop}) is not inside [0, {self._n}]")
+    def float_decoder(self, table, exp_bits: int, mant_bits: int, planes, top=None, *,
+                      lead: int = 0, block: int = 0, nelems: int | None = None):
+        """A :class:`FieldDecoder` for :meth:`decode_float`: the parts are checked once,
+        then ``dec(out, start=0, stop=None)`` decodes with no per-call validation beyond
+        the range and *out* (for decoding the same weights on every forward pass)."""
+        op = "decode_float"
+        e, m = int(exp_bits), int(mant_bits)
+        word = {16: np.uint16, 32: np.uint32, 64: np.uint64}.get(1 + e + m)
+        if word is None or e < 1 or m < 0 or e > 16:
+            raise ValueError(f"{op}: need 1 <= exp_bits <= 16 and 1 + exp_bits + mant_bits "
+                             f"in (16, 32, 64); got {e}, {m}")
+        nplanes, rem = divmod(m + 1, 8)
+        if nelems is None and isinstance(planes, np.ndarray) and planes.ndim == 2:
+            nelems = planes.shape[1]
+        lead, block, nel = self._operand_layout(lead, block, nelems, op)
+        table = _arr(table, (np.uint16,), "table", op)
+        planes = _arr(planes, (np.uint8,), "planes", op)
+        if planes.size != nplanes * nel:
+            raise ValueError(f"{op}: planes hold {planes.size} bytes, expected {nplanes} x {nel}")
+        top = np.zeros(0, np.uint8) if top is None else _arr(top, (np.uint8,), "top", op)
+        if rem and top.size != (nel * rem + 7) // 8:
+            raise ValueError(f"{op}: top holds {top.size} bytes, expected {(nel * rem + 7) // 8}")
+        if table.size == 0:
+            raise ValueError(f"{op}: empty table")
+        fixed = (ffi.from_buffer("uint16_t[]", table), table.size, e, m,
+                 ffi.from_buffer("uint8_t[]", planes), planes.size,
+                 ffi.from_buffer("uint8_t[]", top), top.size)
+        return FieldDecoder(self, op, lib.wv_wt_decode_float, fixed, (table, planes, top),
+                            np.dtype(word), lead, block, nel)
+
+    def lookup_decoder(self, table, *, lead: int = 0, block: int = 0,
+                       nelems: int | None = None):
+        """A :class:`FieldDecoder` for :meth:`decode_lookup` (parts checked once)."""
+        op = "decode_lookup"
+        lead, block, nel = self._operand_layout(lead, block, nelems, op)
+        table = _arr(table, (np.uint8, np.uint16, np.uint32, np.uint64), "table", op)
+        if table.size == 0:
+            raise ValueError(f"{op}: empty table")
+        fixed = (ffi.from_buffer(table), table.size, table.itemsize)
+
+        def fn(wt, start, stop, lead, block, nel, tab, ntab, width, out, _out_width, count):
+            return lib.wv_wt_decode_lookup(wt, start, stop, lead, block, nel, tab, ntab, width,
+                                           out, count)
+
+        return FieldDecoder(self, op, fn, fixed, (table,), table.dtype, lead, block, nel)
+
+    def _operand_layout(self, lead, block, nelems, op):
         lead, block = int(lead), int(block)
         if lead < 0 or block < 0:
             raise ValueError(f"{op}: lead and block must be >= 0")
@@ -388,9 +430,7 @@ class WaveletTree(_SeqMixin):
         nel = total if nelems is None else int(nelems)
         if not 0 <= nel <= total:
             raise ValueError(f"{op}: nelems={nel} but the tree holds {total} operands")
-        e0 = min(_count_operands(start, lead, block), nel)
-        e1 = min(_count_operands(stop, lead, block), nel)
-        return start, stop, lead, block, nel, e1 - e0
+        return lead, block, nel
 
     def decode_float(self, table, exp_bits: int, mant_bits: int, planes, top=None, *,
                      out=None, start: int = 0, stop: int | None = None, lead: int = 0,
@@ -407,6 +447,7 @@ class WaveletTree(_SeqMixin):
         operands past *nelems* (an end marker) are dropped; operand ``i`` is
         element ``i`` of the parts. Returns (or fills) an unsigned array of the
         word width with the operands of ``[start, stop)`` in order.
+        :meth:`float_decoder` checks the parts once for repeated decodes.
 
         Raises
         ------
@@ -415,43 +456,16 @@ class WaveletTree(_SeqMixin):
         IndexError, ValueError, TypeError
             Bad range, parts, or *out*; or tree symbols wider than 16 bits.
         """
-        op = "decode_float"
-        e, m = int(exp_bits), int(mant_bits)
-        word = {16: np.uint16, 32: np.uint32, 64: np.uint64}.get(1 + e + m)
-        if word is None or e < 1 or m < 0 or e > 16:
-            raise ValueError(f"{op}: need 1 <= exp_bits <= 16 and 1 + exp_bits + mant_bits "
-                             f"in (16, 32, 64); got {e}, {m}")
-        nplanes, rem = divmod(m + 1, 8)
-        if nelems is None and isinstance(planes, np.ndarray) and planes.ndim == 2:
-            nelems = planes.shape[1]
-        start, stop, lead, block, nel, count = self._operand_range(
-            start, stop, lead, block, nelems, op)
-        table = _arr(table, (np.uint16,), "table", op)
-        planes = _arr(planes, (np.uint8,), "planes", op)
-        if planes.size != nplanes * nel:
-            raise ValueError(f"{op}: planes hold {planes.size} bytes, expected {nplanes} x {nel}")
-        top = np.zeros(0, np.uint8) if top is None else _arr(top, (np.uint8,), "top", op)
-        if rem and top.size != (nel * rem + 7) // 8:
-            raise ValueError(f"{op}: top holds {top.size} bytes, expected {(nel * rem + 7) // 8}")
-        out = check_out(out, np.dtype(word), count, op)
-        if count == 0:
-            return out
-        if table.size == 0:
-            raise ValueError(f"{op}: empty table")
-        st = lib.wv_wt_decode_float(
-            self._wt[0], start, stop, lead, block, nel, ffi.from_buffer("uint16_t[]", table),
-            table.size, e, m, ffi.from_buffer("uint8_t[]", planes), planes.size,
-            ffi.from_buffer("uint8_t[]", top), top.size,
-            ffi.from_buffer(out, require_writable=True), out.itemsize, count)
-        check(st, op)
-        return out
+        dec = self.float_decoder(table, exp_bits, mant_bits, planes, top, lead=lead,
+                                 block=block, nelems=nelems)
+        return dec(out, start, stop)
 
     def decode_lookup(self, table, *, out=None, start: int = 0, stop: int | None = None,
                       lead: int = 0, block: int = 0, nelems: int | None = None):
         """``table[code]`` for the operands of tree positions ``[start, stop)`` (a
         dictionary decode) in one C call; operands as in :meth:`decode_float`.
         *table* is an unsigned array (1, 2, 4 or 8-byte items); the result has its
-        dtype.
+        dtype. :meth:`lookup_decoder` checks the table once for repeated decodes.
 
         Raises
         ------
@@ -460,20 +474,8 @@ class WaveletTree(_SeqMixin):
         IndexError, ValueError, TypeError
             Bad range, table or *out*; or tree symbols wider than 16 bits.
         """
-        op = "decode_lookup"
-        start, stop, lead, block, nel, count = self._operand_range(
-            start, stop, lead, block, nelems, op)
-        table = _arr(table, (np.uint8, np.uint16, np.uint32, np.uint64), "table", op)
-        out = check_out(out, table.dtype, count, op)
-        if count == 0:
-            return out
-        if table.size == 0:
-            raise ValueError(f"{op}: empty table")
-        st = lib.wv_wt_decode_lookup(
-            self._wt[0], start, stop, lead, block, nel, ffi.from_buffer(table), table.size,
-            table.itemsize, ffi.from_buffer(out, require_writable=True), count)
-        check(st, op)
-        return out
+        return self.lookup_decoder(table, lead=lead, block=block, nelems=nelems)(
+            out, start, stop)
 
     def to_device(self, device=None):
         """Upload to a GPU: a :class:`wavelet.cuda.DeviceWaveletTree` over the same
@@ -540,3 +542,51 @@ class WaveletTree(_SeqMixin):
         )
         self._setup(n, L, mx, dt, kind, lb, shape, mcl, tabs)
         return self
+
+
+class FieldDecoder:
+    """A fused tree decode with its parts checked once (from
+    :meth:`WaveletTree.float_decoder` / :meth:`WaveletTree.lookup_decoder`).
+
+    ``dec(out=None, start=0, stop=None)`` decodes the operands of tree positions
+    ``[start, stop)`` into *out* (a C-contiguous writable array of :attr:`dtype`
+    and :meth:`count` elements) or a new array, and returns it. Safe to call from
+    several threads on disjoint outputs (C releases the GIL). The decoder keeps the
+    tree and the parts alive.
+    """
+
+    __slots__ = ("_tree", "_op", "_fn", "_fixed", "_keep", "dtype", "_lead", "_block",
+                 "nelems", "_full")
+
+    def __init__(self, tree, op, fn, fixed, keep, dtype, lead, block, nelems):
+        self._tree, self._op, self._fn, self._fixed, self._keep = tree, op, fn, fixed, keep
+        self.dtype, self._lead, self._block, self.nelems = dtype, lead, block, nelems
+        self._full = self.count(0, len(tree))
+
+    def count(self, start: int, stop: int) -> int:
+        """Operands in tree positions ``[start, stop)`` (capped at :attr:`nelems`)."""
+        lead, block, nel = self._lead, self._block, self.nelems
+        return (min(_count_operands(stop, lead, block), nel)
+                - min(_count_operands(start, lead, block), nel))
+
+    def __call__(self, out=None, start: int = 0, stop: int | None = None):
+        n = self._tree._n
+        if start == 0 and stop is None:
+            stop, count = n, self._full
+        else:
+            start, stop = int(start), n if stop is None else int(stop)
+            if not 0 <= start <= stop <= n:
+                raise IndexError(f"{self._op}: range [{start}, {stop}) is not inside [0, {n}]")
+            count = self.count(start, stop)
+        if out is None:
+            out = np.empty(count, dtype=self.dtype)
+        elif (type(out) is not np.ndarray or out.dtype != self.dtype or out.shape != (count,)
+              or not out.flags.c_contiguous or not out.flags.writeable
+              or not out.flags.aligned):
+            out = check_out(out, self.dtype, count, self._op)  # raises with the reason
+        if count:
+            st = self._fn(self._tree._wt[0], start, stop, self._lead, self._block, self.nelems,
+                          *self._fixed, ffi.from_buffer(out, require_writable=True),
+                          out.itemsize, count)
+            check(st, self._op)
+        return out

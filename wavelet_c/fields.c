@@ -242,6 +242,29 @@ static void expand_top(const uint8_t *top, unsigned rem, uint64_t i0, uint64_t c
         }                                                                                          \
     }
 
+/* Codes of elements [e, e + cnt) laid out in rows (code(i) = codes[(i / blen) * bstride +
+ * i % blen]): a pointer into codes when they are contiguous there, else gathered into cb.
+ * Gathering short rows (a depthwise conv's 9 codes per filter) lets the kernels run whole
+ * chunks instead of paying their setup once per row. */
+#define WV_ROWS_CHUNK_DEFINE(CODE_T)                                                               \
+    static inline const CODE_T *wv_rows_chunk_##CODE_T(const CODE_T *codes, uint64_t blen,         \
+                                                       uint64_t bstride, uint64_t e,               \
+                                                       uint64_t cnt, CODE_T *cb) {                 \
+        uint64_t row = e / blen, col = e % blen;                                                   \
+        if (blen == bstride || blen - col >= cnt)                                                  \
+            return codes + row * bstride + col;                                                    \
+        for (uint64_t k = 0; k < cnt; row++, col = 0) {                                            \
+            const CODE_T *src = codes + row * bstride + col;                                       \
+            uint64_t take = blen - col < cnt - k ? blen - col : cnt - k;                           \
+            for (uint64_t t = 0; t < take; t++)                                                    \
+                cb[k + t] = src[t];                                                                \
+            k += take;                                                                             \
+        }                                                                                          \
+        return cb;                                                                                 \
+    }
+WV_ROWS_CHUNK_DEFINE(uint8_t)
+WV_ROWS_CHUNK_DEFINE(uint16_t)
+
 /* One function per (word, code) width. For 8-bit codes the table is widened
  * and shifted once into a 256-entry local copy; codes >= ntable are detected
  * in the same pass as the lookups. */
@@ -268,15 +291,15 @@ static void expand_top(const uint8_t *top, unsigned rem, uint64_t i0, uint64_t c
                 ent[k] = (uint64_t)table[k] << mant_bits;                                          \
             bt_init(&bt, (unsigned)sizeof(OUT_T), ntable, ent, mmask, mant_bits);                  \
         }                                                                                          \
-        for (uint64_t r0 = 0, row = 0; r0 < count; r0 += blen, row++) {                            \
-            const CODE_T *crow = codes + row * bstride;                                            \
-            uint64_t rlen = count - r0 < blen ? count - r0 : blen;                                 \
-            for (uint64_t a = 0; a < rlen; a += WV_FM_CHUNK) {                                     \
-                const uint64_t cnt = rlen - a < WV_FM_CHUNK ? rlen - a : WV_FM_CHUNK;              \
-                const uint64_t i0 = first + r0 + a;                                                \
-                const CODE_T *restrict c = crow + a;                                               \
+        CODE_T cb[WV_FM_CHUNK];                                                                    \
+        for (uint64_t e = 0; e < count;) {                                                         \
+            {                                                                                      \
+                const uint64_t cnt = count - e < WV_FM_CHUNK ? count - e : WV_FM_CHUNK;            \
+                const CODE_T *restrict c = wv_rows_chunk_##CODE_T(codes, blen, bstride, e, cnt, cb); \
+                const uint64_t i0 = first + e;                                                     \
                 const uint8_t *restrict p0 = planes + i0;                                          \
-                OUT_T *restrict o = out + (r0 + a);                                                \
+                OUT_T *restrict o = out + e;                                                       \
+                e += cnt;                                                                          \
                 const unsigned sh = 8u * np;                                                       \
                 if (rem)                                                                           \
                     expand_top(top, rem, i0, cnt, tv);                                             \
@@ -477,25 +500,26 @@ int wv_fields_gap_positions(const void *seq, uint32_t code_width, uint64_t nseq,
                 ent[k] = (uint64_t)table[k];                                                       \
             bt_init(&bt, (unsigned)sizeof(OUT_T), ntable, ent, 0, 0xFF);                           \
         }                                                                                          \
-        for (uint64_t r0 = 0, row = 0; r0 < count; r0 += blen, row++) {                            \
-            const CODE_T *restrict c = codes + row * bstride;                                      \
-            OUT_T *restrict o = out + r0;                                                          \
-            uint64_t rlen = count - r0 < blen ? count - r0 : blen;                                 \
-            for (uint64_t a = 0; a < rlen; a += WV_FM_CHUNK) {                                     \
-                uint64_t cnt = rlen - a < WV_FM_CHUNK ? rlen - a : WV_FM_CHUNK;                    \
+        CODE_T cb[WV_FM_CHUNK];                                                                    \
+        for (uint64_t e = 0; e < count;) {                                                         \
+            {                                                                                      \
+                const uint64_t cnt = count - e < WV_FM_CHUNK ? count - e : WV_FM_CHUNK;            \
+                const CODE_T *restrict c = wv_rows_chunk_##CODE_T(codes, blen, bstride, e, cnt, cb); \
+                OUT_T *restrict o = out + e;                                                       \
+                e += cnt;                                                                          \
                 uint64_t j0 = 0;                                                                   \
                 if (use_bt) {                                                                      \
-                    j0 = bt_run(&bt, ntable, (const uint8_t *)(c + a), cnt, NULL, 0, o + a);       \
+                    j0 = bt_run(&bt, ntable, (const uint8_t *)c, cnt, NULL, 0, o);                 \
                     if (j0 == UINT64_MAX)                                                          \
                         return WV_ECORRUPT;                                                        \
                 }                                                                                  \
                 unsigned bad = 0;                                                                  \
                 for (uint64_t j = j0; j < cnt; j++)                                                \
-                    bad |= (unsigned)(c[a + j] >= ntable);                                         \
+                    bad |= (unsigned)(c[j] >= ntable);                                             \
                 if (bad)                                                                           \
                     return WV_ECORRUPT;                                                            \
                 for (uint64_t j = j0; j < cnt; j++)                                                \
-                    o[a + j] = table[c[a + j]];                                                    \
+                    o[j] = table[c[j]];                                                            \
             }                                                                                      \
         }                                                                                          \
         return WV_OK;                                                                              \
