@@ -484,7 +484,8 @@ def test_field_decoder_reuse_checks_and_threads():
         np.testing.assert_array_equal(out, words)
     N = len(wt)
     cuts = [0, 1, 5000, 5001, 33333, N]
-    parts = [(a, b, dec.count(0, a), dec.count(0, b)) for a, b in zip(cuts[:-1], cuts[1:])]
+    parts = [(a, b, dec.count(0, a), dec.count(0, b))
+             for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
     res = np.zeros(n, np.uint16)
     with ThreadPoolExecutor(3) as ex:
         list(ex.map(lambda p: dec(res[p[2]:p[3]], p[0], p[1]), parts))
