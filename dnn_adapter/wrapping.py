@@ -430,8 +430,11 @@ class _Scope:
         self.handles = []
         self.depth = 0
         self.pf: _Prefetcher | None = None
+        self.all_cached = False  # every owner cached: a no-grad forward needs no swaps
+        self.swapped = True
 
     def attach(self):
+        self.all_cached = all(_state(o).mode == "cached" for o, _ in self.owners)
         self.handles = [
             self.scope.register_forward_pre_hook(self.pre),
             self.scope.register_forward_hook(self.post, always_call=True),
@@ -455,6 +458,11 @@ class _Scope:
         if self.depth > 1:
             return None
         grad = torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+        # cached weights stay installed between forwards; only a grad-enabled forward
+        # swaps in guards (so the hooks of a cached model cost ~nothing under no_grad)
+        self.swapped = not (self.all_cached and not grad)
+        if not self.swapped:
+            return None
         got = self.pf.take(self) if self.pf is not None else None
         for owner, fqn in self.owners:
             st = _state(owner)
@@ -483,7 +491,7 @@ class _Scope:
 
     def post(self, mod, args, output):
         self.depth -= 1
-        if self.depth > 0:
+        if self.depth > 0 or not self.swapped:
             return None
         for owner, _fqn in reversed(self.owners):
             st = _state(owner)

@@ -181,9 +181,13 @@ def test_torch_prune_masks():
     assert torch.equal(ibits(m[0].weight), ibits(w0))  # -0.0 of pruned negatives kept
 
 
-def test_training_is_refused():
+@pytest.mark.parametrize("mode", ["streaming", "cached"])
+def test_training_is_refused(mode):
     m, x = make("mlp")
-    D.wrap(m, D.WrapConfig(min_numel=256))
+    ref = copy.deepcopy(m)
+    D.wrap(m, D.WrapConfig(min_numel=256, mode=mode))
+    with torch.inference_mode():  # a no-grad forward first (cached: no weight swaps)
+        assert torch.equal(m(x), ref(x))
     m.train()
     with pytest.raises(D.InferenceOnlyError):
         m(x)
@@ -193,6 +197,8 @@ def test_training_is_refused():
     y = m(x).sum()
     with pytest.raises(D.InferenceOnlyError):
         y.backward()
+    with torch.no_grad():  # and back: the guards are gone, outputs unchanged
+        assert torch.equal(m(x), ref.eval()(x))
     comp = {fqn for fqn, *_ in D.wrapping.compressed_entries(m)}
     assert comp and not comp & {k for k, _ in m.named_parameters()}
 
