@@ -787,9 +787,10 @@ class SparseCodec(Codec):
         sym[is_esc] = val
         return sym
 
-    def _positions(self, enc, n):
+    def _positions(self, enc, n, counts: bool = True):
         """``(positions, per-block counts)`` of the non-zeros: one extract of the gap RAS
-        and one pass in C (:func:`wavelet.gap_positions`) that follows the delimiters."""
+        and one pass in C (:func:`wavelet.gap_positions`) that follows the delimiters
+        (counts is None unless asked for)."""
         ras, table = enc.ras["gaps"], enc.arrays["gap_table"]
         L, nnz = int(enc.meta["block_len"]), int(enc.meta["nnz"])
         if len(ras) != nnz or table.dtype.kind != "u" or table.size != ras.k:
@@ -819,11 +820,13 @@ class SparseCodec(Codec):
             )
         except (wavelet.WaveletError, ValueError) as e:
             raise CodecError(f"sparse: corrupt gap stream ({e})") from None
-        counts = np.bincount(pos // L, minlength=nb).astype(np.int64) if nb else pos[:0]
-        return pos, counts
+        if not counts:
+            return pos, None
+        cnt = np.bincount(pos // L, minlength=nb).astype(np.int64) if nb else pos[:0]
+        return pos, cnt
 
     def _decode_bits(self, enc, out):
-        pos, counts = self._positions(enc, out.size)
+        pos, _ = self._positions(enc, out.size, counts=False)
         child = enc.children["values"]
         vals = np.empty(pos.size, dtype=out.dtype)
         if child.meta.get("dtype") != enc.meta["dtype"] or child.meta.get("n") != pos.size:
@@ -837,7 +840,7 @@ class SparseCodec(Codec):
         n = int(np.prod(enc.meta["shape"], dtype=np.int64))
         ub = np.empty(n, dtype=dt.uint)
         self._decode_bits(enc, ub)
-        pos, _ = self._positions(enc, n)
+        pos, _ = self._positions(enc, n, counts=False)
         vals = _values_list(ub[pos], dt)
         gaps = self._gap_values(enc, enc.ras["gaps"].decode())
         return enc.ras["gaps"].to_text(

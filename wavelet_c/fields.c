@@ -410,13 +410,78 @@ static inline uint64_t load_le64(const uint8_t *p) {
     return w;
 }
 
-static inline uint64_t code_at(const void *seq, uint32_t w, uint64_t i) {
-    if (w == 1)
-        return ((const uint8_t *)seq)[i];
-    if (w == 2)
-        return ((const uint16_t *)seq)[i];
-    return ((const uint32_t *)seq)[i];
-}
+
+/* The decode loop, once per code type and escape use (ESC = 0: no escapes, so no
+ * bit-window work), so the code load and the escape arithmetic are resolved at compile
+ * time; the only loop-carried chains are the offset and the escape bit position. */
+#define WV_GAP_DEFINE(NAME, CODE_T, ESC)                                                           \
+    static int NAME(const CODE_T *restrict seq, uint64_t nseq, uint64_t delim,                     \
+                    const uint64_t *restrict table, uint64_t ntable, uint64_t esc,                 \
+                    const uint8_t *restrict extra, uint64_t extra_bytes, uint64_t block_len,       \
+                    uint64_t nblocks, int64_t *restrict pos, uint64_t npos) {                      \
+        const uint64_t nbits = extra_bytes > UINT64_MAX / 8 ? UINT64_MAX : extra_bytes * 8;        \
+        uint64_t bitpos = 0, block = 0, k = 0, off = 0, step = 0, base = 0, bad = 0;               \
+        for (uint64_t i = 0; i < nseq; i++) {                                                      \
+            uint64_t c = seq[i];                                                                   \
+            if (c == delim) {                                                                      \
+                if (block == nblocks)                                                              \
+                    return WV_ECORRUPT;                                                            \
+                block++;                                                                           \
+                base += block_len;                                                                 \
+                off = 0;                                                                           \
+                step = 0;                                                                          \
+                continue;                                                                          \
+            }                                                                                      \
+            if (c >= ntable || block == nblocks || k == npos)                                      \
+                return WV_ECORRUPT;                                                                \
+            uint64_t g = table[c];                                                                 \
+            if (ESC) {                                                                             \
+                /* escapes without branches on the (random) escape flag: b = 0 for a plain     \
+                 * distance; the bits come from an unaligned 64-bit window when it fits.       \
+                 * Data errors are or-ed into bad (checked after the loop); a bad width reads  \
+                 * nothing (b forced to 0), so every read stays inside extra. */               \
+                const uint64_t is_esc = g >= esc;                                                  \
+                uint64_t b = (g - esc) & (UINT64_C(0) - is_esc);                                   \
+                const uint64_t wide = (b > 56) | (b > nbits - bitpos);                             \
+                bad |= wide;                                                                       \
+                b &= wide - 1;                                                                     \
+                const uint64_t byte = bitpos >> 3;                                                 \
+                uint64_t v;                                                                        \
+                if (WV_LIKELY(byte + 8 <= extra_bytes)) {                                          \
+                    v = (load_le64(extra + byte) >> (bitpos & 7)) & ((UINT64_C(1) << b) - 1);      \
+                } else {                                                                           \
+                    v = 0;                                                                         \
+                    for (unsigned got = 0; got < b;) { /* the last bytes: a byte at a time */      \
+                        unsigned sh = (unsigned)((bitpos + got) & 7), take = 8 - sh;               \
+                        if (take > b - got)                                                        \
+                            take = (unsigned)(b - got);                                            \
+                        v |= (uint64_t)((extra[(bitpos + got) >> 3] >> sh) & ((1u << take) - 1))   \
+                             << got;                                                               \
+                        got += take;                                                               \
+                    }                                                                              \
+                }                                                                                  \
+                bitpos += b;                                                                       \
+                const uint64_t ge = esc + ((UINT64_C(1) << b) - 1) + v;                            \
+                bad |= is_esc & (ge < esc); /* wrapped: no such distance */                        \
+                g = is_esc ? ge : g;                                                               \
+            }                                                                                      \
+            /* next offset: g after the block start, or g + 1 after the previous one (an    \
+             * offset outside the block flags bad; positions are only used on success) */      \
+            bad |= (g >= block_len) | (off + step + g >= block_len);                               \
+            off += step + g;                                                                       \
+            step = 1;                                                                              \
+            pos[k++] = (int64_t)(base + off);                                                      \
+        }                                                                                          \
+        if (bad || block != nblocks || k != npos || nbits - bitpos >= 8)                           \
+            return WV_ECORRUPT;                                                                    \
+        return WV_OK;                                                                              \
+    }
+WV_GAP_DEFINE(gaps_u8, uint8_t, 0)
+WV_GAP_DEFINE(gaps_u16, uint16_t, 0)
+WV_GAP_DEFINE(gaps_u32, uint32_t, 0)
+WV_GAP_DEFINE(gaps_u8_esc, uint8_t, 1)
+WV_GAP_DEFINE(gaps_u16_esc, uint16_t, 1)
+WV_GAP_DEFINE(gaps_u32_esc, uint32_t, 1)
 
 int wv_fields_gap_positions(const void *seq, uint32_t code_width, uint64_t nseq, uint64_t delim,
                             const uint64_t *table, uint64_t ntable, uint64_t esc,
@@ -431,59 +496,18 @@ int wv_fields_gap_positions(const void *seq, uint32_t code_width, uint64_t nseq,
         return WV_EINVAL;
     if (nseq != nblocks + npos)
         return WV_ECORRUPT;
-    const uint64_t nbits = extra_bytes > UINT64_MAX / 8 ? UINT64_MAX : extra_bytes * 8;
-    uint64_t bitpos = 0, block = 0, k = 0, off = 0;
-    int first = 1;
-    for (uint64_t i = 0; i < nseq; i++) {
-        uint64_t c = code_at(seq, code_width, i);
-        if (c == delim) {
-            if (block == nblocks)
-                return WV_ECORRUPT;
-            block++;
-            off = 0;
-            first = 1;
-            continue;
-        }
-        if (c >= ntable || block == nblocks || k == npos)
-            return WV_ECORRUPT;
-        uint64_t g = table[c];
-        /* escapes without branches on the (random) escape flag: b = 0 for a plain
-         * distance, and the bits come from an unaligned 64-bit window when it fits */
-        uint64_t is_esc = g >= esc;
-        uint64_t b = is_esc ? g - esc : 0;
-        if (b > 56 || b > nbits - bitpos)
-            return WV_ECORRUPT;
-        uint64_t byte = bitpos >> 3, v;
-        if (byte + 8 <= extra_bytes) {
-            v = (load_le64(extra + byte) >> (bitpos & 7)) & ((UINT64_C(1) << b) - 1);
-        } else {
-            v = 0;
-            for (unsigned got = 0; got < b;) { /* the last bytes: one byte (or its rest) at a time */
-                unsigned sh = (unsigned)(bitpos & 7), take = 8 - sh;
-                if (take > b - got)
-                    take = (unsigned)(b - got);
-                v |= (uint64_t)((extra[bitpos >> 3] >> sh) & ((1u << take) - 1)) << got;
-                got += take;
-                bitpos += take;
-            }
-            bitpos -= b;
-        }
-        bitpos += b;
-        uint64_t ge = esc + ((UINT64_C(1) << b) - 1) + v;
-        if (is_esc && ge < esc) /* wrapped: no such distance */
-            return WV_ECORRUPT;
-        g = is_esc ? ge : g;
-        /* next offset: g after the block start, or g + 1 after the previous one */
-        uint64_t step = first ? 0 : 1;
-        if (g >= block_len || off + step > block_len - 1 - g)
-            return WV_ECORRUPT;
-        off += step + g;
-        first = 0;
-        pos[k++] = (int64_t)(block * block_len + off);
-    }
-    if (block != nblocks || k != npos || nbits - bitpos >= 8)
-        return WV_ECORRUPT;
-    return WV_OK;
+    /* an escape threshold above every table entry never fires: the plain loop */
+    int use_esc = 0;
+    for (uint64_t c = 0; c < ntable; c++)
+        use_esc |= table[c] >= esc;
+#define WV_GAP_CALL(F)                                                                             \
+    F(seq, nseq, delim, table, ntable, esc, extra, extra_bytes, block_len, nblocks, pos, npos)
+    if (code_width == 1)
+        return use_esc ? WV_GAP_CALL(gaps_u8_esc) : WV_GAP_CALL(gaps_u8);
+    if (code_width == 2)
+        return use_esc ? WV_GAP_CALL(gaps_u16_esc) : WV_GAP_CALL(gaps_u16);
+    return use_esc ? WV_GAP_CALL(gaps_u32_esc) : WV_GAP_CALL(gaps_u32);
+#undef WV_GAP_CALL
 }
 
 /* ---- dictionary lookup ---------------------------------------------------------------- */
