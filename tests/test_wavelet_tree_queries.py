@@ -153,3 +153,29 @@ def test_extract_into_out_and_errors():
         WaveletTree(np.array([1.5, 2.0]))
     with pytest.raises(ValueError):
         WaveletTree(np.array([1, 9]), alphabet_size=5)
+
+
+# ---- bulk extract: nodes whose children are all leaves are filled from their bits -------------
+@pytest.mark.parametrize("level", O.isa_levels())
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.uint64])
+@given(data=st.data())
+def test_extract_ranges_small_alphabets(level, dtype, data):
+    """Extract of any range, on trees/matrices with few symbols (so internal nodes with two
+    leaf children, or one, are common), lengths across 64, the maximal symbol included."""
+    from wavelet import WaveletMatrix
+
+    top = int(np.iinfo(dtype).max)
+    nsym = data.draw(st.integers(1, 8))
+    alphabet = data.draw(st.lists(st.sampled_from([0, 1, 2, 3, 7, 100, top - 1, top]),
+                                  min_size=nsym, max_size=nsym, unique=True))
+    n = data.draw(st.one_of(st.integers(0, 140), st.integers(1000, 5000)))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    p = rng.dirichlet(np.full(len(alphabet), 0.4))
+    seq = np.asarray(alphabet, dtype=np.uint64)[rng.choice(len(alphabet), n, p=p)].astype(dtype)
+    l = data.draw(st.integers(0, n))
+    r = data.draw(st.integers(l, n))
+    with O.isa(level):
+        for s in (WaveletTree(seq, shape="huffman"), WaveletTree(seq, shape="balanced"),
+                  WaveletMatrix(seq)):
+            np.testing.assert_array_equal(s.extract(), seq)
+            np.testing.assert_array_equal(s.extract(l, r), seq[l:r])

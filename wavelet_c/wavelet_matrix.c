@@ -10,10 +10,18 @@
 
 /* ---- merge shuffle tables ---------------------------------------------------- */
 uint8_t wv_merge_tab8[256 * 8];
+uint64_t wv_expand8[256];
 uint8_t wv_merge_tab16z[256 * 16], wv_merge_tab16o[256 * 16];
 uint8_t wv_merge_tab32z[16 * 16], wv_merge_tab32o[16 * 16];
 
 void wv_merge_tables_init(void) {
+    for (unsigned c = 0; c < 256; c++) {
+        uint64_t m = 0;
+        for (unsigned k = 0; k < 8; k++)
+            if ((c >> k) & 1)
+                m |= (uint64_t)0xFF << (8 * k);
+        wv_expand8[c] = m;
+    }
     for (unsigned c = 0; c < 256; c++) {
         unsigned zs = 0, os = 0;
         for (unsigned k = 0; k < 8; k++) {
@@ -561,6 +569,12 @@ int wv_wm_extract(const wv_wm_t *wm, uint64_t l, uint64_t r, void *out, uint32_t
                 ent[ne++] = (wv_xent_t){wm->zeros[d] + ra, wm->zeros[d] + rb, (x->s << 1) | 1, 0,
                                         last ? (x->s << 1) | 1 : WV_XENT_INTERNAL, off + x->z, 0,
                                         last ? WV_XENT_LEAF : 0};
+            }
+            if (last) { /* children are leaves: fill this level's values from the bits */
+                for (uint64_t t2 = ne - (x->z != 0) - (ones != 0); t2 < ne; t2++)
+                    ent[t2].co = 1;
+                uint64_t v0 = x->s << 1;
+                x->s = v0, x->e = v0 | 1, x->leaf = WV_XENT_PAIR;
             }
             off += m;
         }

@@ -494,6 +494,7 @@ int wv_wt_extract(const wv_wt_t *wt, uint64_t l, uint64_t r, void *out, uint32_t
             uint64_t ra = bv_r1(&wt->bv, g + x->a) - bs, rb = bv_r1(&wt->bv, g + x->b) - bs;
             uint64_t zn = (x->e - x->s) - (re - rs);
             x->z = m - (rb - ra);
+            uint64_t made = ne, nleaf = 0, lv[2] = {0, 0};
             for (unsigned b = 0; b < 2; b++) {
                 uint64_t ns, nen, na, nb;
                 if (b) {
@@ -513,9 +514,16 @@ int wv_wt_extract(const wv_wt_t *wt, uint64_t l, uint64_t r, void *out, uint32_t
                 if (q - wt->first[len] < wt->cnt[len]) {
                     uint64_t ci = wt->idx[len] + q - wt->first[len];
                     *y = (wv_xent_t){na, nb, 0, 0, idx_width ? ci : wt->syms[ci], 0, 0, WV_XENT_LEAF};
+                    lv[b] = y->leaf;
+                    nleaf++;
                 } else {
                     *y = (wv_xent_t){na - c, nb - c, ns - c, nen - c, WV_XENT_INTERNAL, 0, q, 0};
                 }
+            }
+            if (nleaf && nleaf == ne - made) { /* only leaf children: no merge, no fills */
+                for (uint64_t t2 = made; t2 < ne; t2++)
+                    ent[t2].co = 1;
+                x->s = lv[0], x->e = lv[1], x->leaf = WV_XENT_PAIR;
             }
         }
         lstart[d + 2] = ne;

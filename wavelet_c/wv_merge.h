@@ -19,9 +19,14 @@ typedef struct wv_xent {
  * leaf: a leaf's value may be any uint64, 2^64-1 included. */
 #define WV_XENT_LEAF UINT64_MAX
 #define WV_XENT_INTERNAL 0
+/* An internal entry whose existing children are all leaves: leaf = WV_XENT_PAIR, and its
+ * values are s (bit 0) or e (bit 1) per bit, with no merge; those leaf children have co = 1
+ * (nothing to fill: no one reads them). */
+#define WV_XENT_PAIR 1
 #define WV_XENT_WORDS 8
 
 extern uint8_t wv_merge_tab8[256 * 8];
+extern uint64_t wv_expand8[256]; /* byte k = 0xFF if bit k of the index is set */
 extern uint8_t wv_merge_tab16z[256 * 16], wv_merge_tab16o[256 * 16];
 extern uint8_t wv_merge_tab32z[16 * 16], wv_merge_tab32o[16 * 16];
 void wv_merge_tables_init(void);

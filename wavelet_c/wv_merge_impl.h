@@ -169,6 +169,41 @@ WV_TARGET static void WV_SFX(wv_merge32_s)(const uint64_t *words, uint64_t nword
 #define WV_M32 WV_SFX(wv_merge32_p)
 #endif
 
+/* out[j] = bit(pos + j) ? v1 : v0 for j < cnt (out_width bytes per value): an internal
+ * node whose children are constant runs. 8 one-byte values per table lookup. */
+WV_TARGET static void WV_SFX(wv_pair_fill)(const uint64_t *words, uint64_t nwords, uint64_t pos,
+                                           uint64_t cnt, uint64_t v0, uint64_t v1, void *outp,
+                                           uint32_t width) {
+    uint64_t j = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (width == 1) {
+        uint8_t *out = (uint8_t *)outp;
+        const uint64_t b0 = (uint64_t)(uint8_t)v0 * UINT64_C(0x0101010101010101);
+        const uint64_t dx = b0 ^ ((uint64_t)(uint8_t)v1 * UINT64_C(0x0101010101010101));
+        for (; cnt - j >= 64; j += 64) {
+            uint64_t bits = WV_SFX(wv_get64)(words, nwords, pos + j);
+            for (unsigned k = 0; k < 8; k++) {
+                uint64_t w = b0 ^ (dx & wv_expand8[(bits >> (8 * k)) & 0xFF]);
+                memcpy(out + j + 8 * k, &w, 8);
+            }
+        }
+    }
+#endif
+    for (; j < cnt; j += 64) {
+        uint64_t bits = WV_SFX(wv_get64)(words, nwords, pos + j);
+        uint64_t m = cnt - j < 64 ? cnt - j : 64;
+        for (uint64_t k = 0; k < m; k++) {
+            uint64_t v = ((bits >> k) & 1) ? v1 : v0;
+            switch (width) {
+            case 1: ((uint8_t *)outp)[j + k] = (uint8_t)v; break;
+            case 2: ((uint16_t *)outp)[j + k] = (uint16_t)v; break;
+            case 4: ((uint32_t *)outp)[j + k] = (uint32_t)v; break;
+            default: ((uint64_t *)outp)[j + k] = v; break;
+            }
+        }
+    }
+}
+
 /* Bottom-up pass. ent: entries of all levels, level d at [lstart[d],
  * lstart[d+1]); lbit[d] = bit offset of level d in the bitvector. Level d's
  * values go to buf[(d & 1) ^ par]: level 0 lands in buf[par]. */
@@ -184,6 +219,8 @@ WV_TARGET static void WV_SFX(wv_decode_up)(const wv_bv_t *bv, const wv_xent_t *e
             const wv_xent_t *x = ent + t;
             uint64_t m = x->b - x->a;
             if (x->z == WV_XENT_LEAF) {
+                if (x->co) /* its parent fills from constants */
+                    continue;
                 uint64_t v = x->leaf;
                 switch (width) {
                 case 1: memset((uint8_t *)dst + x->o, (int)(uint8_t)v, m); break;
@@ -194,6 +231,11 @@ WV_TARGET static void WV_SFX(wv_decode_up)(const wv_bv_t *bv, const wv_xent_t *e
                 continue;
             }
             uint64_t pos = lbit[d] + x->a, z = x->z;
+            if (x->leaf == WV_XENT_PAIR) {
+                WV_SFX(wv_pair_fill)(bv->words, bv->nwords, pos, m, x->s, x->e,
+                                     (uint8_t *)dst + x->o * width, width);
+                continue;
+            }
             switch (width) {
             case 1: {
                 const uint8_t *s = (const uint8_t *)src;
