@@ -787,10 +787,11 @@ class SparseCodec(Codec):
         sym[is_esc] = val
         return sym
 
-    def _positions(self, enc, n, counts: bool = True):
+    def _positions(self, enc, n, counts: bool = True, scatter=None):
         """``(positions, per-block counts)`` of the non-zeros: one extract of the gap RAS
         and one pass in C (:func:`wavelet.gap_positions`) that follows the delimiters
-        (counts is None unless asked for)."""
+        (counts is None unless asked for). With ``scatter=(vals, flat_out)`` the values
+        are written to their positions instead (:func:`wavelet.gap_scatter`)."""
         ras, table = enc.ras["gaps"], enc.arrays["gap_table"]
         L, nnz = int(enc.meta["block_len"]), int(enc.meta["nnz"])
         if len(ras) != nnz or table.dtype.kind != "u" or table.size != ras.k:
@@ -813,11 +814,17 @@ class SparseCodec(Codec):
         seq = ras.wt.extract(1, nnz + nb + 1)
         if seq.dtype.itemsize > 4:
             raise CodecError("sparse: gap alphabet too large")
+        extra = None if extra is None else np.ascontiguousarray(extra)
+        if scatter is not None:  # positions never materialised: out zeroed and filled in C
+            vals, out = scatter
+            try:
+                wavelet.gap_scatter(seq, table, ras.DELIM, L, nb, vals, out, esc=esc,
+                                    extra=extra)
+            except (wavelet.WaveletError, ValueError) as e:
+                raise CodecError(f"sparse: corrupt gap stream ({e})") from None
+            return None, None
         try:
-            pos = wavelet.gap_positions(
-                seq, table, ras.DELIM, L, nb, nnz, esc=esc,
-                extra=None if extra is None else np.ascontiguousarray(extra),
-            )
+            pos = wavelet.gap_positions(seq, table, ras.DELIM, L, nb, nnz, esc=esc, extra=extra)
         except (wavelet.WaveletError, ValueError) as e:
             raise CodecError(f"sparse: corrupt gap stream ({e})") from None
         if not counts:
@@ -826,12 +833,20 @@ class SparseCodec(Codec):
         return pos, cnt
 
     def _decode_bits(self, enc, out):
-        pos, _ = self._positions(enc, out.size, counts=False)
         child = enc.children["values"]
-        vals = np.empty(pos.size, dtype=out.dtype)
-        if child.meta.get("dtype") != enc.meta["dtype"] or child.meta.get("n") != pos.size:
+        try:
+            nnz = int(enc.meta["nnz"])
+        except (KeyError, TypeError, ValueError):
+            raise CodecError("sparse: bad nnz") from None
+        if child.meta.get("dtype") != enc.meta["dtype"] or child.meta.get("n") != nnz:
             raise CodecError("sparse: values part does not match")
+        vals = np.empty(nnz, dtype=out.dtype)
         registry[child.codec_id]()._decode_bits(child, vals)
+        flat = out.reshape(-1) if out.flags.c_contiguous and out.flags.writeable else None
+        if flat is not None and out.dtype.kind == "u":
+            self._positions(enc, out.size, counts=False, scatter=(vals, flat))
+            return
+        pos, _ = self._positions(enc, out.size, counts=False)
         out[...] = 0
         out[pos] = vals
 

@@ -218,6 +218,66 @@ def test_gap_positions_rejects_corrupt_streams():
         wavelet.gap_positions(seq.astype(np.int16), table, delim, 5000, nb, 5, **ok)
 
 
+@given(data=st.data())
+def test_gap_scatter_against_numpy(data):
+    """gap_scatter == zeros + out[gap_positions(...)] = vals, for every value width."""
+    L = data.draw(st.integers(1, 3000))
+    nb = data.draw(st.integers(0, 5))
+    rows = [
+        sorted(data.draw(st.sets(st.integers(0, L - 1), max_size=min(L, 40)))) for _ in range(nb)
+    ]
+    esc = data.draw(st.sampled_from([None, 0, 1, 3, 64]))
+    seq, table, delim, extra, nblocks = _encode_gaps(rows, L, esc)
+    if data.draw(st.booleans()):
+        seq = seq.astype(np.uint8) if int(seq.max(initial=0)) < 256 else seq
+    npos = sum(len(r) for r in rows)
+    dt = data.draw(st.sampled_from([np.uint8, np.uint16, np.uint32, np.uint64]))
+    vals = data.draw(hnp.arrays(dt, npos))
+    pos = wavelet.gap_positions(seq, table, delim, L, nblocks, npos, esc=esc, extra=extra)
+    want = np.zeros(nblocks * L, dt)
+    want[pos] = vals
+    out = np.full(nblocks * L, 7, dt)  # junk: the scatter zeroes it first
+    assert wavelet.gap_scatter(seq, table, delim, L, nblocks, vals, out, esc=esc,
+                               extra=extra) is out
+    np.testing.assert_array_equal(out, want)
+
+
+def test_gap_scatter_rejects_corrupt_streams_within_bounds():
+    """Every corrupt stream raises, and nothing is written outside out (guard words)."""
+    rows = [[0, 5, 900], [], [3, 4000]]
+    seq, table, delim, extra, nb = _encode_gaps(rows, 5000, 16)
+    vals = np.arange(1, 6, dtype=np.uint32)
+    ok = dict(esc=16, extra=extra)
+
+    def run(L=5000, nblocks=nb, v=vals, s=seq, **kw):
+        buf = np.full(nblocks * L + 64, 0xDEADBEEF, np.uint32)
+        out = buf[32:-32]
+        try:
+            return wavelet.gap_scatter(s, table, delim, L, nblocks, v, out, **(kw or ok))
+        finally:
+            assert (buf[:32] == 0xDEADBEEF).all() and (buf[-32:] == 0xDEADBEEF).all()
+
+    got = run()
+    assert np.flatnonzero(got).tolist() == [0, 5, 900, 10003, 14000]
+    bad = [
+        dict(v=vals[:4]),  # count
+        dict(nblocks=nb + 1),  # blocks
+        dict(L=3000),  # an offset past its block: never written
+        dict(L=901),
+        dict(esc=16, extra=extra[:-1]),  # escape bits run out
+        dict(s=np.where(seq == delim, delim + 1, seq).astype(np.uint16)),  # unknown code
+        dict(esc=0, extra=extra),
+    ]
+    for kw in bad:
+        with pytest.raises(wavelet.WaveletError):
+            run(**kw)
+    with pytest.raises(TypeError):  # vals and out of different dtypes
+        wavelet.gap_scatter(seq, table, delim, 5000, nb, vals.astype(np.uint16),
+                            np.zeros(nb * 5000, np.uint32), **ok)
+    with pytest.raises(ValueError):  # out of the wrong size
+        wavelet.gap_scatter(seq, table, delim, 5000, nb, vals, np.zeros(10, np.uint32), **ok)
+
+
 # ---- lookup ----------------------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from ._core import check, ffi, lib
 
-__all__ = ["gap_positions", "lookup", "merge_float_fields"]
+__all__ = ["gap_positions", "gap_scatter", "lookup", "merge_float_fields"]
 
 
 def _req(a, name, dtypes, *, writable=False):
@@ -173,6 +173,49 @@ def gap_positions(seq, table, delim: int, block_len: int, nblocks: int, npos: in
     )
     check(st, "gap_positions")
     return pos
+
+
+def gap_scatter(seq, table, delim: int, block_len: int, nblocks: int, vals, out, *,
+                esc: int | None = None, extra=None):
+    """Zero *out* and write ``out[p] = vals[k]`` at the positions :func:`gap_positions`
+    would list (same arguments, ``npos = vals.size``), in one C pass with no position array.
+
+    *out* is a writable C-contiguous unsigned array of ``nblocks * block_len`` elements and
+    *vals* an array of the same dtype. On a corrupt stream :class:`WaveletError` is raised
+    and *out* holds partial data.
+    """
+    _req(seq, "seq", (np.uint8, np.uint16, np.uint32))
+    if not isinstance(table, np.ndarray) or table.dtype.kind != "u":
+        raise TypeError("gap_scatter: table must be a numpy unsigned-integer array")
+    table = np.ascontiguousarray(table, dtype=np.uint64)
+    _req(out, "out", (np.uint8, np.uint16, np.uint32, np.uint64), writable=True)
+    _req(vals, "vals", (out.dtype,))
+    block_len, nblocks, delim = int(block_len), int(nblocks), int(delim)
+    if min(block_len, nblocks, delim) < 0:
+        raise ValueError("gap_scatter: negative size")
+    if out.size != block_len * nblocks:
+        raise ValueError(f"gap_scatter: out holds {out.size} elements, expected "
+                         f"{nblocks} x {block_len}")
+    if delim < table.size:
+        raise ValueError("gap_scatter: the delimiter must not be an operand code")
+    if esc is None:
+        esc_v, extra = _NO_ESC, np.zeros(0, np.uint8)
+    else:
+        esc_v = int(esc)
+        if not 0 <= esc_v < _NO_ESC:
+            raise ValueError("gap_scatter: esc out of range")
+        if extra is None:
+            extra = np.zeros(0, np.uint8)
+    _req(extra, "extra", (np.uint8,))
+    st = lib.wv_fields_gap_scatter(
+        ffi.from_buffer(seq), seq.itemsize, seq.size, delim,
+        ffi.from_buffer("uint64_t[]", table), table.size, esc_v,
+        ffi.from_buffer("uint8_t[]", extra), extra.size, block_len, nblocks,
+        ffi.from_buffer(vals), vals.size, out.itemsize,
+        ffi.from_buffer(out, require_writable=True),
+    )
+    check(st, "gap_scatter")
+    return out
 
 
 def lookup(codes, table, out, *, block_len=None, block_stride=None):

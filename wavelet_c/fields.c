@@ -418,8 +418,10 @@ static inline uint64_t load_le64(const uint8_t *p) {
     static int NAME(const CODE_T *restrict seq, uint64_t nseq, uint64_t delim,                     \
                     const uint64_t *restrict table, uint64_t ntable, uint64_t esc,                 \
                     const uint8_t *restrict extra, uint64_t extra_bytes, uint64_t block_len,       \
-                    uint64_t nblocks, int64_t *restrict pos, uint64_t npos) {                      \
+                    uint64_t nblocks, int64_t *restrict pos, uint64_t npos,                        \
+                    const void *restrict vals, uint32_t vwidth, void *restrict out) {              \
         const uint64_t nbits = extra_bytes > UINT64_MAX / 8 ? UINT64_MAX : extra_bytes * 8;        \
+        const uint64_t nout = nblocks * block_len;                                                 \
         uint64_t bitpos = 0, block = 0, k = 0, off = 0, step = 0, base = 0, bad = 0;               \
         for (uint64_t i = 0; i < nseq; i++) {                                                      \
             uint64_t c = seq[i];                                                                   \
@@ -470,7 +472,18 @@ static inline uint64_t load_le64(const uint8_t *p) {
             bad |= (g >= block_len) | (off + step + g >= block_len);                               \
             off += step + g;                                                                       \
             step = 1;                                                                              \
-            pos[k++] = (int64_t)(base + off);                                                      \
+            const uint64_t p_ = base + off;                                                        \
+            if (pos) {                                                                             \
+                pos[k] = (int64_t)p_;                                                              \
+            } else if (WV_LIKELY(p_ < nout)) { /* scatter (an offset past its block: bad) */      \
+                switch (vwidth) {                                                                  \
+                case 1: ((uint8_t *)out)[p_] = ((const uint8_t *)vals)[k]; break;                  \
+                case 2: ((uint16_t *)out)[p_] = ((const uint16_t *)vals)[k]; break;                \
+                case 4: ((uint32_t *)out)[p_] = ((const uint32_t *)vals)[k]; break;                \
+                default: ((uint64_t *)out)[p_] = ((const uint64_t *)vals)[k]; break;               \
+                }                                                                                  \
+            }                                                                                      \
+            k++;                                                                                   \
         }                                                                                          \
         if (bad || block != nblocks || k != npos || nbits - bitpos >= 8)                           \
             return WV_ECORRUPT;                                                                    \
@@ -483,13 +496,13 @@ WV_GAP_DEFINE(gaps_u8_esc, uint8_t, 1)
 WV_GAP_DEFINE(gaps_u16_esc, uint16_t, 1)
 WV_GAP_DEFINE(gaps_u32_esc, uint32_t, 1)
 
-int wv_fields_gap_positions(const void *seq, uint32_t code_width, uint64_t nseq, uint64_t delim,
-                            const uint64_t *table, uint64_t ntable, uint64_t esc,
-                            const uint8_t *extra, uint64_t extra_bytes, uint64_t block_len,
-                            uint64_t nblocks, int64_t *pos, uint64_t npos) {
+static int gap_run(const void *seq, uint32_t code_width, uint64_t nseq, uint64_t delim,
+                   const uint64_t *table, uint64_t ntable, uint64_t esc, const uint8_t *extra,
+                   uint64_t extra_bytes, uint64_t block_len, uint64_t nblocks, int64_t *pos,
+                   uint64_t npos, const void *vals, uint32_t vwidth, void *out) {
     if (code_width != 1 && code_width != 2 && code_width != 4)
         return WV_EINVAL;
-    if ((nseq && !seq) || (ntable && !table) || (npos && !pos) || (extra_bytes && !extra))
+    if ((nseq && !seq) || (ntable && !table) || (extra_bytes && !extra))
         return WV_EINVAL;
     if (delim < ntable || block_len > (uint64_t)INT64_MAX ||
         (nblocks && block_len > (uint64_t)INT64_MAX / nblocks))
@@ -501,13 +514,45 @@ int wv_fields_gap_positions(const void *seq, uint32_t code_width, uint64_t nseq,
     for (uint64_t c = 0; c < ntable; c++)
         use_esc |= table[c] >= esc;
 #define WV_GAP_CALL(F)                                                                             \
-    F(seq, nseq, delim, table, ntable, esc, extra, extra_bytes, block_len, nblocks, pos, npos)
+    F(seq, nseq, delim, table, ntable, esc, extra, extra_bytes, block_len, nblocks, pos, npos,     \
+      vals, vwidth, out)
     if (code_width == 1)
         return use_esc ? WV_GAP_CALL(gaps_u8_esc) : WV_GAP_CALL(gaps_u8);
     if (code_width == 2)
         return use_esc ? WV_GAP_CALL(gaps_u16_esc) : WV_GAP_CALL(gaps_u16);
     return use_esc ? WV_GAP_CALL(gaps_u32_esc) : WV_GAP_CALL(gaps_u32);
 #undef WV_GAP_CALL
+}
+
+int wv_fields_gap_positions(const void *seq, uint32_t code_width, uint64_t nseq, uint64_t delim,
+                            const uint64_t *table, uint64_t ntable, uint64_t esc,
+                            const uint8_t *extra, uint64_t extra_bytes, uint64_t block_len,
+                            uint64_t nblocks, int64_t *pos, uint64_t npos) {
+    static int64_t dummy;
+    if (npos && !pos)
+        return WV_EINVAL;
+    return gap_run(seq, code_width, nseq, delim, table, ntable, esc, extra, extra_bytes,
+                   block_len, nblocks, pos ? pos : &dummy, npos, NULL, 0, NULL);
+}
+
+int wv_fields_gap_scatter(const void *seq, uint32_t code_width, uint64_t nseq, uint64_t delim,
+                          const uint64_t *table, uint64_t ntable, uint64_t esc,
+                          const uint8_t *extra, uint64_t extra_bytes, uint64_t block_len,
+                          uint64_t nblocks, const void *vals, uint64_t nvals, uint32_t width,
+                          void *out) {
+    if (width != 1 && width != 2 && width != 4 && width != 8)
+        return WV_EINVAL;
+    if ((nvals && !vals) || (nblocks && block_len && !out))
+        return WV_EINVAL;
+    if (block_len > (uint64_t)INT64_MAX || (nblocks && block_len > (uint64_t)INT64_MAX / nblocks))
+        return WV_EINVAL;
+    const uint64_t nout = nblocks * block_len;
+    if (nout > (uint64_t)SIZE_MAX / width)
+        return WV_EINVAL;
+    if (nout > 0)
+        memset(out, 0, (size_t)(nout * width));
+    return gap_run(seq, code_width, nseq, delim, table, ntable, esc, extra, extra_bytes,
+                   block_len, nblocks, NULL, nvals, vals, width, out);
 }
 
 /* ---- dictionary lookup ---------------------------------------------------------------- */

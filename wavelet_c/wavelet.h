@@ -379,6 +379,16 @@ int wv_fields_gap_positions(const void *seq, uint32_t code_width, uint64_t nseq,
                             const uint8_t *extra, uint64_t extra_bytes, uint64_t block_len,
                             uint64_t nblocks, int64_t *pos, uint64_t npos);
 
+/* The same walk, scattering instead of listing: out (nblocks * block_len words of width
+ * bytes: 1, 2, 4 or 8) is zeroed, then out[pos[k]] = vals[k] for the nvals operands, with
+ * no position array. WV_ECORRUPT as for wv_fields_gap_positions (npos = nvals); a position
+ * outside out is never written. */
+int wv_fields_gap_scatter(const void *seq, uint32_t code_width, uint64_t nseq, uint64_t delim,
+                          const uint64_t *table, uint64_t ntable, uint64_t esc,
+                          const uint8_t *extra, uint64_t extra_bytes, uint64_t block_len,
+                          uint64_t nblocks, const void *vals, uint64_t nvals, uint32_t width,
+                          void *out);
+
 /* out[j] = table[code(first + j)] for j < count: a dictionary decode. codes and
  * their rows as for wv_fields_merge_float (code(i) = codes[(i / block_len) *
  * block_stride + i % block_len], i counted from the range start); table holds
