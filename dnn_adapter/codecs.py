@@ -277,16 +277,19 @@ class Codec:
             enc.arrays.update(qarrays)
         return enc
 
-    def decode(self, enc: Encoded, out=None):
-        """Decompress into *out* (torch tensor or numpy array of the right dtype/size) or new."""
+    def _meta_of(self, enc: Encoded):
+        """``(dtype info, shape)`` of parts made by this codec, or CodecError."""
         if enc.codec_id != self.codec_id:
             raise CodecError(f"{self.codec_id}: cannot decode parts of codec {enc.codec_id!r}")
-        m = enc.meta
         try:
-            dt = dtype_info(m["dtype"])
-            shape = tuple(int(s) for s in m["shape"])
+            return dtype_info(enc.meta["dtype"]), tuple(int(s) for s in enc.meta["shape"])
         except (KeyError, TypeError, ValueError) as e:
             raise CodecError(f"{self.codec_id}: bad meta ({e})") from None
+
+    def decode(self, enc: Encoded, out=None):
+        """Decompress into *out* (torch tensor or numpy array of the right dtype/size) or new."""
+        dt, shape = self._meta_of(enc)
+        m = enc.meta
         n = int(np.prod(shape, dtype=np.int64))
         quant = m.get("quant")
         if out is None or quant:
@@ -311,14 +314,8 @@ class Codec:
         of a small layer. Quantized-tensor parts decode as :meth:`decode` does (a new
         quantized tensor is returned, *out* is not used).
         """
-        if enc.codec_id != self.codec_id:
-            raise CodecError(f"{self.codec_id}: cannot decode parts of codec {enc.codec_id!r}")
+        dt, shape = self._meta_of(enc)
         m = enc.meta
-        try:
-            dt = dtype_info(m["dtype"])
-            shape = tuple(int(s) for s in m["shape"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise CodecError(f"{self.codec_id}: bad meta ({e})") from None
         if m.get("quant"):
             return lambda out: self.decode(enc, out=out)
         n = math.prod(shape)

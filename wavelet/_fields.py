@@ -127,6 +127,32 @@ def merge_float_fields(
 _NO_ESC = (1 << 64) - 1
 
 
+def _gap_head(seq, table, delim, block_len, nblocks, esc, extra, op):
+    """Checked leading C arguments shared by gap_positions and gap_scatter: (seq, width,
+    nseq, delim, table, ntable, esc, extra, extra bytes, block_len, nblocks)."""
+    _req(seq, "seq", (np.uint8, np.uint16, np.uint32))
+    if not isinstance(table, np.ndarray) or table.dtype.kind != "u":
+        raise TypeError(f"{op}: table must be a numpy unsigned-integer array")
+    table = np.ascontiguousarray(table, dtype=np.uint64)
+    block_len, nblocks, delim = int(block_len), int(nblocks), int(delim)
+    if min(block_len, nblocks, delim) < 0:
+        raise ValueError(f"{op}: negative size")
+    if delim < table.size:
+        raise ValueError(f"{op}: the delimiter must not be an operand code")
+    if esc is None:
+        esc_v, extra = _NO_ESC, np.zeros(0, np.uint8)
+    else:
+        esc_v = int(esc)
+        if not 0 <= esc_v < _NO_ESC:
+            raise ValueError(f"{op}: esc out of range")
+        if extra is None:
+            extra = np.zeros(0, np.uint8)
+    _req(extra, "extra", (np.uint8,))
+    return (ffi.from_buffer(seq), seq.itemsize, seq.size, delim,
+            ffi.from_buffer("uint64_t[]", table), table.size, esc_v,
+            ffi.from_buffer("uint8_t[]", extra), extra.size, block_len, nblocks)
+
+
 def gap_positions(seq, table, delim: int, block_len: int, nblocks: int, npos: int, *,
                   esc: int | None = None, extra=None):
     """Positions of the non-zeros of a gap-coded sparse sequence (one pass in C).
@@ -146,29 +172,13 @@ def gap_positions(seq, table, delim: int, block_len: int, nblocks: int, npos: in
     ValueError, TypeError
         Bad argument types or sizes.
     """
-    _req(seq, "seq", (np.uint8, np.uint16, np.uint32))
-    if not isinstance(table, np.ndarray) or table.dtype.kind != "u":
-        raise TypeError("gap_positions: table must be a numpy unsigned-integer array")
-    table = np.ascontiguousarray(table, dtype=np.uint64)
-    block_len, nblocks, npos, delim = int(block_len), int(nblocks), int(npos), int(delim)
-    if min(block_len, nblocks, npos, delim) < 0:
+    npos = int(npos)
+    if npos < 0:
         raise ValueError("gap_positions: negative size")
-    if delim < table.size:
-        raise ValueError("gap_positions: the delimiter must not be an operand code")
-    if esc is None:
-        esc_v, extra = _NO_ESC, np.zeros(0, np.uint8)
-    else:
-        esc_v = int(esc)
-        if not 0 <= esc_v < _NO_ESC:
-            raise ValueError("gap_positions: esc out of range")
-        if extra is None:
-            extra = np.zeros(0, np.uint8)
-    _req(extra, "extra", (np.uint8,))
+    head = _gap_head(seq, table, delim, block_len, nblocks, esc, extra, "gap_positions")
     pos = np.empty(npos, dtype=np.int64)
     st = lib.wv_fields_gap_positions(
-        ffi.from_buffer(seq), seq.itemsize, seq.size, delim,
-        ffi.from_buffer("uint64_t[]", table), table.size, esc_v,
-        ffi.from_buffer("uint8_t[]", extra), extra.size, block_len, nblocks,
+        *head,
         ffi.from_buffer("int64_t[]", pos, require_writable=True), npos,
     )
     check(st, "gap_positions")
@@ -184,33 +194,15 @@ def gap_scatter(seq, table, delim: int, block_len: int, nblocks: int, vals, out,
     *vals* an array of the same dtype. On a corrupt stream :class:`WaveletError` is raised
     and *out* holds partial data.
     """
-    _req(seq, "seq", (np.uint8, np.uint16, np.uint32))
-    if not isinstance(table, np.ndarray) or table.dtype.kind != "u":
-        raise TypeError("gap_scatter: table must be a numpy unsigned-integer array")
-    table = np.ascontiguousarray(table, dtype=np.uint64)
+    head = _gap_head(seq, table, delim, block_len, nblocks, esc, extra, "gap_scatter")
     _req(out, "out", (np.uint8, np.uint16, np.uint32, np.uint64), writable=True)
     _req(vals, "vals", (out.dtype,))
-    block_len, nblocks, delim = int(block_len), int(nblocks), int(delim)
-    if min(block_len, nblocks, delim) < 0:
-        raise ValueError("gap_scatter: negative size")
+    block_len, nblocks = head[-2:]
     if out.size != block_len * nblocks:
         raise ValueError(f"gap_scatter: out holds {out.size} elements, expected "
                          f"{nblocks} x {block_len}")
-    if delim < table.size:
-        raise ValueError("gap_scatter: the delimiter must not be an operand code")
-    if esc is None:
-        esc_v, extra = _NO_ESC, np.zeros(0, np.uint8)
-    else:
-        esc_v = int(esc)
-        if not 0 <= esc_v < _NO_ESC:
-            raise ValueError("gap_scatter: esc out of range")
-        if extra is None:
-            extra = np.zeros(0, np.uint8)
-    _req(extra, "extra", (np.uint8,))
     st = lib.wv_fields_gap_scatter(
-        ffi.from_buffer(seq), seq.itemsize, seq.size, delim,
-        ffi.from_buffer("uint64_t[]", table), table.size, esc_v,
-        ffi.from_buffer("uint8_t[]", extra), extra.size, block_len, nblocks,
+        *head,
         ffi.from_buffer(vals), vals.size, out.itemsize,
         ffi.from_buffer(out, require_writable=True),
     )

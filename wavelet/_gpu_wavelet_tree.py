@@ -16,6 +16,7 @@ from ._core import check as _check
 from ._core import lib
 from ._gpu_bitvector import _check_bad, as_device_queries, upload_sections
 from ._gpu_fields import as_device_out, check_bad, check_parts, float_spec
+from ._wavelet_tree import _count_operands as count_operands
 from ._wseq import BV_TAGS, u64ptr, u64wptr
 from .cuda import _module as _m
 
@@ -103,17 +104,6 @@ def tree_tables(wt, max_nodes: int | None = None):
         cur = (ns[inner] - c, ne[inner] - c, q[inner])
     node = np.concatenate(rows).astype(np.uint64) if rows else np.zeros((0, NW), np.uint64)
     return tab, (np.ascontiguousarray(node.reshape(-1, NW)), np.array(lvstart, dtype=np.int64))
-
-
-def count_operands(p: int, lead: int, block: int) -> int:
-    """Operand positions in ``[0, p)`` of a tree whose first *lead* symbols are not
-    operands and, with ``block > 0``, whose every (block+1)-th symbol after them is a
-    delimiter (a dnn_adapter RAS: ``lead=1``, ``block`` = block length)."""
-    q = max(p - lead, 0)
-    if not block:
-        return q
-    b, o = divmod(q, block + 1)
-    return b * block + min(o, block)
 
 
 def _ctx(stream):

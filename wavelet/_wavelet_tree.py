@@ -32,7 +32,10 @@ MAX_CODE_LEN = 32
 
 
 def _count_operands(p: int, lead: int, block: int) -> int:
-    """Operand positions in ``[0, p)`` (see :meth:`WaveletTree.decode_float`)."""
+    """Operand positions in ``[0, p)`` of a tree whose first *lead* symbols are not
+    operands and, with ``block > 0``, whose every (block+1)-th symbol after them is a
+    delimiter (a dnn_adapter RAS: ``lead=1``, ``block`` = block length); shared with the
+    GPU twin."""
     q = max(p - lead, 0)
     if not block:
         return q

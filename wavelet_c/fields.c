@@ -39,7 +39,10 @@ typedef struct wv_bt {
     unsigned sign_bit;                /* raw bit moved to the word's top bit; 0xFF = none */
 } wv_bt_t;
 
-static int bt_simd_ok(void) {
+/* the kernel applies: 8-bit codes, words of at most 4 bytes, <= 64 entries, SSSE3 level */
+static int bt_usable(size_t code_width, size_t out_width, uint64_t ntable) {
+    if (code_width != 1 || out_width > 4 || ntable > 16 * WV_BT_MAXSUB)
+        return 0;
 #if WV_X86
     return wv_merge_simd_ok() && wv_isa_level_internal() >= 1;
 #else
@@ -280,8 +283,7 @@ WV_ROWS_CHUNK_DEFINE(uint16_t)
         OUT_T ex[WV_FM_CHUNK];                                                                     \
         OUT_T tab8[256];                                                                           \
         wv_bt_t bt;                                                                                \
-        const int use_bt = sizeof(CODE_T) == 1 && sizeof(OUT_T) <= 4 &&                           \
-                           ntable <= 16 * WV_BT_MAXSUB && bt_simd_ok();                            \
+        const int use_bt = bt_usable(sizeof(CODE_T), sizeof(OUT_T), ntable);                       \
         if (sizeof(CODE_T) == 1)                                                                   \
             for (unsigned k = 0; k < 256; k++)                                                     \
                 tab8[k] = k < ntable ? (OUT_T)((OUT_T)table[k] << mant_bits) : 0;                  \
@@ -293,47 +295,45 @@ WV_ROWS_CHUNK_DEFINE(uint16_t)
         }                                                                                          \
         CODE_T cb[WV_FM_CHUNK];                                                                    \
         for (uint64_t e = 0; e < count;) {                                                         \
-            {                                                                                      \
-                const uint64_t cnt = count - e < WV_FM_CHUNK ? count - e : WV_FM_CHUNK;            \
-                const CODE_T *restrict c = wv_rows_chunk_##CODE_T(codes, blen, bstride, e, cnt, cb); \
-                const uint64_t i0 = first + e;                                                     \
-                const uint8_t *restrict p0 = planes + i0;                                          \
-                OUT_T *restrict o = out + e;                                                       \
-                e += cnt;                                                                          \
-                const unsigned sh = 8u * np;                                                       \
-                if (rem)                                                                           \
-                    expand_top(top, rem, i0, cnt, tv);                                             \
-                uint64_t j0 = 0;                                                                   \
-                if (use_bt) {                                                                      \
-                    const uint8_t *raw[8] = {p0, p0 + n, p0 + 2 * n, tv};                          \
-                    raw[np] = tv;                                                                  \
-                    j0 = bt_run(&bt, ntable, (const uint8_t *)c, cnt, raw, np + (rem ? 1u : 0u),  \
-                                o);                                                                \
-                    if (j0 == UINT64_MAX)                                                          \
-                        return WV_ECORRUPT;                                                        \
-                }                                                                                  \
-                unsigned bad = 0;                                                                  \
-                if (sizeof(CODE_T) == 1) {                                                         \
-                    for (uint64_t j = j0; j < cnt; j++) {                                          \
-                        bad |= (unsigned)(c[j] >= ntable);                                         \
-                        ex[j] = tab8[c[j] & 0xFF];                                                 \
-                    }                                                                              \
-                } else {                                                                           \
-                    for (uint64_t j = j0; j < cnt; j++)                                            \
-                        bad |= (unsigned)(c[j] >= ntable);                                         \
-                    if (!bad)                                                                      \
-                        for (uint64_t j = j0; j < cnt; j++)                                        \
-                            ex[j] = (OUT_T)((OUT_T)table[c[j]] << mant_bits);                      \
-                }                                                                                  \
-                if (bad)                                                                           \
+            const uint64_t cnt = count - e < WV_FM_CHUNK ? count - e : WV_FM_CHUNK;                \
+            const CODE_T *restrict c = wv_rows_chunk_##CODE_T(codes, blen, bstride, e, cnt, cb);   \
+            const uint64_t i0 = first + e;                                                         \
+            const uint8_t *restrict p0 = planes + i0;                                              \
+            OUT_T *restrict o = out + e;                                                           \
+            e += cnt;                                                                              \
+            const unsigned sh = 8u * np;                                                           \
+            if (rem)                                                                               \
+                expand_top(top, rem, i0, cnt, tv);                                                 \
+            uint64_t j0 = 0;                                                                       \
+            if (use_bt) {                                                                          \
+                const uint8_t *raw[8] = {p0, p0 + n, p0 + 2 * n, tv};                              \
+                raw[np] = tv;                                                                      \
+                j0 = bt_run(&bt, ntable, (const uint8_t *)c, cnt, raw, np + (rem ? 1u : 0u),       \
+                            o);                                                                    \
+                if (j0 == UINT64_MAX)                                                              \
                     return WV_ECORRUPT;                                                            \
-                if (rem) {                                                                         \
-                    WV_FM_PLANES(OUT_T, np, (OUT_T)((OUT_T)tv[j] << sh))                           \
-                } else {                                                                           \
-                    if (np > 3)                                                                    \
-                        memset(tv, 0, (size_t)cnt);                                                \
-                    WV_FM_PLANES(OUT_T, np, (OUT_T)0)                                              \
+            }                                                                                      \
+            unsigned bad = 0;                                                                      \
+            if (sizeof(CODE_T) == 1) {                                                             \
+                for (uint64_t j = j0; j < cnt; j++) {                                              \
+                    bad |= (unsigned)(c[j] >= ntable);                                             \
+                    ex[j] = tab8[c[j] & 0xFF];                                                     \
                 }                                                                                  \
+            } else {                                                                               \
+                for (uint64_t j = j0; j < cnt; j++)                                                \
+                    bad |= (unsigned)(c[j] >= ntable);                                             \
+                if (!bad)                                                                          \
+                    for (uint64_t j = j0; j < cnt; j++)                                            \
+                        ex[j] = (OUT_T)((OUT_T)table[c[j]] << mant_bits);                          \
+            }                                                                                      \
+            if (bad)                                                                               \
+                return WV_ECORRUPT;                                                                \
+            if (rem) {                                                                             \
+                WV_FM_PLANES(OUT_T, np, (OUT_T)((OUT_T)tv[j] << sh))                               \
+            } else {                                                                               \
+                if (np > 3)                                                                        \
+                    memset(tv, 0, (size_t)cnt);                                                    \
+                WV_FM_PLANES(OUT_T, np, (OUT_T)0)                                                  \
             }                                                                                      \
         }                                                                                          \
         return WV_OK;                                                                              \
@@ -561,8 +561,7 @@ int wv_fields_gap_scatter(const void *seq, uint32_t code_width, uint64_t nseq, u
                     const OUT_T *restrict table, uint64_t ntable, OUT_T *restrict out,             \
                     uint64_t count) {                                                              \
         wv_bt_t bt;                                                                                \
-        const int use_bt = sizeof(CODE_T) == 1 && sizeof(OUT_T) <= 4 &&                           \
-                           ntable <= 16 * WV_BT_MAXSUB && bt_simd_ok();                            \
+        const int use_bt = bt_usable(sizeof(CODE_T), sizeof(OUT_T), ntable);                       \
         if (use_bt) {                                                                              \
             uint64_t ent[16 * WV_BT_MAXSUB];                                                       \
             for (unsigned k = 0; k < ntable; k++)                                                  \
@@ -571,25 +570,23 @@ int wv_fields_gap_scatter(const void *seq, uint32_t code_width, uint64_t nseq, u
         }                                                                                          \
         CODE_T cb[WV_FM_CHUNK];                                                                    \
         for (uint64_t e = 0; e < count;) {                                                         \
-            {                                                                                      \
-                const uint64_t cnt = count - e < WV_FM_CHUNK ? count - e : WV_FM_CHUNK;            \
-                const CODE_T *restrict c = wv_rows_chunk_##CODE_T(codes, blen, bstride, e, cnt, cb); \
-                OUT_T *restrict o = out + e;                                                       \
-                e += cnt;                                                                          \
-                uint64_t j0 = 0;                                                                   \
-                if (use_bt) {                                                                      \
-                    j0 = bt_run(&bt, ntable, (const uint8_t *)c, cnt, NULL, 0, o);                 \
-                    if (j0 == UINT64_MAX)                                                          \
-                        return WV_ECORRUPT;                                                        \
-                }                                                                                  \
-                unsigned bad = 0;                                                                  \
-                for (uint64_t j = j0; j < cnt; j++)                                                \
-                    bad |= (unsigned)(c[j] >= ntable);                                             \
-                if (bad)                                                                           \
+            const uint64_t cnt = count - e < WV_FM_CHUNK ? count - e : WV_FM_CHUNK;                \
+            const CODE_T *restrict c = wv_rows_chunk_##CODE_T(codes, blen, bstride, e, cnt, cb);   \
+            OUT_T *restrict o = out + e;                                                           \
+            e += cnt;                                                                              \
+            uint64_t j0 = 0;                                                                       \
+            if (use_bt) {                                                                          \
+                j0 = bt_run(&bt, ntable, (const uint8_t *)c, cnt, NULL, 0, o);                     \
+                if (j0 == UINT64_MAX)                                                              \
                     return WV_ECORRUPT;                                                            \
-                for (uint64_t j = j0; j < cnt; j++)                                                \
-                    o[j] = table[c[j]];                                                            \
             }                                                                                      \
+            unsigned bad = 0;                                                                      \
+            for (uint64_t j = j0; j < cnt; j++)                                                    \
+                bad |= (unsigned)(c[j] >= ntable);                                                 \
+            if (bad)                                                                               \
+                return WV_ECORRUPT;                                                                \
+            for (uint64_t j = j0; j < cnt; j++)                                                    \
+                o[j] = table[c[j]];                                                                \
         }                                                                                          \
         return WV_OK;                                                                              \
     }

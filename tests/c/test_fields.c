@@ -71,26 +71,22 @@ static void merge_case(unsigned width, unsigned exp_bits, uint64_t n) {
     for (uint64_t j = 0; j < count; j++)
         lay[(j / blen) * (blen + gap) + j % blen] = codes[first + j];
     void *out = malloc(width * (count ? count : 1));
-    int st = wv_fields_merge_float(lay, 2, ncodes, blen, blen + gap, table, ntab, exp_bits, mant,
-                                   planes, np * n, top, top_bytes, n, first, out, width, count);
-    CHECK(st == WV_OK);
-    for (uint64_t j = 0; j < count; j++) {
-        uint64_t v = width == 2 ? ((uint16_t *)out)[j]
-                     : width == 4 ? ((uint32_t *)out)[j] : ((uint64_t *)out)[j];
-        CHECK(v == words[first + j]);
-    }
-    /* the same with 8-bit codes (the SSSE3 byte-table path when ntab <= 64) */
+    /* 16-bit codes, then the same as 8-bit codes (the SSSE3 byte-table path when ntab <= 64) */
     uint8_t *lay8 = malloc(ncodes);
     for (uint64_t j = 0; j < ncodes; j++)
         lay8[j] = (uint8_t)lay[j];
-    memset(out, 0, width * (count ? count : 1));
-    st = wv_fields_merge_float(lay8, 1, ncodes, blen, blen + gap, table, ntab, exp_bits, mant,
-                               planes, np * n, top, top_bytes, n, first, out, width, count);
-    CHECK(st == WV_OK);
-    for (uint64_t j = 0; j < count; j++) {
-        uint64_t v = width == 2 ? ((uint16_t *)out)[j]
-                     : width == 4 ? ((uint32_t *)out)[j] : ((uint64_t *)out)[j];
-        CHECK(v == words[first + j]);
+    const void *lays[2] = {lay, lay8};
+    for (unsigned cw = 2; cw >= 1; cw--) {
+        memset(out, 0, width * (count ? count : 1));
+        int st = wv_fields_merge_float(lays[2 - cw], cw, ncodes, blen, blen + gap, table, ntab,
+                                       exp_bits, mant, planes, np * n, top, top_bytes, n, first,
+                                       out, width, count);
+        CHECK(st == WV_OK);
+        for (uint64_t j = 0; j < count; j++) {
+            uint64_t v = width == 2 ? ((uint16_t *)out)[j]
+                         : width == 4 ? ((uint32_t *)out)[j] : ((uint64_t *)out)[j];
+            CHECK(v == words[first + j]);
+        }
     }
     if (count) { /* a code outside the table, anywhere in the range */
         uint64_t j = below(count);
