@@ -29,8 +29,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t left = size;
     uint64_t nbits = take(&p, &left) % 20000;
     uint64_t ones = take(&p, &left) % (nbits + 1);
+    uint32_t index = (uint32_t)(ones >> 8 & 1); /* both index kinds */
     uint64_t nw, nb, ns, n1, n0;
-    if (wv_bv_layout(nbits, ones, &nw, &nb, &ns, &n1, &n0) != WV_OK)
+    if (wv_bv_layout(nbits, ones, index, &nw, &nb, &ns, &n1, &n0) != WV_OK)
         return 0;
     /* exact-size arrays, so ASan sees any overrun */
     uint64_t *a[5];
@@ -44,9 +45,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint64_t real_ones;
     if (size & 1 && wv_bv_count(a[0], nbits, &real_ones) == WV_OK) {
         uint64_t n1b, n0b;
-        wv_bv_layout(nbits, real_ones, &nw, &nb, &ns, &n1b, &n0b);
+        wv_bv_layout(nbits, real_ones, index, &nw, &nb, &ns, &n1b, &n0b);
         if (n1b == n1 && n0b == n0) {
-            wv_bv_t tmp = {a[0], a[1], a[2], a[3], a[4], nbits, real_ones, nw, nb, ns, n1, n0};
+            wv_bv_t tmp = {a[0], a[1], a[2], a[3], a[4], nbits, real_ones, nw, nb, ns, n1, n0, index};
             if (wv_bv_build(&tmp, a[1], a[2], a[3], a[4]) == WV_OK && left >= 2) {
                 int k = 1 + p[0] % 4;
                 if (len[k])
@@ -55,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             }
         }
     }
-    wv_bv_t bv = {a[0], a[1], a[2], a[3], a[4], nbits, ones, nw, nb, ns, n1, n0};
+    wv_bv_t bv = {a[0], a[1], a[2], a[3], a[4], nbits, ones, nw, nb, ns, n1, n0, index};
     if (wv_bv_validate(&bv) == WV_OK) {
         uint64_t r, pos, c = 0;
         for (uint64_t i = 0; i < nbits; i++)

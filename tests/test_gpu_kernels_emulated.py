@@ -571,7 +571,7 @@ class _EmuTree:
 
     def __init__(self, emu, wt, max_nodes=None):
         self.emu, self.wt = emu, wt
-        meta, secs = wt._full_parts()
+        meta, secs = wt._device_parts()
         self.a = {t: np.ascontiguousarray(x) for t, x in secs}
         self.n, self.L, self.sigma = int(meta[0]), int(meta[1]), int(meta[2])
         self.tab, nodes = tree_tables(wt, max_nodes)

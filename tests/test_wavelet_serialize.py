@@ -159,7 +159,7 @@ def test_tree_format_1_1_symbol_section():
     back = WaveletTree.from_bytes(wt.to_bytes())
     np.testing.assert_array_equal(back.extract(), seq)
     np.testing.assert_array_equal(back.select(7, [0, 2]), wt.select(7, [0, 2]))
-    full_meta, full = wt._full_parts()  # the 1.0 section set is still readable
+    full_meta, full = wt._device_parts()  # the 1.0 section set is still readable
     old = WaveletTree._from_parts(full_meta, dict(full))
     np.testing.assert_array_equal(old.extract(), seq)
     bad = dict(secs)

@@ -18,6 +18,7 @@ from ._core import (
     lib,
     wbuf,
 )
+from ._wseq import INDEX_KINDS, index_code, index_from_meta
 
 __all__ = ["BitVector"]
 
@@ -63,27 +64,35 @@ class BitVector:
         first (bit ``i`` is ``(b[i // 8] >> (i % 8)) & 1``). Use
         :meth:`from_words` for packed ``uint64`` words.
 
+    index : {"fast", "compact"}, keyword-only
+        The rank/select index. ``"fast"`` (default): interleaved counters, one 64-bit
+        entry per 2048 bits (3.125%), select samples every 4096th one and zero; about
+        4.7% of ``n`` in all, and one 64-byte line of bits per rank. ``"compact"``: one
+        entry per 16384 bits and samples every 65536th; about 0.49% of ``n``, and a rank
+        popcounts up to 63 words instead of 7 (a few times slower). Choose it when the
+        bits are mostly read in bulk or the index's share of the stored size matters.
+
     Notes
     -----
-    Rank uses interleaved counters (one 64-bit entry per 2048 bits, 3.125%);
-    select uses sampled positions (every 4096th one and zero). Space overhead
-    is at most about 4.7% of ``n``. Queries are read-only and thread-safe; the
-    batch forms run in C with the GIL released.
+    Queries are read-only and thread-safe; the batch forms run in C with the GIL
+    released. Both index kinds give the same answers.
     """
 
     __slots__ = ("_words", "_blocks", "_super", "_sel1", "_sel0", "_bv", "_keep", "__weakref__")
 
-    def __init__(self, bits=()):
+    def __init__(self, bits=(), *, index: str = "fast"):
+        code = index_code(index, "BitVector")
         words, nbits = _pack_bits(bits)
-        self._build(words, nbits)
+        self._build(words, nbits, code)
 
     # ---- construction -----------------------------------------------------
     @classmethod
-    def from_words(cls, words, nbits: int | None = None) -> BitVector:
+    def from_words(cls, words, nbits: int | None = None, *, index: str = "fast") -> BitVector:
         """Build from packed little-endian ``uint64`` words (copied).
 
-        Bits past ``nbits`` in the last word must be zero.
+        Bits past ``nbits`` in the last word must be zero. *index* as for the constructor.
         """
+        code = index_code(index, "BitVector.from_words")
         w = np.asarray(words)
         if w.dtype != np.uint64:
             raise TypeError(f"BitVector.from_words: expected dtype uint64, got {w.dtype}")
@@ -95,10 +104,10 @@ class BitVector:
         if nbits < 0 or (nbits + 63) // 64 != w.size:
             raise ValueError(f"BitVector.from_words: {w.size} words cannot hold {nbits} bits")
         self = cls.__new__(cls)
-        self._build(aligned_copy(w), nbits)
+        self._build(aligned_copy(w), nbits, code)
         return self
 
-    def _build(self, words: np.ndarray, nbits: int) -> None:
+    def _build(self, words: np.ndarray, nbits: int, index: int = 0) -> None:
         ones = ffi.new("uint64_t *")
         st = lib.wv_bv_count(buf(words), nbits, ones)
         if st == lib.WV_ECORRUPT:
@@ -106,16 +115,18 @@ class BitVector:
         check(st, "BitVector")
         sizes = ffi.new("uint64_t[5]")
         check(
-            lib.wv_bv_layout(nbits, ones[0], sizes + 0, sizes + 1, sizes + 2, sizes + 3, sizes + 4),
+            lib.wv_bv_layout(
+                nbits, ones[0], index, sizes + 0, sizes + 1, sizes + 2, sizes + 3, sizes + 4
+            ),
             "BitVector",
         )
         arrs = [aligned_empty(int(sizes[k])) for k in range(1, 5)]
-        self._attach(words, *arrs, nbits, ones[0])
+        self._attach(words, *arrs, nbits, ones[0], index)
         check(lib.wv_bv_build(self._bv, *[wbuf(a) for a in arrs]), "BitVector")
         for a in (self._words, *arrs):
             a.flags.writeable = False
 
-    def _attach(self, words, blocks, sup, sel1, sel0, nbits, ones) -> None:
+    def _attach(self, words, blocks, sup, sel1, sel0, nbits, ones, index=0) -> None:
         self._words, self._blocks, self._super, self._sel1, self._sel0 = (
             words,
             blocks,
@@ -126,7 +137,7 @@ class BitVector:
         bv = ffi.new("wv_bv_t *")
         keep = [buf(a) for a in (words, blocks, sup, sel1, sel0)]
         bv.words, bv.blocks, bv.super, bv.sel1, bv.sel0 = keep
-        bv.nbits, bv.ones = nbits, ones
+        bv.nbits, bv.ones, bv.index = nbits, ones, index
         bv.nwords, bv.nblocks, bv.nsuper = words.size, blocks.size, sup.size
         bv.nsel1, bv.nsel0 = sel1.size, sel0.size
         self._bv, self._keep = bv, keep
@@ -134,6 +145,11 @@ class BitVector:
     # ---- basic properties -------------------------------------------------
     def __len__(self) -> int:
         return int(self._bv.nbits)
+
+    @property
+    def index(self) -> str:
+        """The rank/select index kind, ``"fast"`` or ``"compact"``."""
+        return INDEX_KINDS[int(self._bv.index)]
 
     @property
     def words(self) -> np.ndarray:
@@ -273,7 +289,7 @@ class BitVector:
 
     # ---- serialization ------------------------------------------------------
     def _to_parts(self):
-        meta = [len(self), self.count()]
+        meta = [len(self), self.count()] + ([1] if self._bv.index else [])
         secs = [
             ("WRDS", self._words),
             ("BLKS", self._blocks),
@@ -283,10 +299,16 @@ class BitVector:
         ]
         return meta, secs
 
+    def _device_parts(self):
+        """``(meta, sections)`` with the fast index, which the GPU kernels read (a compact
+        index is rebuilt for the upload, O(n))."""
+        if not self._bv.index:
+            return self._to_parts()
+        return BitVector.from_words(self._words, len(self))._to_parts()
+
     @classmethod
     def _from_parts(cls, meta, sections):
-        if len(meta) != 2:
-            raise WaveletError("BitVector: bad meta length")
+        index = index_from_meta(meta, 2, "BitVector")
         need = ("WRDS", "BLKS", "SUPR", "SEL1", "SEL0")
         if set(sections) != set(need):
             raise WaveletError(f"BitVector: expected sections {need}, got {tuple(sections)}")
@@ -296,11 +318,11 @@ class BitVector:
             if a.dtype != np.uint64:
                 raise WaveletError(f"BitVector: section {t} must be uint64")
             arrs.append(a)
-        nbits, ones = meta
+        nbits, ones = meta[:2]
         if ones > nbits or nbits > 1 << 58:
             raise WaveletError("BitVector: bad bit or one count")
         self = cls.__new__(cls)
-        self._attach(*arrs, nbits, ones)
+        self._attach(*arrs, nbits, ones, index)
         st = lib.wv_bv_validate(self._bv)
         if st != lib.WV_OK:
             raise WaveletError("BitVector: index does not match the bits (corrupt data)")

@@ -27,7 +27,7 @@ from ._core import WaveletError
 
 MAGIC = b"\x89WVLT\r\n\x1a"
 VERSION_MAJOR = 1
-VERSION_MINOR = 1  # 1.1: WaveletTree symbol tables as one SYMC section
+VERSION_MINOR = 2  # 1.1: WaveletTree symbol tables as one SYMC section; 1.2: compact index
 HEADER_SIZE = 64
 SECTION_ENTRY = 32
 ALIGN = 64

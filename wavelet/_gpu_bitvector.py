@@ -73,9 +73,9 @@ class DeviceBitVector:
 
     @classmethod
     def from_host(cls, bv, device=None) -> DeviceBitVector:
-        """Upload a :class:`~wavelet.BitVector` (its ``_to_parts()`` sections)."""
+        """Upload a :class:`~wavelet.BitVector` (its serialized sections, with the fast index)."""
         cp = _m._cupy()
-        meta, secs = bv._to_parts()
+        meta, secs = bv._device_parts()
         tags = tuple(t for t, _ in secs)
         if tags != _SECTIONS:
             raise ValueError(f"DeviceBitVector: unexpected sections {tags}")

@@ -106,7 +106,7 @@ class DeviceWaveletMatrix:
         from ._gpu_bitvector import upload_sections
 
         cp = _m._cupy()
-        meta, secs = wm._to_parts()
+        meta, secs = wm._device_parts()
         n, nlevels = int(meta[0]), int(meta[1])
         nbits, ones = int(meta[-2]), int(meta[-1])
         stride = -(-n // 512) * 512

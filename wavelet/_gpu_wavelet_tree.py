@@ -140,7 +140,7 @@ class DeviceWaveletTree:
     @classmethod
     def from_host(cls, wt, device=None, *, max_nodes: int | None = None) -> DeviceWaveletTree:
         cp = _m._cupy()
-        meta, secs = wt._full_parts()
+        meta, secs = wt._device_parts()
         self = cls.__new__(cls)
         self._n, self._L, self._sigma = int(meta[0]), int(meta[1]), int(meta[2])
         self._shape = wt.shape

@@ -10,6 +10,7 @@ from ._core import WaveletError, check, ffi, lib
 from ._wseq import (
     CODES,
     DTYPES,
+    INDEX_KINDS,
     KIND_ARRAY,
     KIND_BYTES,
     KIND_STR,
@@ -18,6 +19,8 @@ from ._wseq import (
     batch_args,
     check_out,
     dtype_max,
+    index_code,
+    index_from_meta,
     is_batch,
     norm_range,
     pos_scalar,
@@ -179,7 +182,8 @@ class WaveletMatrix(_SeqMixin):
 
     __slots__ = ("_n", "_nlevels", "_max_symbol", "_dtype", "_kind", "_lb", "_wm", "__weakref__")
 
-    def __init__(self, seq=(), *, alphabet_size=None):
+    def __init__(self, seq=(), *, alphabet_size=None, index: str = "fast"):
+        code = index_code(index, "WaveletMatrix")
         a, u, kind = as_symbols(seq, "WaveletMatrix", alphabet_size)
         n = int(u.size)
         mx = int(alphabet_size) - 1 if alphabet_size is not None else (int(u.max()) if n else 0)
@@ -193,7 +197,7 @@ class WaveletMatrix(_SeqMixin):
             lib.wv_wm_build_bits(src, u.dtype.itemsize, n, nlevels, u64wptr(words), words.size),
             "WaveletMatrix",
         )
-        lb = LevelBits.build(words, nbits, "WaveletMatrix")
+        lb = LevelBits.build(words, nbits, "WaveletMatrix", code)
         self._setup(n, nlevels, mx, a.dtype, kind, lb)
 
     def _setup(self, n, nlevels, mx, dtype, kind, lb) -> None:
@@ -469,17 +473,26 @@ class WaveletMatrix(_SeqMixin):
 
         return DeviceWaveletMatrix.from_host(self, device)
 
+    @property
+    def index(self) -> str:
+        """The rank/select index kind of the level bits, ``"fast"`` or ``"compact"``."""
+        return INDEX_KINDS[self._lb.index]
+
     def _to_parts(self):
         meta = [self._n, self._nlevels, self._max_symbol, CODES[self._dtype], self._kind,
                 int(self._lb.nbits), int(self._lb.ones)]
-        return meta, self._lb.sections()
+        return meta + self._lb.meta_tail(), self._lb.sections()
+
+    def _device_parts(self):
+        """``(meta, sections)`` with the fast index, which the GPU kernels read."""
+        meta, _ = self._to_parts()
+        return meta[:7], self._lb.fast().sections()
 
     @classmethod
     def _from_parts(cls, meta, sections):
         op = "WaveletMatrix"
-        if len(meta) != 7:
-            raise WaveletError(f"{op}: bad meta length")
-        n, nlevels, mx, code, kind, nbits, ones = (int(x) for x in meta)
+        index = index_from_meta(meta, 7, op)
+        n, nlevels, mx, code, kind, nbits, ones = (int(x) for x in meta[:7])
         if set(sections) != {"WRDS", "BLKS", "SUPR", "SEL1", "SEL0"}:
             raise WaveletError(f"{op}: unexpected sections {tuple(sections)}")
         self = cls.__new__(cls)
@@ -489,6 +502,6 @@ class WaveletMatrix(_SeqMixin):
             raise WaveletError(f"{op}: bad level count or max symbol")
         if n > 1 << 50:
             raise WaveletError(f"{op}: bad length")
-        lb = LevelBits.from_sections(sections, nbits, ones, op)
+        lb = LevelBits.from_sections(sections, nbits, ones, op, index)
         self._setup(n, nlevels, mx, dt, kind, lb)
         return self

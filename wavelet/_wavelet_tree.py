@@ -11,11 +11,14 @@ from ._wavelet_matrix import _SeqMixin
 from ._wseq import (
     BV_TAGS,
     CODES,
+    INDEX_KINDS,
     LevelBits,
     as_symbols,
     batch_args,
     check_out,
     dtype_max,
+    index_code,
+    index_from_meta,
     is_batch,
     norm_range,
     pos_scalar,
@@ -129,7 +132,8 @@ class WaveletTree(_SeqMixin):
                  "_tabs", "_max_code_len", "__weakref__")
 
     def __init__(self, seq=(), shape: str = "balanced", *, max_code_len: int = MAX_CODE_LEN,
-                 alphabet_size=None):
+                 alphabet_size=None, index: str = "fast"):
+        icode = index_code(index, "WaveletTree")
         if shape not in _SHAPES:
             raise ValueError(f"WaveletTree: shape must be 'balanced' or 'huffman', got {shape!r}")
         max_code_len = as_index(max_code_len, "max_code_len")
@@ -185,7 +189,7 @@ class WaveletTree(_SeqMixin):
             src, width, lutp, lutn = ffi.NULL, 4, ffi.NULL, 0  # no symbols: no lookup table
         check(lib.wv_wt_build_bits(src, width, n, lutp, lutn, u64ptr(cnt), L, sigma, u64ptr(nact),
                                    u64wptr(words), words.size), "WaveletTree")
-        lb = LevelBits.build(words, nbits, "WaveletTree")
+        lb = LevelBits.build(words, nbits, "WaveletTree", icode)
         if alphabet_size is not None:
             mx = int(alphabet_size) - 1
         else:
@@ -490,20 +494,26 @@ class WaveletTree(_SeqMixin):
         return DeviceWaveletTree.from_host(self, device)
 
     # ---- serialization --------------------------------------------------------------------
-    def _full_parts(self):
+    @property
+    def index(self) -> str:
+        """The rank/select index kind of the level bits, ``"fast"`` or ``"compact"``."""
+        return INDEX_KINDS[self._lb.index]
+
+    def _device_parts(self):
         """``(meta, sections)`` with the full symbol tables SYMS/SKEY/SPOS (format 1.0's
-        sections, as held in memory): what the GPU twin uploads."""
+        sections, as held in memory) and the fast index: what the GPU twin uploads (its
+        kernels read the fast index; a compact one is rebuilt for the upload, O(n))."""
         meta, _ = self._to_parts()
         syms, skey, spos, cnt, nact = self._tabs
-        secs = self._lb.sections() + [("SYMS", syms), ("SKEY", skey), ("SPOS", spos),
-                                      ("CNTS", cnt), ("NACT", nact)]
-        return meta, secs
+        secs = self._lb.fast().sections() + [("SYMS", syms), ("SKEY", skey), ("SPOS", spos),
+                                             ("CNTS", cnt), ("NACT", nact)]
+        return meta[:10], secs
 
     def _to_parts(self):
         syms, skey, spos, cnt, nact = self._tabs
         meta = [self._n, self._nlevels, int(syms.size), self._shape, CODES[self._dtype],
                 self._kind, self._max_code_len, self._max_symbol, int(self._lb.nbits),
-                int(self._lb.ones)]
+                int(self._lb.ones)] + self._lb.meta_tail()
         # format 1.1: the canonical-order symbols alone, in the smallest unsigned width; the
         # sorted keys and their positions (SKEY/SPOS of format 1.0) are derived on load
         width = _smallest_uint(int(syms.max()) if syms.size else 0)
@@ -514,9 +524,8 @@ class WaveletTree(_SeqMixin):
     @classmethod
     def _from_parts(cls, meta, sections):
         op = "WaveletTree"
-        if len(meta) != 10:
-            raise WaveletError(f"{op}: bad meta length")
-        n, L, sigma, shape, code, kind, mcl, mx, nbits, ones = (int(x) for x in meta)
+        index = index_from_meta(meta, 10, op)
+        n, L, sigma, shape, code, kind, mcl, mx, nbits, ones = (int(x) for x in meta[:10])
         v10 = set(BV_TAGS) | {"SYMS", "SKEY", "SPOS", "CNTS", "NACT"}  # format 1.0
         v11 = set(BV_TAGS) | {"SYMC", "CNTS", "NACT"}  # format 1.1
         if set(sections) not in (v10, v11):
@@ -539,7 +548,7 @@ class WaveletTree(_SeqMixin):
         skey = sections["SKEY"]
         if sigma and int(skey[-1]) > mx:
             raise WaveletError(f"{op}: symbol outside the alphabet")
-        lb = LevelBits.from_sections(sections, nbits, ones, op)
+        lb = LevelBits.from_sections(sections, nbits, ones, op, index)
         tabs = tuple(
             np.ascontiguousarray(sections[t]) for t in ("SYMS", "SKEY", "SPOS", "CNTS", "NACT")
         )

@@ -73,42 +73,68 @@ def dtype_max(dt: np.dtype) -> int:
     return int(np.iinfo(dt).max)
 
 
+INDEX_KINDS = ("fast", "compact")  # wv_bv_t.index 0 / 1
+
+
+def index_code(index, op: str) -> int:
+    """'fast' -> 0, 'compact' -> 1 (the rank/select index layout, see wavelet.h)."""
+    if index not in INDEX_KINDS:
+        raise ValueError(f"{op}: index must be one of {INDEX_KINDS}, got {index!r}")
+    return INDEX_KINDS.index(index)
+
+
+def index_from_meta(meta, base: int, op: str) -> int:
+    """The index kind stored after the *base* meta words of a kind (format 1.2 appends one
+    word, 1 = compact, when the index is not the fast one)."""
+    if len(meta) == base:
+        return 0
+    if len(meta) != base + 1:
+        raise WaveletError(f"{op}: bad meta length")
+    code = int(meta[base])
+    if code not in (0, 1):
+        raise WaveletError(f"{op}: unknown index kind {code}")
+    return code
+
+
 class LevelBits:
     """The concatenated level bitvector: five uint64 arrays and a wv_bv_t."""
 
-    __slots__ = ("arrays", "bv", "keep", "nbits", "ones")
+    __slots__ = ("arrays", "bv", "keep", "nbits", "ones", "index")
 
     @classmethod
-    def build(cls, words: np.ndarray, nbits: int, op: str) -> LevelBits:
+    def build(cls, words: np.ndarray, nbits: int, op: str, index: int = 0) -> LevelBits:
         ones = ffi.new("uint64_t *")
         check(lib.wv_bv_count(buf(words), nbits, ones), op)
         sizes = ffi.new("uint64_t[5]")
         check(
-            lib.wv_bv_layout(nbits, ones[0], sizes + 0, sizes + 1, sizes + 2, sizes + 3, sizes + 4),
+            lib.wv_bv_layout(
+                nbits, ones[0], index, sizes + 0, sizes + 1, sizes + 2, sizes + 3, sizes + 4
+            ),
             op,
         )
         idx = [np.empty(int(sizes[k]), dtype=np.uint64) for k in range(1, 5)]
-        self = cls.attach([words, *idx], nbits, int(ones[0]))
+        self = cls.attach([words, *idx], nbits, int(ones[0]), index)
         check(lib.wv_bv_build(self.bv, *[wbuf(a) for a in idx]), op)
         for a in self.arrays:
             a.flags.writeable = False
         return self
 
     @classmethod
-    def attach(cls, arrays, nbits: int, ones: int) -> LevelBits:
+    def attach(cls, arrays, nbits: int, ones: int, index: int = 0) -> LevelBits:
         self = cls()
         self.arrays = list(arrays)
         bv = ffi.new("wv_bv_t *")
         keep = [buf(a) for a in self.arrays]
         bv.words, bv.blocks, bv.super, bv.sel1, bv.sel0 = keep
-        bv.nbits, bv.ones = nbits, ones
+        bv.nbits, bv.ones, bv.index = nbits, ones, index
+        self.index = index
         w, b, s, s1, s0 = self.arrays
         bv.nwords, bv.nblocks, bv.nsuper, bv.nsel1, bv.nsel0 = w.size, b.size, s.size, s1.size, s0.size
         self.bv, self.keep, self.nbits, self.ones = bv, keep, nbits, ones
         return self
 
     @classmethod
-    def from_sections(cls, sections, nbits: int, ones: int, op: str) -> LevelBits:
+    def from_sections(cls, sections, nbits: int, ones: int, op: str, index: int = 0) -> LevelBits:
         arrs = []
         for t in BV_TAGS:
             a = sections.get(t)
@@ -117,13 +143,22 @@ class LevelBits:
             arrs.append(a)
         if ones > nbits or nbits > 1 << 58:
             raise WaveletError(f"{op}: bad bit or one count")
-        self = cls.attach(arrs, nbits, ones)
+        self = cls.attach(arrs, nbits, ones, index)
         if lib.wv_bv_validate(self.bv) != lib.WV_OK:
             raise WaveletError(f"{op}: level bitvector index does not match its bits (corrupt data)")
         return self
 
     def sections(self):
         return list(zip(BV_TAGS, self.arrays, strict=True))
+
+    def meta_tail(self) -> list:
+        """Meta words after a kind's own: none for the fast index (1.1 readers keep
+        reading those files), ``[1]`` for the compact one."""
+        return [self.index] if self.index else []
+
+    def fast(self) -> LevelBits:
+        """The same bits with the fast index (for GPU upload); self if it has it."""
+        return self if self.index == 0 else LevelBits.build(self.arrays[0], self.nbits, "index", 0)
 
     @property
     def nbytes(self) -> int:

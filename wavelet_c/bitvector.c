@@ -127,17 +127,22 @@ int wv_isa_set(int level) {
 
 static uint64_t ceil_div(uint64_t a, uint64_t b) { return a / b + (a % b != 0); }
 
-int wv_bv_layout(uint64_t nbits, uint64_t ones, uint64_t *nwords, uint64_t *nblocks,
+int wv_bv_layout(uint64_t nbits, uint64_t ones, uint32_t index, uint64_t *nwords, uint64_t *nblocks,
                  uint64_t *nsuper, uint64_t *nsel1, uint64_t *nsel0) {
     if (!nwords || !nblocks || !nsuper || !nsel1 || !nsel0 || ones > nbits)
         return WV_EINVAL;
+    if (index != WV_BV_INDEX_FAST && index != WV_BV_INDEX_COMPACT)
+        return WV_EINVAL;
     if (nbits > (UINT64_C(1) << 58)) /* keeps every byte count below 2^61 */
         return WV_EINVAL;
+    unsigned bshift = index ? WV_BVC_BSHIFT : WV_BVF_BSHIFT;
+    unsigned spb = index ? WV_BVC_SPB : WV_BVF_SPB;
+    uint64_t samp = UINT64_C(1) << (index ? WV_BVC_SEL : WV_BVF_SEL);
     *nwords = ceil_div(nbits, 64);
-    *nblocks = ceil_div(nbits, WV_BV_BLOCK_BITS) + 1;
-    *nsuper = ((*nblocks - 1) >> 21) + 1;
-    *nsel1 = ceil_div(ones, WV_BV_SEL_SAMPLE) + 1;
-    *nsel0 = ceil_div(nbits - ones, WV_BV_SEL_SAMPLE) + 1;
+    *nblocks = ceil_div(nbits, UINT64_C(1) << bshift) + 1;
+    *nsuper = ((*nblocks - 1) >> spb) + 1;
+    *nsel1 = ceil_div(ones, samp) + 1;
+    *nsel0 = ceil_div(nbits - ones, samp) + 1;
     return WV_OK;
 }
 
@@ -168,18 +173,21 @@ int wv_bv_pack_bools(const uint8_t *bools, uint64_t nbits, uint64_t *words) {
 }
 
 /* Entry for block b (relative count `rel`), sub-block counts from the words. */
-static uint64_t block_entry(const uint64_t *words, uint64_t nwords, uint64_t b, uint64_t rel,
-                            uint64_t *block_ones) {
-    uint64_t e = rel & 0xFFFFFFFFu, tot = 0;
+static uint64_t block_entry(const wv_bv_t *bv, uint64_t b, uint64_t rel, uint64_t *block_ones) {
+    unsigned bshift = bv->index ? WV_BVC_BSHIFT : WV_BVF_BSHIFT;
+    unsigned cbits = bv->index ? WV_BVC_CBITS : WV_BVF_CBITS;
+    unsigned rbits = bv->index ? WV_BVC_RBITS : WV_BVF_RBITS;
+    uint64_t sub_words = UINT64_C(1) << (bshift - 2 - 6);
+    uint64_t e = rel & ((UINT64_C(1) << rbits) - 1), tot = 0;
     for (unsigned s = 0; s < 4; s++) {
         uint64_t c = 0;
-        for (unsigned k = 0; k < 8; k++) {
-            uint64_t w = b * 32 + s * 8 + k;
-            if (w < nwords)
-                c += wv_popcount(words[w]);
+        for (uint64_t k = 0; k < sub_words; k++) {
+            uint64_t w = (b << (bshift - 6)) + s * sub_words + k;
+            if (w < bv->nwords)
+                c += wv_popcount(bv->words[w]);
         }
         if (s < 3)
-            e |= c << (32 + 10 * s);
+            e |= c << (rbits + cbits * s);
         tot += c;
     }
     *block_ones = tot;
@@ -190,22 +198,27 @@ static uint64_t block_entry(const uint64_t *words, uint64_t nwords, uint64_t b, 
 static int bv_index_walk(const wv_bv_t *bv, uint64_t *blocks, uint64_t *super, uint64_t *sel1,
                          uint64_t *sel0) {
     int cmp = blocks == NULL;
+    unsigned bshift = bv->index ? WV_BVC_BSHIFT : WV_BVF_BSHIFT;
+    unsigned spb = bv->index ? WV_BVC_SPB : WV_BVF_SPB;
+    unsigned rbits = bv->index ? WV_BVC_RBITS : WV_BVF_RBITS;
+    uint64_t bbits = UINT64_C(1) << bshift;
+    uint64_t samp = UINT64_C(1) << (bv->index ? WV_BVC_SEL : WV_BVF_SEL);
     uint64_t nreal = bv->nblocks - 1, ones = 0, j1 = 0, j0 = 0;
     for (uint64_t b = 0; b <= nreal; b++) {
-        if ((b & ((UINT64_C(1) << 21) - 1)) == 0) {
-            uint64_t s = b >> 21;
+        if ((b & ((UINT64_C(1) << spb) - 1)) == 0) {
+            uint64_t s = b >> spb;
             if (cmp) {
                 if (bv->super[s] != ones)
                     return WV_ECORRUPT;
             } else
                 super[s] = ones;
         }
-        uint64_t rel = ones - (cmp ? bv->super[b >> 21] : super[b >> 21]);
+        uint64_t rel = ones - (cmp ? bv->super[b >> spb] : super[b >> spb]);
         uint64_t c = 0, e;
         if (b < nreal) {
-            e = block_entry(bv->words, bv->nwords, b, rel, &c);
+            e = block_entry(bv, b, rel, &c);
         } else {
-            e = rel & 0xFFFFFFFFu;
+            e = rel & ((UINT64_C(1) << rbits) - 1);
         }
         if (cmp) {
             if (bv->blocks[b] != e)
@@ -213,19 +226,17 @@ static int bv_index_walk(const wv_bv_t *bv, uint64_t *blocks, uint64_t *super, u
         } else
             blocks[b] = e;
         if (b < nreal) {
-            uint64_t zeros_before = b * WV_BV_BLOCK_BITS - ones;
-            uint64_t bits_in = (b + 1) * WV_BV_BLOCK_BITS <= bv->nbits
-                                   ? WV_BV_BLOCK_BITS
-                                   : bv->nbits - b * WV_BV_BLOCK_BITS;
+            uint64_t zeros_before = b * bbits - ones;
+            uint64_t bits_in = (b + 1) * bbits <= bv->nbits ? bbits : bv->nbits - b * bbits;
             uint64_t z = bits_in - c;
-            while (j1 * WV_BV_SEL_SAMPLE < ones + c) {
+            while (j1 * samp < ones + c) {
                 if (cmp ? bv->sel1[j1] != b : 0)
                     return WV_ECORRUPT;
                 if (!cmp)
                     sel1[j1] = b;
                 j1++;
             }
-            while (j0 * WV_BV_SEL_SAMPLE < zeros_before + z) {
+            while (j0 * samp < zeros_before + z) {
                 if (cmp ? bv->sel0[j0] != b : 0)
                     return WV_ECORRUPT;
                 if (!cmp)
@@ -251,7 +262,9 @@ static int bv_check_shape(const wv_bv_t *bv) {
     uint64_t nw, nb, ns, n1, n0;
     if (!bv)
         return WV_EINVAL;
-    if (wv_bv_layout(bv->nbits, bv->ones, &nw, &nb, &ns, &n1, &n0) != WV_OK)
+    if (bv->index != WV_BV_INDEX_FAST && bv->index != WV_BV_INDEX_COMPACT)
+        return WV_ECORRUPT;
+    if (wv_bv_layout(bv->nbits, bv->ones, bv->index, &nw, &nb, &ns, &n1, &n0) != WV_OK)
         return WV_ECORRUPT;
     if (nw != bv->nwords || nb != bv->nblocks || ns != bv->nsuper || n1 != bv->nsel1 ||
         n0 != bv->nsel0)

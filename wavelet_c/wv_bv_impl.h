@@ -11,15 +11,90 @@
 #include "wavelet.h"
 #include "wv_bits.h"
 
-/* ones in [0, 2048*b) */
+#ifndef WV_BV_GEOM_DEFINED
+#define WV_BV_GEOM_DEFINED
+/* Geometry of the two index kinds (wavelet.h): log2 of the block bits, log2 of
+ * the sub-block bits, width of a sub-block count, width of the relative count,
+ * log2 of the blocks per superblock, log2 of the select sampling rate. */
+#define WV_BVF_BSHIFT 11
+#define WV_BVF_SSHIFT 9
+#define WV_BVF_CBITS 10
+#define WV_BVF_RBITS 32
+#define WV_BVF_SPB 21
+#define WV_BVF_SEL 12
+#define WV_BVC_BSHIFT 14
+#define WV_BVC_SSHIFT 12
+#define WV_BVC_CBITS 13
+#define WV_BVC_RBITS 25
+#define WV_BVC_SPB 11
+#define WV_BVC_SEL 16
+/* block-entry and select-sample shifts of bv (for prefetch addresses) */
+#define WV_BV_BSHIFT(bv) ((bv)->index ? WV_BVC_BSHIFT : WV_BVF_BSHIFT)
+#define WV_BV_SELSHIFT(bv) ((bv)->index ? WV_BVC_SEL : WV_BVF_SEL)
+#endif
+
+/* ones in [0, b * block bits) */
 WV_INLINE WV_TARGET uint64_t WV_SFX(wv_bv_block_rank)(const wv_bv_t *bv, uint64_t b) {
+    if (bv->index)
+        return bv->super[b >> WV_BVC_SPB] + (bv->blocks[b] & ((UINT64_C(1) << WV_BVC_RBITS) - 1));
     return bv->super[b >> 21] + (bv->blocks[b] & 0xFFFFFFFFu);
+}
+
+/* rank1(i) on the compact index: entry, masked sub-block counts, then the
+ * words of the 4096-bit sub-block between i and the nearer end of it: from
+ * its start (at most 32 words; never past the array, the word holding i
+ * exists whenever i % 64 != 0), or back from its end, whose count is the next
+ * sub-block's start (or the next block's entry; every block has one, the last
+ * a sentinel) when the sub-block lies wholly inside the array. */
+WV_INLINE WV_TARGET uint64_t WV_SFX(wv_bvc_rank1_u)(const wv_bv_t *bv, uint64_t i) {
+    uint64_t b = i >> WV_BVC_BSHIFT;
+    uint64_t e = bv->blocks[b];
+    const uint64_t cm = (UINT64_C(1) << WV_BVC_CBITS) - 1;
+    uint64_t r = bv->super[b >> WV_BVC_SPB] + (e & ((UINT64_C(1) << WV_BVC_RBITS) - 1));
+    uint64_t sub = (i >> WV_BVC_SSHIFT) & 3;
+    uint64_t c0 = (e >> WV_BVC_RBITS) & cm, c1 = (e >> (WV_BVC_RBITS + WV_BVC_CBITS)) & cm,
+             c2 = (e >> (WV_BVC_RBITS + 2 * WV_BVC_CBITS)) & cm;
+    r += (c0 & -(uint64_t)(sub > 0)) + (c1 & -(uint64_t)(sub > 1)) + (c2 & -(uint64_t)(sub > 2));
+    const unsigned sw = 1u << (WV_BVC_SSHIFT - 6); /* words per sub-block */
+    uint64_t w0 = (i >> WV_BVC_SSHIFT) << (WV_BVC_SSHIFT - 6);
+    const uint64_t *w = bv->words + w0;
+    unsigned full = (unsigned)((i >> 6) & (sw - 1));
+    uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    if (full >= sw / 2 && w0 + sw <= bv->nwords) {
+        uint64_t end = sub < 3 ? r + ((e >> (WV_BVC_RBITS + WV_BVC_CBITS * sub)) & cm)
+                               : WV_SFX(wv_bv_block_rank)(bv, b + 1);
+        unsigned k = full + 1;
+        for (; k + 4 <= sw; k += 4) {
+            a0 += wv_popcount(w[k]);
+            a1 += wv_popcount(w[k + 1]);
+            a2 += wv_popcount(w[k + 2]);
+            a3 += wv_popcount(w[k + 3]);
+        }
+        for (; k < sw; k++)
+            a0 += wv_popcount(w[k]);
+        return end - (a0 + a1 + a2 + a3) - wv_popcount(w[full] >> (i & 63));
+    }
+    unsigned k = 0;
+    for (; k + 4 <= full; k += 4) {
+        a0 += wv_popcount(w[k]);
+        a1 += wv_popcount(w[k + 1]);
+        a2 += wv_popcount(w[k + 2]);
+        a3 += wv_popcount(w[k + 3]);
+    }
+    for (; k < full; k++)
+        a0 += wv_popcount(w[k]);
+    r += a0 + a1 + a2 + a3;
+    if (i & 63)
+        r += wv_popcount(w[full] & ((UINT64_C(1) << (i & 63)) - 1));
+    return r;
 }
 
 /* rank1(i), 0 <= i <= nbits. Branch-free: the sub-block counts are summed
  * with masks and all 8 words of the 512-bit line are popcounted under masks
  * (words past the end of the array are never read). */
 WV_INLINE WV_TARGET uint64_t WV_SFX(wv_bv_rank1_u)(const wv_bv_t *bv, uint64_t i) {
+    if (WV_UNLIKELY(bv->index))
+        return WV_SFX(wv_bvc_rank1_u)(bv, i);
     uint64_t b = i >> 11;
     uint64_t e = bv->blocks[b];
     uint64_t r = bv->super[b >> 21] + (e & 0xFFFFFFFFu);
@@ -52,7 +127,8 @@ WV_INLINE WV_TARGET int WV_SFX(wv_bv_access_u)(const wv_bv_t *bv, uint64_t i) {
  * same over zeros. lo/hi from the samples: answer in [lo, hi). */
 WV_INLINE WV_TARGET uint64_t WV_SFX(wv_bv_find_block)(const wv_bv_t *bv, uint64_t k, int one) {
     const uint64_t *samp = one ? bv->sel1 : bv->sel0;
-    uint64_t j = k / WV_BV_SEL_SAMPLE;
+    const uint64_t bbits = UINT64_C(1) << WV_BV_BSHIFT(bv);
+    uint64_t j = k >> WV_BV_SELSHIFT(bv);
     uint64_t lo = samp[j], hi = samp[j + 1] + 1; /* candidate blocks [lo, hi) */
     if (hi > bv->nblocks - 1)
         hi = bv->nblocks - 1;
@@ -61,7 +137,7 @@ WV_INLINE WV_TARGET uint64_t WV_SFX(wv_bv_find_block)(const wv_bv_t *bv, uint64_
         uint64_t mid = lo + (hi - lo) / 2;
         uint64_t c = WV_SFX(wv_bv_block_rank)(bv, mid);
         if (!one)
-            c = mid * WV_BV_BLOCK_BITS - c;
+            c = mid * bbits - c;
         if (c <= k)
             lo = mid;
         else
@@ -76,16 +152,58 @@ WV_INLINE WV_TARGET uint64_t WV_SFX(wv_bv_find_block)(const wv_bv_t *bv, uint64_
         b = in ? b : last;
         uint64_t c = WV_SFX(wv_bv_block_rank)(bv, b);
         if (!one)
-            c = b * WV_BV_BLOCK_BITS - c;
+            c = b * bbits - c;
         add += in & (c <= k);
     }
     return lo + add;
+}
+
+/* Compact index: the word holding the k-th one (zero) of block b, and the
+ * rank of that bit inside the word. */
+WV_INLINE WV_TARGET uint64_t WV_SFX(wv_bvc_word_in_block)(const wv_bv_t *bv, uint64_t b, uint64_t k,
+                                                      int one, uint64_t *rem) {
+    const uint64_t cm = (UINT64_C(1) << WV_BVC_CBITS) - 1, sbits = UINT64_C(1) << WV_BVC_SSHIFT;
+    uint64_t e = bv->blocks[b];
+    uint64_t before = WV_SFX(wv_bv_block_rank)(bv, b);
+    if (!one)
+        before = (b << WV_BVC_BSHIFT) - before;
+    uint64_t r = k - before;
+    unsigned sub = 0;
+    for (; sub < 3; sub++) {
+        uint64_t c = (e >> (WV_BVC_RBITS + WV_BVC_CBITS * sub)) & cm;
+        if (!one)
+            c = sbits - c;
+        if (r < c)
+            break;
+        r -= c;
+    }
+    uint64_t w0 = (b << (WV_BVC_BSHIFT - 6)) + ((uint64_t)sub << (WV_BVC_SSHIFT - 6));
+    uint64_t end = w0 + (sbits >> 6);
+    if (end > bv->nwords)
+        end = bv->nwords;
+    for (uint64_t w = w0; w < end; w++) {
+        uint64_t x = one ? bv->words[w] : ~bv->words[w];
+        unsigned c = wv_popcount(x);
+        if (r < c) {
+            *rem = r;
+            return w;
+        }
+        r -= c;
+    }
+    *rem = 0;
+    return UINT64_MAX; /* unreachable on a validated structure */
 }
 
 /* Finish select inside block b: k is the rank of the wanted bit among the
  * ones (zeros) of the whole vector. */
 WV_INLINE WV_TARGET uint64_t WV_SFX(wv_bv_select_in_block)(const wv_bv_t *bv, uint64_t b, uint64_t k,
                                                  int one) {
+    if (bv->index) {
+        uint64_t r, w = WV_SFX(wv_bvc_word_in_block)(bv, b, k, one, &r);
+        if (WV_UNLIKELY(w == UINT64_MAX))
+            return UINT64_MAX;
+        return w * 64 + WV_SELECT64(one ? bv->words[w] : ~bv->words[w], (unsigned)r);
+    }
     uint64_t e = bv->blocks[b];
     uint64_t before = WV_SFX(wv_bv_block_rank)(bv, b);
     if (!one)
@@ -142,7 +260,7 @@ WV_TARGET static int WV_SFX(wv_bv_rank_batch)(const wv_bv_t *bv, const uint64_t 
     for (size_t t = 0; t < n; t++) {
         if (t + WV_BATCH_PF < n) {
             uint64_t p = q[t + WV_BATCH_PF];
-            WV_PREFETCH(bv->blocks + (p >> 11));
+            WV_PREFETCH(bv->blocks + (p >> WV_BV_BSHIFT(bv)));
             WV_PREFETCH(bv->words + ((p >> 9) << 3));
         }
         uint64_t r = WV_SFX(wv_bv_rank1_u)(bv, q[t]);
@@ -174,7 +292,7 @@ WV_TARGET static int WV_SFX(wv_bv_access_batch)(const wv_bv_t *bv, const uint64_
 WV_INLINE WV_TARGET void WV_SFX(wv_sel_stage_a)(const wv_bv_t *bv, const uint64_t *samp,
                                                 const uint64_t *q, size_t m) {
     for (size_t t = 0; t < m; t++) {
-        const uint64_t *e = bv->blocks + samp[q[t] / WV_BV_SEL_SAMPLE];
+        const uint64_t *e = bv->blocks + samp[q[t] >> WV_BV_SELSHIFT(bv)];
         WV_PREFETCH(e);
         WV_PREFETCH(e + 7);
     }
@@ -182,6 +300,17 @@ WV_INLINE WV_TARGET void WV_SFX(wv_sel_stage_a)(const wv_bv_t *bv, const uint64_
 
 WV_INLINE WV_TARGET void WV_SFX(wv_sel_stage_b)(const wv_bv_t *bv, const uint64_t *q, size_t m,
                                                 int one, uint64_t *wpos, uint64_t *rem) {
+    if (bv->index) { /* compact: find the word itself; stage C then finishes in its first word */
+        for (size_t t = 0; t < m; t++) {
+            uint64_t b = WV_SFX(wv_bv_find_block)(bv, q[t], one);
+            wpos[t] = WV_SFX(wv_bvc_word_in_block)(bv, b, q[t], one, &rem[t]);
+            if (WV_UNLIKELY(wpos[t] == UINT64_MAX))
+                wpos[t] = bv->nwords; /* stage C answers UINT64_MAX */
+            else
+                WV_PREFETCH(bv->words + wpos[t]);
+        }
+        return;
+    }
     for (size_t t = 0; t < m; t++) {
         uint64_t k = q[t];
         uint64_t b = WV_SFX(wv_bv_find_block)(bv, k, one);

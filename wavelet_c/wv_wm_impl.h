@@ -130,7 +130,7 @@ WV_TARGET static void WV_SFX(wm_access_batch)(const wv_wm_t *wm, const uint64_t 
             uint64_t st = l * wm->stride;
             for (size_t t = 0; t < m; t++) {
                 uint64_t g = st + pos[t];
-                WV_PREFETCH(wm->bv.blocks + (g >> 11));
+                WV_PREFETCH(wm->bv.blocks + (g >> WV_BV_BSHIFT(&wm->bv)));
                 WV_PREFETCH(wm->bv.words + ((g >> 9) << 3));
             }
             for (size_t t = 0; t < m; t++) {
@@ -159,9 +159,9 @@ WV_TARGET static void WV_SFX(wm_rank_batch)(const wv_wm_t *wm, const uint64_t *c
         for (unsigned l = 0; l < L; l++) {
             uint64_t st = l * wm->stride;
             for (size_t t = 0; t < m; t++) {
-                WV_PREFETCH(wm->bv.blocks + ((st + e[t]) >> 11));
+                WV_PREFETCH(wm->bv.blocks + ((st + e[t]) >> WV_BV_BSHIFT(&wm->bv)));
                 WV_PREFETCH(wm->bv.words + (((st + e[t]) >> 9) << 3));
-                WV_PREFETCH(wm->bv.blocks + ((st + s[t]) >> 11));
+                WV_PREFETCH(wm->bv.blocks + ((st + s[t]) >> WV_BV_BSHIFT(&wm->bv)));
                 WV_PREFETCH(wm->bv.words + (((st + s[t]) >> 9) << 3));
             }
             for (size_t t = 0; t < m; t++) {
@@ -208,9 +208,9 @@ WV_TARGET static size_t WV_SFX(wm_select_batch)(const wv_wm_t *wm, const uint64_
         for (unsigned l = 0; l < L; l++) {
             uint64_t st = l * wm->stride;
             for (size_t t = 0; t < m; t++) {
-                WV_PREFETCH(bv->blocks + ((st + s[t]) >> 11));
+                WV_PREFETCH(bv->blocks + ((st + s[t]) >> WV_BV_BSHIFT(bv)));
                 WV_PREFETCH(bv->words + (((st + s[t]) >> 9) << 3));
-                WV_PREFETCH(bv->blocks + ((st + e[t]) >> 11));
+                WV_PREFETCH(bv->blocks + ((st + e[t]) >> WV_BV_BSHIFT(bv)));
                 WV_PREFETCH(bv->words + (((st + e[t]) >> 9) << 3));
             }
             for (size_t t = 0; t < m; t++) {
@@ -236,7 +236,7 @@ WV_TARGET static size_t WV_SFX(wm_select_batch)(const wv_wm_t *wm, const uint64_
                 unsigned b = (unsigned)(c[s0 + t] >> (L - 1 - l)) & 1;
                 j[t] = b ? wm->base[l] + (p[t] - wm->zeros[l]) : (start - wm->base[l]) + p[t];
                 const uint64_t *samp = b ? bv->sel1 : bv->sel0;
-                const uint64_t *en = bv->blocks + samp[j[t] / WV_BV_SEL_SAMPLE];
+                const uint64_t *en = bv->blocks + samp[j[t] >> WV_BV_SELSHIFT(bv)];
                 WV_PREFETCH(en);
                 WV_PREFETCH(en + 7);
             }

@@ -122,7 +122,7 @@ WV_TARGET static void WV_SFX(wt_access_batch)(const wv_wt_t *wt, const uint64_t 
     for (size_t t = 0; t < n; t++) {
         if (t + 8 < n) {
             uint64_t g = q[t + 8];
-            WV_PREFETCH(wt->bv.blocks + (g >> 11));
+            WV_PREFETCH(wt->bv.blocks + (g >> WV_BV_BSHIFT(&wt->bv)));
             WV_PREFETCH(wt->bv.words + ((g >> 9) << 3));
         }
         out[t] = wt->syms[WV_SFX(wt_access_u)(wt, q[t])];

@@ -44,7 +44,7 @@ static void *xmalloc(size_t n) {
     return p;
 }
 
-static int make(owned_bv *o, const uint8_t *bits, uint64_t n) {
+static int make(owned_bv *o, const uint8_t *bits, uint64_t n, uint32_t index) {
     memset(o, 0, sizeof *o);
     o->words = xmalloc(((n + 63) / 64) * 8);
     if (wv_bv_pack_bools(bits, n, o->words) != WV_OK)
@@ -52,13 +52,13 @@ static int make(owned_bv *o, const uint8_t *bits, uint64_t n) {
     uint64_t ones, nw, nb, ns, n1, n0;
     if (wv_bv_count(o->words, n, &ones) != WV_OK)
         return -1;
-    if (wv_bv_layout(n, ones, &nw, &nb, &ns, &n1, &n0) != WV_OK)
+    if (wv_bv_layout(n, ones, index, &nw, &nb, &ns, &n1, &n0) != WV_OK)
         return -1;
     o->blocks = xmalloc(nb * 8);
     o->super = xmalloc(ns * 8);
     o->sel1 = xmalloc(n1 * 8);
     o->sel0 = xmalloc(n0 * 8);
-    o->bv = (wv_bv_t){o->words, o->blocks, o->super, o->sel1, o->sel0, n, ones, nw, nb, ns, n1, n0};
+    o->bv = (wv_bv_t){o->words, o->blocks, o->super, o->sel1, o->sel0, n, ones, nw, nb, ns, n1, n0, index};
     return wv_bv_build(&o->bv, o->blocks, o->super, o->sel1, o->sel0);
 }
 
@@ -70,12 +70,12 @@ static void drop(owned_bv *o) {
     free(o->sel0);
 }
 
-static void check_vector(uint64_t n, unsigned density_pct) {
+static void check_vector(uint64_t n, unsigned density_pct, uint32_t index) {
     uint8_t *bits = xmalloc(n);
     for (uint64_t i = 0; i < n; i++)
         bits[i] = (xorshift() % 100) < density_pct;
     owned_bv o;
-    CHECK(make(&o, bits, n) == WV_OK);
+    CHECK(make(&o, bits, n, index) == WV_OK);
     CHECK(wv_bv_validate(&o.bv) == WV_OK);
     uint64_t r = 0, z = 0, got;
     uint64_t *q = xmalloc((n + 1) * 8), *out = xmalloc((n + 1) * 8);
@@ -98,6 +98,22 @@ static void check_vector(uint64_t n, unsigned density_pct) {
     CHECK(wv_bv_rank1_batch(&o.bv, q, n + 1, out, &bad) == WV_OK);
     for (uint64_t i = 0, c = 0; i <= n; c += (i < n && bits[i]), i++)
         CHECK(out[i] == c);
+    /* batch select (pipelined stages) against the positions */
+    for (int one = 0; one < 2; one++) {
+        uint64_t cnt = one ? r : z, m = 0;
+        for (uint64_t i = 0; i < n; i++)
+            if (bits[i] == one)
+                q[m++] = i;
+        uint64_t *ks = xmalloc((cnt + 1) * 8);
+        for (uint64_t k = 0; k < cnt; k++)
+            ks[k] = k;
+        CHECK((one ? wv_bv_select1_batch : wv_bv_select0_batch)(&o.bv, ks, cnt, out, &bad) == WV_OK);
+        free(ks);
+        for (uint64_t k = 0; k < cnt; k++)
+            CHECK(out[k] == q[k]);
+    }
+    for (uint64_t i = 0; i <= n; i++)
+        q[i] = i;
     CHECK(wv_bv_select1(&o.bv, r, &got) == WV_ERANGE);
     CHECK(wv_bv_select0(&o.bv, z, &got) == WV_ERANGE);
     CHECK(wv_bv_rank1(&o.bv, n + 1, &got) == WV_ERANGE);
@@ -117,8 +133,14 @@ static void check_vector(uint64_t n, unsigned density_pct) {
         CHECK(wv_bv_validate(&o.bv) == WV_ECORRUPT);
         arrs[a][at] = saved;
     }
-    /* inconsistent lengths */
+    /* inconsistent lengths, or the other index kind over these arrays */
     wv_bv_t bad_bv = o.bv;
+    bad_bv.index = 1 - index; /* array lengths differ once there is more than one block */
+    if (n > WV_BV_BLOCK_BITS)
+        CHECK(wv_bv_validate(&bad_bv) != WV_OK);
+    bad_bv.index = 7;
+    CHECK(wv_bv_validate(&bad_bv) == WV_ECORRUPT);
+    bad_bv = o.bv;
     bad_bv.nblocks += 1;
     CHECK(wv_bv_validate(&bad_bv) == WV_ECORRUPT);
     bad_bv = o.bv;
@@ -132,7 +154,9 @@ static void check_vector(uint64_t n, unsigned density_pct) {
 }
 
 int main(void) {
-    static const uint64_t lens[] = {0, 1, 63, 64, 65, 511, 512, 513, 2047, 2048, 2049, 10000, 70000};
+    static const uint64_t lens[] = {0,    1,     63,    64,    65,    511,   512,   513,
+                                    2047, 2048,  2049,  4095,  4096,  4097,  10000, 16383,
+                                    16384, 16385, 70000, 140000};
     static const unsigned dens[] = {0, 3, 50, 97, 100};
     int maxl;
     wv_isa_max(&maxl);
@@ -141,7 +165,8 @@ int main(void) {
             return 2;
         for (size_t i = 0; i < sizeof lens / sizeof *lens; i++)
             for (size_t d = 0; d < sizeof dens / sizeof *dens; d++)
-                check_vector(lens[i], dens[d]);
+                for (uint32_t ix = 0; ix < 2; ix++)
+                    check_vector(lens[i], dens[d], ix);
     }
     if (wv_isa_set(99) != WV_EINVAL)
         failures++;
