@@ -30,7 +30,7 @@
  * replaces a scalar table gather (~0.7 ns per element here) with ~0.1 ns. Used for the
  * float merge (1-3 raw byte planes plus an expanded top-bits byte) and the dictionary
  * lookup (no raw bytes). */
-#define WV_BT_MAXSUB 4u /* 64 table entries */
+#define WV_BT_MAXSUB 8u /* 128 table entries */
 typedef struct wv_bt {
     uint8_t tab[8][WV_BT_MAXSUB][16]; /* tab[b][s][i] = byte b of table entry 16 s + i */
     uint8_t mask[8];                  /* raw byte b is kept under mask[b] */
@@ -142,7 +142,11 @@ static void bt_init(wv_bt_t *t, unsigned width, uint64_t ntable, const uint64_t 
     WV_BT_KERNEL(bt_run_##W##_1, W, 1)                                                             \
     WV_BT_KERNEL(bt_run_##W##_2, W, 2)                                                             \
     WV_BT_KERNEL(bt_run_##W##_3, W, 3)                                                             \
-    WV_BT_KERNEL(bt_run_##W##_4, W, 4)
+    WV_BT_KERNEL(bt_run_##W##_4, W, 4)                                                             \
+    WV_BT_KERNEL(bt_run_##W##_5, W, 5)                                                             \
+    WV_BT_KERNEL(bt_run_##W##_6, W, 6)                                                             \
+    WV_BT_KERNEL(bt_run_##W##_7, W, 7)                                                             \
+    WV_BT_KERNEL(bt_run_##W##_8, W, 8)
 WV_BT_KERNELS(1)
 WV_BT_KERNELS(2)
 WV_BT_KERNELS(4)
@@ -151,10 +155,13 @@ typedef uint64_t (*wv_bt_fn)(const wv_bt_t *, uint64_t, const uint8_t *, uint64_
                              const uint8_t *const *, unsigned, void *);
 static uint64_t bt_run(const wv_bt_t *t, uint64_t ntable, const uint8_t *c, uint64_t cnt,
                        const uint8_t *const *raw, unsigned nraw, void *out) {
-    static const wv_bt_fn fns[3][4] = {
-        {bt_run_1_1, bt_run_1_2, bt_run_1_3, bt_run_1_4},
-        {bt_run_2_1, bt_run_2_2, bt_run_2_3, bt_run_2_4},
-        {bt_run_4_1, bt_run_4_2, bt_run_4_3, bt_run_4_4},
+    static const wv_bt_fn fns[3][WV_BT_MAXSUB] = {
+        {bt_run_1_1, bt_run_1_2, bt_run_1_3, bt_run_1_4, bt_run_1_5, bt_run_1_6, bt_run_1_7,
+         bt_run_1_8},
+        {bt_run_2_1, bt_run_2_2, bt_run_2_3, bt_run_2_4, bt_run_2_5, bt_run_2_6, bt_run_2_7,
+         bt_run_2_8},
+        {bt_run_4_1, bt_run_4_2, bt_run_4_3, bt_run_4_4, bt_run_4_5, bt_run_4_6, bt_run_4_7,
+         bt_run_4_8},
     };
     unsigned wi = t->width == 1 ? 0 : t->width == 2 ? 1 : 2;
     if (t->nsub < 1 || t->nsub > WV_BT_MAXSUB)
@@ -179,13 +186,57 @@ static inline unsigned get_bits(const uint8_t *a, uint64_t p, unsigned w) {
     return v & ((1u << w) - 1);
 }
 
-/* tv[0..cnt) = the rem-bit fields of elements i0..i0+cnt of top. Eight
- * elements of rem bits fill exactly rem bytes, so aligned groups are read as
- * one little-endian word. */
-static void expand_top(const uint8_t *top, unsigned rem, uint64_t i0, uint64_t cnt, uint8_t *tv) {
+#if WV_X86
+/* SSSE3 part of expand_top: 16 fields (2 rem bytes) per step from i (a multiple of 8), as
+ * long as the 16-byte load stays inside the top_bytes of top. Lane j of two 8 x 16-bit
+ * vectors gets the two bytes holding field j (pshufb); a multiply by 2^(8 - shift_j) puts
+ * the field at bits 8.., a shift and a mask keep it, and packus narrows to bytes. Returns
+ * the fields done. */
+__attribute__((target("ssse3"))) static uint64_t expand_top_ssse3(const uint8_t *top,
+                                                                   uint64_t top_bytes,
+                                                                   unsigned rem, uint64_t i,
+                                                                   uint64_t e, uint8_t *tv) {
+    uint8_t sl[16], sh[16];
+    uint16_t mul[8];
+    for (unsigned j = 0; j < 8; j++) {
+        unsigned o = rem * j, b = o >> 3;
+        sl[2 * j] = (uint8_t)b;
+        sl[2 * j + 1] = (uint8_t)(b + 1);
+        sh[2 * j] = (uint8_t)(rem + b);
+        sh[2 * j + 1] = (uint8_t)(rem + b + 1);
+        mul[j] = (uint16_t)(1u << (8 - (o & 7)));
+    }
+    const __m128i ml = _mm_loadu_si128((const __m128i *)sl), mh = _mm_loadu_si128((const __m128i *)sh);
+    const __m128i mu = _mm_loadu_si128((const __m128i *)mul);
+    const __m128i mk = _mm_set1_epi16((short)((1u << rem) - 1));
+    uint64_t done = 0;
+    for (; e - i >= 16 && (i >> 3) * rem + 16 <= top_bytes; i += 16, done += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(top + (i >> 3) * rem));
+        __m128i lo = _mm_and_si128(_mm_srli_epi16(_mm_mullo_epi16(_mm_shuffle_epi8(x, ml), mu), 8), mk);
+        __m128i hi = _mm_and_si128(_mm_srli_epi16(_mm_mullo_epi16(_mm_shuffle_epi8(x, mh), mu), 8), mk);
+        _mm_storeu_si128((__m128i *)(tv + done), _mm_packus_epi16(lo, hi));
+    }
+    return done;
+}
+#endif
+
+/* tv[0..cnt) = the rem-bit fields of elements i0..i0+cnt of top (top_bytes long). Eight
+ * elements of rem bits fill exactly rem bytes, so aligned groups are read as one
+ * little-endian word (16 at a time with SSSE3). */
+static void expand_top(const uint8_t *top, uint64_t top_bytes, unsigned rem, uint64_t i0,
+                       uint64_t cnt, uint8_t *tv) {
     uint64_t i = i0, e = i0 + cnt;
     for (; i < e && (i & 7); i++)
         *tv++ = (uint8_t)get_bits(top, i * rem, rem);
+#if WV_X86
+    if (wv_merge_simd_ok() && wv_isa_level_internal() >= 1) {
+        uint64_t d = expand_top_ssse3(top, top_bytes, rem, i, e, tv);
+        i += d;
+        tv += d;
+    }
+#else
+    (void)top_bytes;
+#endif
     /* one loop per field width, so shifts and masks are constants and the 8 fields of a
      * group are assembled in a register and stored at once */
 #define WV_TOP_GROUPS(REM)                                                                         \
@@ -303,7 +354,7 @@ WV_ROWS_CHUNK_DEFINE(uint16_t)
             e += cnt;                                                                              \
             const unsigned sh = 8u * np;                                                           \
             if (rem)                                                                               \
-                expand_top(top, rem, i0, cnt, tv);                                                 \
+                expand_top(top, (n * rem + 7) / 8, rem, i0, cnt, tv);                              \
             uint64_t j0 = 0;                                                                       \
             if (use_bt) {                                                                          \
                 const uint8_t *raw[8] = {p0, p0 + n, p0 + 2 * n, tv};                              \

@@ -40,12 +40,14 @@ static void merge_case(unsigned width, unsigned exp_bits, uint64_t n) {
     uint64_t top_bytes = (n * rem + 7) / 8;
     uint8_t *top = calloc(top_bytes + 1, 1);
     uint64_t wmask = W == 64 ? ~UINT64_C(0) : (UINT64_C(1) << W) - 1;
-    /* few distinct fields so codes fit; random raw bits */
-    uint64_t fields[37];
-    for (unsigned f = 0; f < 37; f++)
+    /* up to 128 distinct fields (every byte-table size: 1-8 sub-tables of 16) so codes fit
+     * in a byte; random raw bits */
+    uint64_t fields[128];
+    unsigned nf = 1 + (unsigned)below(128);
+    for (unsigned f = 0; f < nf; f++)
         fields[f] = below(UINT64_C(1) << exp_bits);
     for (uint64_t i = 0; i < n; i++) {
-        uint64_t fld = fields[below(37)], raw = rnd() & ((UINT64_C(1) << (mant + 1)) - 1);
+        uint64_t fld = fields[below(nf)], raw = rnd() & ((UINT64_C(1) << (mant + 1)) - 1);
         words[i] = (((raw >> mant) << (W - 1)) | (fld << mant) | (raw & ((UINT64_C(1) << mant) - 1))) & wmask;
         unsigned c = 0;
         while (c < ntab && table[c] != fld)
