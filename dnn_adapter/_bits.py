@@ -162,7 +162,8 @@ def out_bits(out, dt: DType) -> np.ndarray:
 
 def crc32(a: np.ndarray) -> int:
     """CRC-32 of an array's bytes (little-endian layout)."""
-    return zlib.crc32(memoryview(np.ascontiguousarray(a)).cast("B")) & 0xFFFFFFFF
+    # a flat byte view: also for empty arrays of any shape (a (0, n) plane array)
+    return zlib.crc32(np.ascontiguousarray(a).reshape(-1).view(np.uint8)) & 0xFFFFFFFF
 
 
 def smallest_uint(maxval: int) -> np.dtype:

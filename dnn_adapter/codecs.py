@@ -231,14 +231,20 @@ class Codec:
 
     codec_id: ClassVar[str] = ""
 
-    def __init__(self, form: str = BLOCK):
+    def __init__(self, form: str = BLOCK, index: str = "compact"):
         if form not in (BLOCK, ELEMENT):
             raise ValueError(f"form must be {BLOCK!r} or {ELEMENT!r}")
+        if index not in ("fast", "compact"):
+            raise ValueError(f"index must be 'fast' or 'compact', got {index!r}")
         self.form = form
+        # rank/select index of the RAS trees: "compact" (0.49% of the tree bits) by default,
+        # since layers are decoded in bulk (one rank per tree node); "fast" (4.7%) for
+        # faster single-operand access
+        self.index = index
 
     # ---- numcodecs-style API ---------------------------------------------------------------
     def get_config(self) -> dict:
-        return {"id": self.codec_id, "form": self.form}
+        return {"id": self.codec_id, "form": self.form, "index": self.index}
 
     @classmethod
     def from_config(cls, config: dict) -> Codec:
@@ -339,6 +345,44 @@ class Codec:
 
         return run
 
+    def prepare_rows(self, enc: Encoded):
+        """A decoder of single rows, or None: ``f(out, rows)`` decodes only the rows
+        (leading-index slices) *rows* of *enc* into the same rows of *out* (a contiguous
+        tensor or array of the full shape and dtype) and leaves the others untouched.
+
+        Available for block-wise float and dictionary encodings with one block per row (the
+        default blocks), decoded by tree ranges; None otherwise (sparse, raw, element-wise,
+        quantized). *rows* are validated here (integers in range; any order, repeats
+        allowed). An embedding lookup uses it to decode only the rows it reads.
+        """
+        dt, shape = self._meta_of(enc)
+        if enc.meta.get("quant") or len(shape) < 1:
+            return None
+        n = math.prod(shape)
+        some = getattr(self._plan_bits(enc, n), "some_rows", None)
+        if some is None or n == 0 or n // shape[0] != self._block_len(enc):
+            return None
+        nrows = shape[0]
+        full = self.prepare(enc)
+
+        def run(out, rows):
+            r = np.unique(np.asarray(rows).reshape(-1))
+            if r.size and (r.dtype.kind not in "iu" or r[0] < 0 or r[-1] >= nrows):
+                raise IndexError(f"prepare_rows: rows must be integers in [0, {nrows})")
+            if r.size * 4 > nrows:  # most rows: one bulk decode is cheaper
+                return full(out)
+            ub = out_bits(out, dt)
+            if ub.size != n:
+                raise ValueError(f"decode: out holds {ub.size} elements, expected {n}")
+            some(ub, r)
+            return out
+
+        return run
+
+    def _block_len(self, enc: Encoded) -> int:
+        ras = next(iter(enc.ras.values()), None)
+        return int(ras.block_len) if ras is not None and ras.block_len else 0
+
     # ---- to implement ------------------------------------------------------------------------
     def _plan_bits(self, enc: Encoded, n: int):
         """Validate the parts for *n* elements; return ``f(bits_out)`` that decodes them."""
@@ -372,19 +416,24 @@ class FloatCodec(Codec):
     (a joint symbol): for weights whose mantissa's top bits depend on the exponent (most
     trained and initialised weights), and whose exponent stream alone sits near one value
     (where Huffman cannot go below 1 bit), the joint symbol codes closer to the entropy. The
-    encoder picks ``k`` in ``0 .. max_joint_bits`` by estimated size, and takes ``k > 0``
-    only when it saves at least ``joint_min_gain`` of the size: the extra top bits cost
-    decode speed (a bit-packed remainder instead of whole byte planes), so a dense tensor
-    that gains 0.1% keeps ``k = 0``.
+    encoder picks ``k`` in ``0 .. max_joint_bits`` by size (measured below 64K elements,
+    estimated above), and takes ``k > 0`` only when it saves at least ``joint_min_gain`` of
+    the size. Each joint bit costs decode speed (a deeper tree, and a bit-packed remainder
+    instead of whole byte planes), so the default ``max_joint_bits=None`` allows 2 for 32-
+    and 64-bit floats and 1 for 16-bit ones: on 1M gaussian weights (``python
+    asv_bench/decode_table.py``) fp32 k = 2 gains 0.33% of the size (it reaches the
+    exponent-H0 + raw-bits bound) and still decodes at about 1.7 GB/s per thread; bf16
+    k = 1 gains 0.56%, k = 2 another 0.26% at a further quarter of the speed.
     """
 
     codec_id = "float"
 
-    def __init__(self, form: str = BLOCK, max_joint_bits: int = 3, joint_min_gain: float = 0.01):
-        super().__init__(form)
-        self.max_joint_bits = int(max_joint_bits)
+    def __init__(self, form: str = BLOCK, max_joint_bits: int | None = None,
+                 joint_min_gain: float = 0.001, index: str = "compact"):
+        super().__init__(form, index)
+        self.max_joint_bits = None if max_joint_bits is None else int(max_joint_bits)
         self.joint_min_gain = float(joint_min_gain)
-        if not 0 <= self.max_joint_bits <= 8:
+        if self.max_joint_bits is not None and not 0 <= self.max_joint_bits <= 8:
             raise ValueError("float: max_joint_bits must be in 0..8")
 
     def get_config(self):
@@ -397,17 +446,27 @@ class FloatCodec(Codec):
     def _encode_bits(self, u, dt, block_len):
         if not dt.is_float:
             raise NotApplicable(f"float: {dt.name} is not a float type")
+        M, E = dt.mant_bits, dt.exp_bits
+        kmax = self.max_joint_bits
+        if kmax is None:
+            kmax = 2 if dt.itemsize >= 4 else 1
+        kmax = min(kmax, M, 16 - E)
+        if u.size <= _EXACT_K_BELOW:
+            # small tensors: the tree's fixed costs (per level and per symbol) dominate the
+            # differences, so every k is built and measured
+            cands = [self._encode_k(u, dt, block_len, kk) for kk in range(kmax + 1)]
+            sizes = [c.nbytes for c in cands]
+        else:
+            cands, sizes = None, [_estimate_float_bytes(u, E, M, kk, self.index)
+                                  for kk in range(kmax + 1)]
+        k = int(np.argmin(sizes))
+        if sizes[k] > sizes[0] * (1.0 - self.joint_min_gain):
+            k = 0
+        return cands[k] if cands is not None else self._encode_k(u, dt, block_len, k)
+
+    def _encode_k(self, u, dt, block_len, k):
         W, M, E = 8 * dt.itemsize, dt.mant_bits, dt.exp_bits
         ut = u.dtype.type
-        kmax = min(self.max_joint_bits, M, 16 - E)
-        base = _estimate_float_bytes(u, E, M, 0)
-        k, best = 0, base
-        for kk in range(1, kmax + 1):
-            size = _estimate_float_bytes(u, E, M, kk)
-            if size < best:
-                k, best = kk, size
-        if best > base * (1.0 - self.joint_min_gain):
-            k = 0
         eb, mb = E + k, M - k
         field = (u >> ut(mb)) & ut((1 << eb) - 1)
         table, codes = _freq_table(field)
@@ -422,7 +481,8 @@ class FloatCodec(Codec):
             top = ((raw >> ut(8 * nfull)) & ut((1 << rem) - 1)).astype(np.uint8)
             bits = np.unpackbits(top[:, None], axis=1, bitorder="little")[:, :rem]
             arrays["raw_top"] = np.packbits(bits.reshape(-1), bitorder="little")
-        ras = RAS.build(codes, table.size, self.form, _lengths(block_len, u.size))
+        ras = RAS.build(codes, table.size, self.form, _lengths(block_len, u.size),
+                        index=self.index)
         meta = {"form": self.form, "nplanes": nfull, "rem": rem, "k": k}
         return Encoded(self.codec_id, meta, arrays, {"exp": ras})
 
@@ -484,6 +544,8 @@ class FloatCodec(Codec):
             if not direct:
                 out[...] = flat.reshape(out.shape)
 
+        if rows is not None:
+            run.some_rows = _some_rows(ras, dec, "float")
         return run
 
     def _to_text(self, enc, max_symbols):
@@ -543,6 +605,29 @@ def _by_rows(ras, n: int, call) -> None:
         f.result()
 
 
+def _some_rows(ras, dec, name):
+    """``f(flat, rows)``: decode only the rows (blocks) *rows* (sorted, distinct, in range) of
+    a fixed-row RAS into the same rows of *flat* (the whole tensor's bits), one tree decode
+    per run of consecutive rows; the other rows of *flat* are left as they are. This is the
+    paper's retrieval of single blocks (each row's tree range is known from the block
+    length; a bulk decode of the range skips its delimiter)."""
+    bl = ras.block_len
+
+    def run(flat, rows):
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == 0:
+            return
+        cut = np.flatnonzero(np.diff(rows) != 1) + 1
+        starts, stops = rows[np.r_[0, cut]], rows[np.r_[cut - 1, rows.size - 1]] + 1
+        try:
+            for r0, r1 in zip(starts.tolist(), stops.tolist(), strict=True):
+                dec(flat[r0 * bl : r1 * bl], 1 + r0 * (bl + 1), 1 + r1 * (bl + 1))
+        except wavelet.WaveletError as e:
+            raise CodecError(f"{name}: {e}") from None
+
+    return run
+
+
 def _rows_decoder(ras, dec, n):
     """``f(flat)``: decode a fixed-row RAS with the prepared tree decoder *dec*
     (:meth:`wavelet.WaveletTree.float_decoder` / ``lookup_decoder``) over
@@ -574,19 +659,24 @@ def _huffman_bits(counts: np.ndarray) -> int:
     return total
 
 
-# index (rank/select directory) per stored tree bit, and per-symbol tables, as measured on
-# wavelet.WaveletTree (huffman shape); used only to rank the choices of k
-_TREE_INDEX = 1.047
-_TREE_BYTES_PER_SYMBOL = 22
+# below this many elements the float codec builds every joint-bit choice and keeps the smallest
+_EXACT_K_BELOW = 1 << 16
+
+# stored bytes per tree bit (bits + rank/select index, by index kind) and per symbol
+# (SYMC entry + the code table it adds, format 1.1), as measured on wavelet.WaveletTree
+# (huffman shape); used only to rank encoding choices (k, escapes)
+_TREE_INDEX = {"fast": 1.047, "compact": 1.005}
+_TREE_BYTES_PER_SYMBOL = 3
 
 
-def _estimate_float_bytes(u, E, M, k) -> float:
+def _estimate_float_bytes(u, E, M, k, index="compact") -> float:
     ut = u.dtype.type
     field = (u >> ut(M - k)) & ut((1 << (E + k)) - 1)
     counts = np.bincount(field.astype(np.int64), minlength=1)
     nsym = int(np.count_nonzero(counts)) + 3  # the RAS's flag/delimiter/end symbols
-    tree = _huffman_bits(counts) * _TREE_INDEX / 8
-    return tree + nsym * _TREE_BYTES_PER_SYMBOL + u.size * (M + 1 - k) / 8
+    table = 2 * nsym  # exp_table, uint16
+    tree = _huffman_bits(counts) * _TREE_INDEX[index] / 8
+    return tree + nsym * _TREE_BYTES_PER_SYMBOL + table + u.size * (M + 1 - k) / 8
 
 
 def _operand_codes(ras) -> np.ndarray:
@@ -629,8 +719,8 @@ class DictCodec(Codec):
 
     codec_id = "dict"
 
-    def __init__(self, form: str = BLOCK, max_values: int = 4096):
-        super().__init__(form)
+    def __init__(self, form: str = BLOCK, max_values: int = 4096, index: str = "compact"):
+        super().__init__(form, index)
         self.max_values = int(max_values)
 
     def get_config(self):
@@ -648,7 +738,8 @@ class DictCodec(Codec):
         table, codes = _freq_table(u)
         if table.size > self.max_values:
             raise NotApplicable(f"dict: {table.size} distinct values > {self.max_values}")
-        ras = RAS.build(codes, table.size, self.form, _lengths(block_len, u.size))
+        ras = RAS.build(codes, table.size, self.form, _lengths(block_len, u.size),
+                        index=self.index)
         return Encoded(
             self.codec_id, {"form": self.form}, {"table": table.astype(u.dtype)}, {"codes": ras}
         )
@@ -686,6 +777,8 @@ class DictCodec(Codec):
                 raise CodecError("dict: code out of range")
             np.take(table, codes, out=out)
 
+        if rows is not None:
+            run.some_rows = _some_rows(ras, dec, "dict")
         return run
 
 
@@ -709,8 +802,9 @@ class SparseCodec(Codec):
 
     codec_id = "sparse"
 
-    def __init__(self, form: str = BLOCK, min_zero_fraction: float = 0.2):
-        super().__init__(form)
+    def __init__(self, form: str = BLOCK, min_zero_fraction: float = 0.2,
+                 index: str = "compact"):
+        super().__init__(form, index)
         self.min_zero_fraction = float(min_zero_fraction)
 
     def get_config(self):
@@ -736,7 +830,7 @@ class SparseCodec(Codec):
         prev[first] = -1
         gaps = o - prev - 1
         counts = np.bincount(b, minlength=nb).astype(np.int64)
-        esc = _choose_escape(gaps)
+        esc = _choose_escape(gaps, self.index)
         arrays = {}
         if esc is None:
             sym = gaps
@@ -745,9 +839,10 @@ class SparseCodec(Codec):
             arrays["gap_extra"] = extra
         table, codes = _freq_table(sym.astype(np.uint64))
         arrays["gap_table"] = table.astype(smallest_uint(int(table.max()) if table.size else 0))
-        ras = RAS.build(codes, table.size, self.form, counts)
+        ras = RAS.build(codes, table.size, self.form, counts, index=self.index)
         vals = np.ascontiguousarray(u[nz])
-        child = _best_bits(vals, dt, counts, self.form, (FloatCodec, DictCodec, RawCodec))
+        child = _best_bits(vals, dt, counts, self.form, (FloatCodec, DictCodec, RawCodec),
+                           self.index)
         meta = {"form": self.form, "block_len": L, "nnz": int(nz.size)}
         if esc is not None:
             meta["esc"] = esc
@@ -883,7 +978,7 @@ def _escape_gaps(gaps: np.ndarray, T: int):
     return sym, packed
 
 
-def _choose_escape(gaps: np.ndarray):
+def _choose_escape(gaps: np.ndarray, index="compact"):
     """The escape threshold with the smallest estimated size, or None (no escapes)."""
     if gaps.size == 0:
         return None
@@ -892,7 +987,7 @@ def _choose_escape(gaps: np.ndarray):
     def est(sym, extra_bits):
         counts = np.bincount(sym)
         nsym = int(np.count_nonzero(counts)) + 3
-        return _huffman_bits(counts) * _TREE_INDEX / 8 + nsym * per_symbol + extra_bits / 8
+        return _huffman_bits(counts) * _TREE_INDEX[index] / 8 + nsym * per_symbol + extra_bits / 8
 
     g = gaps.astype(np.int64)
     best_T, best = None, est(g, 0)
@@ -927,11 +1022,11 @@ class RawCodec(Codec):
 
 
 # ---------------------------------------------------------------------------------------------
-def _best_bits(u, dt, block_len, form, classes) -> Encoded:
+def _best_bits(u, dt, block_len, form, classes, index="compact") -> Encoded:
     best = None
     for cls in classes:
         try:
-            enc = cls(form)._encode_bits(u, dt, block_len)
+            enc = cls(form, index=index)._encode_bits(u, dt, block_len)
         except NotApplicable:
             continue
         if best is None or enc.nbytes < best.nbytes:

@@ -354,6 +354,7 @@ class _Entry:
     numel: int = field(init=False, repr=False, default=0)
     placeholder: Any = field(init=False, repr=False, default=None)
     _decoder: Any = field(init=False, repr=False, default=None)
+    _rows: Any = field(init=False, repr=False, default=None)  # row decoder; False: none
 
     def __post_init__(self):
         self.numel = math.prod(int(s) for s in self.shape)
@@ -372,6 +373,21 @@ class _Entry:
 
     def decode(self) -> torch.Tensor:
         return self.decode_into(torch.empty(self.shape, dtype=self.dtype))
+
+    def decode_rows_into(self, out: torch.Tensor, ids: torch.Tensor) -> bool:
+        """Decode only the rows *ids* index (an embedding lookup's input) into *out*; False
+        when this encoding has no row decoder or *ids* are not all valid rows (the caller
+        then decodes the whole tensor, and the lookup reports bad ids as usual)."""
+        rows = self._rows
+        if rows is None:
+            rows = self._rows = get_codec(self.enc.codec_id).prepare_rows(self.enc) or False
+        if rows is False:
+            return False
+        try:
+            rows(out, ids.reshape(-1).numpy())
+        except IndexError:
+            return False
+        return True
 
 
 class _State:
@@ -418,6 +434,20 @@ def _grad_guard(w: torch.Tensor, name: str) -> torch.Tensor:
 
 def _placeholder(e: _Entry) -> torch.Tensor:
     return e.placeholder
+
+
+def _lookup_ids(owner, pname, args):
+    """The index tensor of a plain ``nn.Embedding`` forward (which reads only those rows of
+    its weight), else None. Subclasses and ``max_norm`` (which renormalises rows in place)
+    are excluded, so streaming decodes only the looked-up rows exactly when nothing else
+    can read the weight."""
+    if type(owner) is not nn.Embedding or pname != "weight" or owner.max_norm is not None:
+        return None
+    ids = args[0] if args else None
+    if (not isinstance(ids, torch.Tensor) or ids.device.type != "cpu"
+            or ids.dtype not in (torch.int64, torch.int32)):
+        return None
+    return ids
 
 
 # ---- scope hooks ---------------------------------------------------------------------------------
@@ -478,7 +508,10 @@ class _Scope:
                     e.live.append((buf, w))  # a prefetch buffer: released to the prefetcher
                 else:
                     flat, pooled = _WS.acquire(e.dtype, e.numel)
-                    w = e.decode_into(flat.view(e.shape))
+                    w = flat.view(e.shape)
+                    ids = _lookup_ids(owner, pname, args) if owner is mod else None
+                    if ids is None or not e.decode_rows_into(w, ids):
+                        e.decode_into(w)
                     e.live.append((pooled, w))
                 if grad and e.requires_grad:
                     w = _grad_guard(w, f"{fqn}.{pname}" if fqn else pname)

@@ -352,3 +352,65 @@ def test_grad_enabled_forward_after_inference_mode_forward():
     assert rep is not None
     with torch.no_grad():
         assert torch.equal(m(x), ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("variant", ["dense", "quant"])
+def test_embedding_streaming_decodes_only_looked_up_rows(monkeypatch, dtype, variant):
+    torch.manual_seed(0)
+    emb = nn.Embedding(3000, 48).to(dtype).eval()
+    if variant == "quant":
+        with torch.no_grad():
+            emb.weight.copy_((emb.weight * 4).round() / 4)
+    ref = copy.deepcopy(emb)
+    w = D.wrap(copy.deepcopy(emb))
+    full_calls = []
+    import dnn_adapter.wrapping as W
+
+    orig = W._Entry.decode_into
+    monkeypatch.setattr(W._Entry, "decode_into",
+                        lambda self, out: full_calls.append(1) or orig(self, out))
+    with torch.inference_mode():
+        for ids in (torch.tensor([[5, 5, 2999, 0], [17, 18, 19, 5]]), torch.tensor([7]),
+                    torch.tensor([], dtype=torch.long), torch.tensor([1, 2], dtype=torch.int32)):
+            assert torch.equal(ibits(w(ids)), ibits(ref(ids)))
+        assert not full_calls  # rows only
+        many = torch.arange(0, 3000, 2)  # most rows: one bulk decode instead
+        assert torch.equal(ibits(w(many)), ibits(ref(many)))
+        with pytest.raises(IndexError):
+            w(torch.tensor([3000]))
+        with pytest.raises(IndexError):
+            w(torch.tensor([-1]))
+    # grad-enabled eval forward: still the same rows
+    assert torch.equal(ibits(w(torch.tensor([3, 4]))), ibits(ref(torch.tensor([3, 4]))))
+
+
+def test_row_decoder_edges():
+    from dnn_adapter import codecs as C
+
+    torch.manual_seed(1)
+    x = torch.randn(40, 33)
+    enc = C.FloatCodec().encode(x)
+    f = C.FloatCodec().prepare_rows(enc)
+    out = torch.zeros_like(x)
+    f(out, [39, 0, 0, 20])
+    for r in (0, 20, 39):
+        assert torch.equal(ibits(out[r]), ibits(x[r]))
+    assert (out[1] == 0).all()
+    with pytest.raises(IndexError):
+        f(out, [40])
+    with pytest.raises(IndexError):
+        f(out, [0.5])
+    with pytest.raises(ValueError):
+        f(torch.zeros(10, 33), [1])
+    # no row decoder: sparse, element-wise, other block lengths
+    sp = x.clone()
+    sp[sp.abs() < 1] = 0
+    assert C.SparseCodec().prepare_rows(C.SparseCodec().encode(sp)) is None
+    # the element-wise form has the same fixed rows: decoded the same way
+    fe = C.FloatCodec("element").prepare_rows(C.FloatCodec("element").encode(x))
+    out = torch.zeros_like(x)
+    fe(out, [3])
+    assert torch.equal(ibits(out[3]), ibits(x[3])) and (out[4] == 0).all()
+    enc2 = C.FloatCodec().encode(x, block_len=x.numel())
+    assert C.FloatCodec().prepare_rows(enc2) is None
