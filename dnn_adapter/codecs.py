@@ -715,16 +715,30 @@ class DictCodec(Codec):
     """Dictionary codes in a Huffman wavelet tree (RAS ``codes``) + ``table`` of bit patterns.
 
     Applies when the tensor has at most ``max_values`` distinct bit patterns.
+
+    Grouped codes (``meta["group"] = g``): with few, skewed values (a 4-bit quantized layer
+    whose middle levels hold most weights) a Huffman code pays up to a bit per symbol over
+    the entropy, and a symbol of a single value cannot cost less than one bit. Then each
+    operand of the RAS is a run of ``g`` consecutive values of a row (``g`` in 2, 4, 8, with
+    ``g`` times the element size at most 8 bytes, dividing the row length), coded as one
+    symbol; ``table`` holds the distinct runs as words of ``g`` elements (little-endian, so
+    a decoded word is the run in memory order). ``g`` is picked by estimated size, up to
+    ``max_group``.
     """
 
     codec_id = "dict"
 
-    def __init__(self, form: str = BLOCK, max_values: int = 4096, index: str = "compact"):
+    def __init__(self, form: str = BLOCK, max_values: int = 4096, index: str = "compact",
+                 max_group: int = 8):
         super().__init__(form, index)
         self.max_values = int(max_values)
+        self.max_group = int(max_group)
+        if self.max_group not in (1, 2, 4, 8):
+            raise ValueError("dict: max_group must be 1, 2, 4 or 8")
 
     def get_config(self):
-        return {**super().get_config(), "max_values": self.max_values}
+        return {**super().get_config(), "max_values": self.max_values,
+                "max_group": self.max_group}
 
     def _encode_bits(self, u, dt, block_len):
         # cheap rejection of dense float tensors: a strided sample larger than max_values
@@ -738,34 +752,93 @@ class DictCodec(Codec):
         table, codes = _freq_table(u)
         if table.size > self.max_values:
             raise NotApplicable(f"dict: {table.size} distinct values > {self.max_values}")
-        ras = RAS.build(codes, table.size, self.form, _lengths(block_len, u.size),
-                        index=self.index)
-        return Encoded(
-            self.codec_id, {"form": self.form}, {"table": table.astype(u.dtype)}, {"codes": ras}
-        )
+        L = int(block_len) if np.ndim(block_len) == 0 else 0
+        g, keys = self._choose_group(codes, table.size, u.dtype.itemsize, L)
+        meta = {"form": self.form}
+        if g > 1:
+            ttable, tcodes = _freq_table(keys)
+            K = np.uint64(table.size)
+            digits = np.stack([(ttable // K ** np.uint64(j)) % K for j in range(g)], axis=1)
+            words = np.ascontiguousarray(table.astype(u.dtype)[digits.astype(np.int64)])
+            wide = np.dtype(f"<u{g * u.dtype.itemsize}")
+            tab = words.view(wide).reshape(-1)
+            ras = RAS.build(tcodes, tab.size, self.form, L // g, index=self.index)
+            meta["group"] = g
+        else:
+            tab = table.astype(u.dtype)
+            ras = RAS.build(codes, table.size, self.form, _lengths(block_len, u.size),
+                            index=self.index)
+        return Encoded(self.codec_id, meta, {"table": tab}, {"codes": ras})
+
+    def _choose_group(self, codes, K, itemsize, L):
+        """``(g, keys)``: the run length with the smallest estimated size and the runs'
+        combined codes (None for g = 1)."""
+        best_g, best_keys = 1, None
+        if L <= 0 or K <= 1 and codes.size == 0:
+            return best_g, best_keys
+        per_sym = _TREE_BYTES_PER_SYMBOL
+        best = (_huffman_bits(np.bincount(codes)) * _TREE_INDEX[self.index] / 8
+                + K * (itemsize + per_sym))
+        g = 2
+        while g <= self.max_group and g * itemsize <= 8 and L % g == 0 and K ** g < 1 << 62:
+            c = codes.astype(np.uint64).reshape(-1, g)
+            keys = c[:, 0].copy()
+            for j in range(1, g):
+                keys += c[:, j] * np.uint64(K) ** np.uint64(j)
+            _, cnt = np.unique(keys, return_counts=True)
+            if cnt.size > self.max_values * 16:
+                break
+            size = (_huffman_bits(cnt) * _TREE_INDEX[self.index] / 8
+                    + cnt.size * (g * itemsize + per_sym))
+            if size < best * 0.99:
+                best, best_g, best_keys = size, g, keys
+            g *= 2
+        return best_g, best_keys
 
     def _decode_bits(self, enc, out):
         self._plan_bits(enc, out.size)(out)
 
+    def _group(self, enc):
+        try:
+            g = int(enc.meta.get("group", 1))
+        except (TypeError, ValueError):
+            raise CodecError("dict: bad group") from None
+        if g not in (1, 2, 4, 8):
+            raise CodecError(f"dict: bad group {g}")
+        return g
+
+    def _block_len(self, enc):
+        return super()._block_len(enc) * self._group(enc)
+
     def _plan_bits(self, enc, n):
         ras, table = enc.ras["codes"], enc.arrays["table"]
-        if len(ras) != n or table.size != ras.k:
+        g = self._group(enc)
+        dt = dtype_info(enc.meta["dtype"])
+        if n % g or len(ras) != n // g or table.size != ras.k:
             raise CodecError("dict: parts do not match the tensor")
+        if table.dtype.kind != "u" or table.dtype.itemsize != g * dt.itemsize:
+            if g > 1 or table.dtype.itemsize != dt.itemsize:
+                raise CodecError("dict: bad table")
+        if g > 1 and not ras.block_len:
+            raise CodecError("dict: grouped codes need equal rows")
+        m = n // g
         if n == 0:
             return lambda out: None
         rows = None
         if ras.block_len and ras.code_dtype.itemsize <= 2 and table.dtype.kind == "u":
             try:  # in C, delimiters skipped, no code buffer
                 dec = ras.wt.lookup_decoder(np.ascontiguousarray(table), lead=1,
-                                            block=ras.block_len, nelems=n)
+                                            block=ras.block_len, nelems=m)
             except wavelet.WaveletError as e:
                 raise CodecError(f"dict: {e}") from None
-            rows = _rows_decoder(ras, dec, n)
+            rows = _rows_decoder(ras, dec, m)
 
         def run(out):
-            if table.dtype != out.dtype:
+            if out.dtype.itemsize * g != table.dtype.itemsize:
                 raise CodecError("dict: parts do not match the tensor")
             flat = out.reshape(-1) if out.flags.c_contiguous and out.flags.writeable else None
+            if flat is not None and g > 1:
+                flat = flat.view(table.dtype)
             if rows is not None and flat is not None:
                 try:
                     rows(flat)
@@ -775,11 +848,27 @@ class DictCodec(Codec):
             codes = _operand_codes(ras)
             if ras.k and int(codes.max()) >= ras.k:
                 raise CodecError("dict: code out of range")
-            np.take(table, codes, out=out)
+            if g == 1:
+                np.take(table, codes, out=out)
+            else:
+                out[...] = np.take(table, codes).view(out.dtype).reshape(out.shape)
 
         if rows is not None:
-            run.some_rows = _some_rows(ras, dec, "dict")
+            some = _some_rows(ras, dec, "dict")
+            run.some_rows = some if g == 1 else (lambda fl, r: some(fl.view(table.dtype), r))
         return run
+
+    def _to_text(self, enc, max_symbols):
+        g = self._group(enc)
+        if g == 1:
+            return super()._to_text(enc, max_symbols)
+        dt = dtype_info(enc.meta["dtype"])
+        ub = np.empty(int(np.prod(enc.meta["shape"], dtype=np.int64)), dtype=dt.uint)
+        self._decode_bits(enc, ub)
+        vals = _values_list(ub, dt)
+        r = enc.ras["codes"]
+        return r.to_text(lambda i, c: "(" + ",".join(_fmt(v) for v in vals[i * g:(i + 1) * g])
+                         + ")", max_symbols=max_symbols)
 
 
 # ---------------------------------------------------------------------------------------------

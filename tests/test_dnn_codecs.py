@@ -431,3 +431,67 @@ def test_dict_rejects_dense_floats_from_a_sample(monkeypatch):
     with pytest.raises(C.NotApplicable):
         C.DictCodec().encode(x)
     assert calls and max(calls) < x.numel() // 4
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_dict_grouped_codes_roundtrip(data):
+    """Runs of g values per symbol: bit-exact for every dtype/row length, and chosen when
+    few skewed values make single-value Huffman codes wasteful."""
+    dt = data.draw(st.sampled_from([torch.float32, torch.bfloat16, torch.float16, torch.int8,
+                                    torch.uint8, torch.float64, torch.int32]))
+    rows = data.draw(st.integers(1, 40))
+    cols = data.draw(st.sampled_from([1, 2, 3, 4, 6, 8, 16, 24, 100]))
+    nlev = data.draw(st.integers(1, 6))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    p = rng.dirichlet(np.full(nlev, 0.3))
+    lev = rng.choice(nlev, size=(rows, cols), p=p)
+    x = torch.from_numpy(lev.astype(np.int64) - 2).to(dt)
+    codec = C.DictCodec(max_group=data.draw(st.sampled_from([1, 2, 4, 8])))
+    enc = codec.encode(x)
+    g = enc.meta.get("group", 1)
+    assert g <= codec.max_group and cols % g == 0 and g * x.element_size() <= 8
+    assert_exact(codec.decode(enc), x)
+    out = torch.full_like(x, 7)
+    C.prepare(enc)(out)
+    assert_exact(out, x)
+    npout = np.zeros(x.numel(), dtype=bits_of(x)[0].dtype)
+    C.prepare(enc)(npout)
+    assert np.array_equal(npout, bits_of(x)[0].reshape(-1))
+    f = codec.prepare_rows(enc)
+    if rows >= 8:
+        out = torch.zeros_like(x)
+        f(out, [rows - 1, 0])
+        assert_exact(out[[0, rows - 1]], x[[0, rows - 1]])
+    # through the flat form (a file's buffers) and back
+    tree, bufs = enc.flatten()
+    enc2 = C.Encoded.unflatten(tree, bufs)
+    assert_exact(C.decode(enc2), x)
+
+
+def test_dict_groups_skewed_levels_and_beats_single_codes():
+    torch.manual_seed(0)
+    w = torch.randn(256, 384) * 0.02
+    w[0, :4] = torch.tensor([0.4, -0.3, 0.35, -0.4])  # outliers stretch the level range
+    lo, hi = w.min(), w.max()
+    q = torch.round((w - lo) / (hi - lo) * 15) / 15 * (hi - lo) + lo  # 16 levels, skewed
+    single = C.DictCodec(max_group=1).encode(q)
+    grouped = C.DictCodec().encode(q)
+    assert grouped.meta.get("group", 1) >= 2
+    assert grouped.nbytes < 0.9 * single.nbytes
+    assert_exact(C.decode(grouped), q)
+    text = C.DictCodec()._to_text(grouped, 12)
+    assert text.count("(") >= 3  # operands print as runs of values
+
+
+def test_dict_bad_group_is_rejected():
+    q = torch.tensor([[0.0, 1.0] * 8] * 8)
+    enc = C.DictCodec().encode(q)
+    for bad in (3, "x", 16):
+        e = C.Encoded(enc.codec_id, {**enc.meta, "group": bad}, enc.arrays, enc.ras)
+        with pytest.raises(C.CodecError):
+            C.decode(e)
+    if enc.meta.get("group", 1) > 1:
+        e = C.Encoded(enc.codec_id, {**enc.meta, "group": 1}, enc.arrays, enc.ras)
+        with pytest.raises(C.CodecError):
+            C.decode(e)
