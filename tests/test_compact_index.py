@@ -159,6 +159,30 @@ def test_trees_and_matrix_agree_with_the_fast_index(data):
         np.testing.assert_array_equal(back.extract(0, n), seq)
 
 
+def test_compact_tree_layout_is_tight():
+    # 64-bit level alignment and narrowed CNTS/NACT: the level bits are the code bits
+    # rounded up per level to a word, not to 512 bits
+    seq = np.random.default_rng(6).zipf(1.3, 3000) % 300
+    c = WaveletTree(seq, "huffman", index="compact")
+    f = WaveletTree(seq, "huffman")
+    nact = c._tabs[4]
+    L = c._nlevels
+    assert int(c._lb.nbits) == sum(-(-int(nact[d]) // 64) * 64 for d in range(L))
+    assert int(f._lb.nbits) == sum(-(-int(nact[d]) // 512) * 512 for d in range(L))
+    parts = dict(c._to_parts()[1])
+    assert parts["CNTS"].dtype.itemsize <= 2 and parts["NACT"].dtype.itemsize <= 2
+    assert dict(f._to_parts()[1])["NACT"].dtype == np.uint64  # 1.1 layout kept
+    assert c.stored_nbytes < f.stored_nbytes
+    back = WaveletTree.from_bytes(c.to_bytes())
+    np.testing.assert_array_equal(back.extract(0, seq.size), seq)
+    # a wrong kind of table (signed) is rejected
+    meta, secs = c._to_parts()
+    secs = dict(secs)
+    secs["NACT"] = secs["NACT"].astype(np.int16)
+    with pytest.raises(WaveletError):
+        WaveletTree._from_parts(meta, secs)
+
+
 def test_device_upload_gets_the_fast_index():
     bits = np.random.default_rng(4).random(70_000) < 0.4
     bv = BitVector(bits, index="compact")

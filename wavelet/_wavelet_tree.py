@@ -173,7 +173,7 @@ class WaveletTree(_SeqMixin):
             for d in range(L):
                 nact[d] = int(flen[d + 1 :].sum())
         nbits_p = ffi.new("uint64_t *")
-        check(lib.wv_wt_layout(u64ptr(nact), L, nbits_p), "WaveletTree")
+        check(lib.wv_wt_layout(u64ptr(nact), L, icode, nbits_p), "WaveletTree")
         nbits = int(nbits_p[0])
         words = np.empty(nbits // 64, dtype=np.uint64)
         if n:
@@ -188,7 +188,7 @@ class WaveletTree(_SeqMixin):
         else:
             src, width, lutp, lutn = ffi.NULL, 4, ffi.NULL, 0  # no symbols: no lookup table
         check(lib.wv_wt_build_bits(src, width, n, lutp, lutn, u64ptr(cnt), L, sigma, u64ptr(nact),
-                                   u64wptr(words), words.size), "WaveletTree")
+                                   icode, u64wptr(words), words.size), "WaveletTree")
         lb = LevelBits.build(words, nbits, "WaveletTree", icode)
         if alphabet_size is not None:
             mx = int(alphabet_size) - 1
@@ -504,10 +504,16 @@ class WaveletTree(_SeqMixin):
         sections, as held in memory) and the fast index: what the GPU twin uploads (its
         kernels read the fast index; a compact one is rebuilt for the upload, O(n))."""
         meta, _ = self._to_parts()
+        meta = list(meta[:10])
         syms, skey, spos, cnt, nact = self._tabs
-        secs = self._lb.fast().sections() + [("SYMS", syms), ("SKEY", skey), ("SPOS", spos),
-                                             ("CNTS", cnt), ("NACT", nact)]
-        return meta[:10], secs
+        lb = self._lb
+        if lb.index:  # 64-bit level alignment -> the fast layout's 512
+            words = _realign(lb.arrays[0], nact, self._nlevels, 64, 512)
+            lb = LevelBits.build(words, 64 * words.size, "WaveletTree.to_device", 0)
+            meta[8] = lb.nbits
+        secs = lb.sections() + [("SYMS", syms), ("SKEY", skey), ("SPOS", spos),
+                                ("CNTS", cnt), ("NACT", nact)]
+        return meta, secs
 
     def _to_parts(self):
         syms, skey, spos, cnt, nact = self._tabs
@@ -517,6 +523,9 @@ class WaveletTree(_SeqMixin):
         # format 1.1: the canonical-order symbols alone, in the smallest unsigned width; the
         # sorted keys and their positions (SKEY/SPOS of format 1.0) are derived on load
         width = _smallest_uint(int(syms.max()) if syms.size else 0)
+        if self._lb.index:  # format 1.2 (with the compact index): CNTS/NACT narrowed too
+            cnt = cnt.astype(_smallest_uint(int(cnt.max())))
+            nact = nact.astype(_smallest_uint(int(nact.max())))
         secs = self._lb.sections() + [("SYMC", syms.astype(width)), ("CNTS", cnt),
                                       ("NACT", nact)]
         return meta, secs
@@ -533,6 +542,13 @@ class WaveletTree(_SeqMixin):
         if "SYMC" in sections:
             sections = dict(sections)
             sections.update(_derive_symbol_tables(sections.pop("SYMC"), op))
+        if index:  # compact-index trees may store CNTS/NACT in any unsigned width
+            sections = dict(sections)
+            for t in ("CNTS", "NACT"):
+                a = sections[t]
+                if a.dtype.kind != "u" or a.ndim != 1:
+                    raise WaveletError(f"{op}: section {t} has a bad dtype or length")
+                sections[t] = a.astype(np.uint64)
         self = cls.__new__(cls)
         dt = self._check_meta_dtype(code, kind, op)
         if shape not in _SHAPE_NAMES or not 1 <= mcl <= MAX_CODE_LEN or not 1 <= L <= MAX_CODE_LEN:
@@ -554,6 +570,21 @@ class WaveletTree(_SeqMixin):
         )
         self._setup(n, L, mx, dt, kind, lb, shape, mcl, tabs)
         return self
+
+
+def _realign(words, nact, L, src: int, dst: int) -> np.ndarray:
+    """The level bits of *words* (level d: ``nact[d]`` bits, levels padded to *src* bits)
+    re-laid with levels padded to *dst* bits (O(total bits) time and bytes)."""
+    bits = np.unpackbits(np.ascontiguousarray(words).view(np.uint8), bitorder="little")
+    sizes = [int(nact[d]) for d in range(L)]
+    total = sum(-(-s // dst) * dst for s in sizes)
+    out = np.zeros(total, dtype=np.uint8)
+    so = do = 0
+    for s in sizes:
+        out[do : do + s] = bits[so : so + s]
+        so += -(-s // src) * src
+        do += -(-s // dst) * dst
+    return np.packbits(out, bitorder="little").view(np.uint64).copy()
 
 
 class FieldDecoder:

@@ -270,7 +270,9 @@ int wv_wm_extract(const wv_wm_t *wm, uint64_t l, uint64_t r, void *out, uint32_t
  * still active, and no node pointers are needed: a node is found from its
  * parent with two ranks.
  * Layout: one bitvector `bv`, level d at bits [off[d], off[d] + nact[d]),
- * each level padded to a multiple of 512 bits (zero padding). Code tables:
+ * each level padded to a multiple of 512 bits (zero padding), or of 64 bits
+ * when bv has the compact index (format 1.2: small trees then do not pay up
+ * to 511 bits per level). Code tables:
  * syms (symbols in canonical order: by code length, then symbol), skey
  * (symbols ascending) and spos (canonical index of skey[i]); cnt[d] = number
  * of codes of length d.
@@ -308,15 +310,16 @@ typedef struct wv_wt {
 /* Length-limited Huffman code lengths (maxlen <= 32) for nsyms frequencies
  * (all > 0); lens[i] in 1..maxlen. WV_EINVAL if 2^maxlen < nsyms. */
 int wv_huffman_lengths(const uint64_t *freq, uint64_t nsyms, uint32_t maxlen, uint8_t *lens);
-/* Level offsets and total bits from nact[0..L] (nact[L] = 0). */
-int wv_wt_layout(const uint64_t *nact, uint32_t nlevels, uint64_t *nbits);
+/* Level offsets and total bits from nact[0..L] (nact[L] = 0), for a level
+ * bitvector with the given index kind (it sets the level alignment). */
+int wv_wt_layout(const uint64_t *nact, uint32_t nlevels, uint32_t index, uint64_t *nbits);
 /* Fill words from seq (n integers of `width` bytes). With lut != NULL the
  * canonical index of value v is lut[v] (v < lut_len); with lut == NULL seq
  * must hold canonical indices (width 4). cnt[0..L] code length counts, nact
  * from wv_wt_layout's input. Temporary memory 3 n * (1, 2 or 4) bytes. */
 int wv_wt_build_bits(const void *seq, uint32_t width, uint64_t n, const uint32_t *lut,
                      uint64_t lut_len, const uint64_t *cnt, uint32_t nlevels, uint64_t nsyms,
-                     const uint64_t *nact, uint64_t *words, uint64_t nwords);
+                     const uint64_t *nact, uint32_t index, uint64_t *words, uint64_t nwords);
 /* Attach and validate everything (code tables: Kraft, canonical order,
  * permutation; level sizes; every tree node against its parent's bits):
  * WV_ECORRUPT if anything is inconsistent. O(nsyms L + nodes) ranks. Run

@@ -61,10 +61,13 @@
 
 static uint64_t align_up(uint64_t a, uint64_t b) { return (a + b - 1) / b * b; }
 
+/* level alignment for a level bitvector with this index kind (see wavelet.h) */
+static uint64_t level_align(uint32_t index) { return index ? 64 : WV_LEVEL_ALIGN; }
+
 /* ---- layout ------------------------------------------------------------------- */
 
-int wv_wt_layout(const uint64_t *nact, uint32_t nlevels, uint64_t *nbits) {
-    if (!nact || !nbits || nlevels < 1 || nlevels > WV_WT_MAX_LEVELS)
+int wv_wt_layout(const uint64_t *nact, uint32_t nlevels, uint32_t index, uint64_t *nbits) {
+    if (!nact || !nbits || nlevels < 1 || nlevels > WV_WT_MAX_LEVELS || index > 1)
         return WV_EINVAL;
     if (nact[0] > (UINT64_C(1) << 50))
         return WV_EINVAL;
@@ -72,7 +75,7 @@ int wv_wt_layout(const uint64_t *nact, uint32_t nlevels, uint64_t *nbits) {
     for (unsigned d = 0; d < nlevels; d++) {
         if (nact[d + 1] > nact[d])
             return WV_EINVAL;
-        tot += align_up(nact[d], WV_LEVEL_ALIGN);
+        tot += align_up(nact[d], level_align(index));
     }
     if (nact[nlevels] != 0)
         return WV_EINVAL;
@@ -188,14 +191,14 @@ WV_WT_BUILD(uint32_t, wt_build32)
 
 int wv_wt_build_bits(const void *seq, uint32_t width, uint64_t n, const uint32_t *lut,
                      uint64_t lut_len, const uint64_t *cnt, uint32_t nlevels, uint64_t nsyms,
-                     const uint64_t *nact, uint64_t *words, uint64_t nwords) {
+                     const uint64_t *nact, uint32_t index, uint64_t *words, uint64_t nwords) {
     uint64_t nbits, first[WV_WT_MAX_LEVELS + 1], idx[WV_WT_MAX_LEVELS + 1];
     uint64_t off[WV_WT_MAX_LEVELS + 1];
     if (!cnt || !nact || (!seq && n) || (width != 1 && width != 2 && width != 4 && width != 8))
         return WV_EINVAL;
     if (!lut && width != 4)
         return WV_EINVAL;
-    if (wv_wt_layout(nact, nlevels, &nbits) != WV_OK || nact[0] != n)
+    if (wv_wt_layout(nact, nlevels, index, &nbits) != WV_OK || nact[0] != n)
         return WV_EINVAL;
     if ((!words && nbits) || nwords != nbits / 64 || nsyms > (UINT64_C(1) << 32))
         return WV_EINVAL;
@@ -206,7 +209,7 @@ int wv_wt_build_bits(const void *seq, uint32_t width, uint64_t n, const uint32_t
         return WV_OK;
     off[0] = 0;
     for (unsigned d = 0; d < nlevels; d++)
-        off[d + 1] = off[d] + align_up(nact[d], WV_LEVEL_ALIGN);
+        off[d + 1] = off[d] + align_up(nact[d], level_align(index));
     uint32_t *code = malloc((size_t)nsyms * sizeof *code + 1);
     uint8_t *len = malloc((size_t)nsyms + 1);
     if (!code || !len) {
@@ -245,7 +248,7 @@ int wv_wt_init(wv_wt_t *wt, const wv_bv_t *bv, uint64_t n, uint32_t L, const uin
         return WV_EINVAL;
     if (L < 1 || L > WV_WT_MAX_LEVELS || nsyms > (UINT64_C(1) << 32))
         return WV_ECORRUPT;
-    if (wv_wt_layout(nact, L, &nbits) != WV_OK || nact[0] != n)
+    if (bv->index > 1 || wv_wt_layout(nact, L, bv->index, &nbits) != WV_OK || nact[0] != n)
         return WV_ECORRUPT;
     if (bv->nbits != nbits || bv->nwords != nbits / 64 || bv->ones > nbits)
         return WV_ECORRUPT;
@@ -267,7 +270,7 @@ int wv_wt_init(wv_wt_t *wt, const wv_bv_t *bv, uint64_t n, uint32_t L, const uin
         wt->nact[d] = nact[d];
     wt->off[0] = 0;
     for (unsigned d = 0; d < L; d++)
-        wt->off[d + 1] = wt->off[d] + align_up(nact[d], WV_LEVEL_ALIGN);
+        wt->off[d + 1] = wt->off[d] + align_up(nact[d], level_align(bv->index));
     for (unsigned d = 0; d < L; d++) {
         wt->base[d] = bv_r1(bv, wt->off[d]);
         if (bv_r1(bv, wt->off[d] + nact[d]) != bv_r1(bv, wt->off[d + 1]))
