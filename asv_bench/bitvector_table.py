@@ -27,15 +27,16 @@ def _time(fn) -> float:
     return time.perf_counter() - t0
 
 
-def _measure(n: int, p: float, nq: int, repeats: int, rng) -> dict:
+def _measure(n: int, p: float, nq: int, repeats: int, rng, index: str = "fast") -> dict:
     words = np.zeros(n // 64, dtype=np.uint64)
     # random bits with density p, generated in chunks to bound memory
     chunk = min(1 << 24, n)
     for s in range(0, n, chunk):
         b = rng.random(chunk) < p
         words[s // 64 : (s + chunk) // 64] = np.packbits(b, bitorder="little").view("<u8")
-    t_build = [_time(lambda: wavelet.BitVector.from_words(words, n)) for _ in range(3)]
-    bv = wavelet.BitVector.from_words(words, n)
+    t_build = [_time(lambda: wavelet.BitVector.from_words(words, n, index=index))
+               for _ in range(3)]
+    bv = wavelet.BitVector.from_words(words, n, index=index)
     bits_u8 = bv.to_numpy().view(np.uint8)
     t0 = time.perf_counter()
     csum = np.concatenate([[0], np.cumsum(bits_u8, dtype=np.uint32)])
@@ -72,14 +73,15 @@ def _measure(n: int, p: float, nq: int, repeats: int, rng) -> dict:
     }
 
 
-def run(log2n: int, nq: int, repeats: int, densities=(0.5, 0.05), isa=None) -> list[dict]:
+def run(log2n: int, nq: int, repeats: int, densities=(0.5, 0.05), isa=None,
+        index: str = "fast") -> list[dict]:
     if isa is not None:
         wavelet.set_isa_level(isa)
     rng = np.random.default_rng(42)
     n = 1 << log2n
     rows = []
     for p in densities:
-        rows.append(_measure(n, p, nq, repeats, rng))
+        rows.append(_measure(n, p, nq, repeats, rng, index))
     return rows
 
 
@@ -89,12 +91,14 @@ def main(argv=None) -> None:
     ap.add_argument("--queries", type=int, default=1_000_000)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--isa", type=int, default=None, help="force a kernel level (0 = portable)")
+    ap.add_argument("--index", default="fast", choices=["fast", "compact"],
+                    help="rank/select index kind")
     a = ap.parse_args(argv)
-    rows = run(a.log2n, a.queries, a.repeats, isa=a.isa)
+    rows = run(a.log2n, a.queries, a.repeats, isa=a.isa, index=a.index)
     info = wavelet.build_info()
     print(
         f"BitVector, n = 2^{a.log2n} random bits, {a.queries} random queries per batch, "
-        f"median of {a.repeats}; kernels: {info['isa_level_name']}"
+        f"median of {a.repeats}; kernels: {info['isa_level_name']}; index: {a.index}"
     )
     print(
         "| density | build s (numpy ref) | MB ours (numpy ref) | overhead % "

@@ -261,7 +261,15 @@ WV_TARGET static int WV_SFX(wv_bv_rank_batch)(const wv_bv_t *bv, const uint64_t 
         if (t + WV_BATCH_PF < n) {
             uint64_t p = q[t + WV_BATCH_PF];
             WV_PREFETCH(bv->blocks + (p >> WV_BV_BSHIFT(bv)));
-            WV_PREFETCH(bv->words + ((p >> 9) << 3));
+            if (bv->index) { /* the lines the compact rank will count (toward the nearer end) */
+                uint64_t w = p >> 6, s0 = (p >> WV_BVC_SSHIFT) << (WV_BVC_SSHIFT - 6);
+                uint64_t sw = UINT64_C(1) << (WV_BVC_SSHIFT - 6);
+                uint64_t from = w - s0 >= sw / 2 ? w : s0, to = w - s0 >= sw / 2 ? s0 + sw : w + 1;
+                for (uint64_t x = from & ~UINT64_C(7); x < to; x += 8)
+                    WV_PREFETCH(bv->words + x);
+            } else {
+                WV_PREFETCH(bv->words + ((p >> 9) << 3));
+            }
         }
         uint64_t r = WV_SFX(wv_bv_rank1_u)(bv, q[t]);
         out[t] = one ? r : q[t] - r;
@@ -300,14 +308,26 @@ WV_INLINE WV_TARGET void WV_SFX(wv_sel_stage_a)(const wv_bv_t *bv, const uint64_
 
 WV_INLINE WV_TARGET void WV_SFX(wv_sel_stage_b)(const wv_bv_t *bv, const uint64_t *q, size_t m,
                                                 int one, uint64_t *wpos, uint64_t *rem) {
-    if (bv->index) { /* compact: find the word itself; stage C then finishes in its first word */
+    if (bv->index) { /* compact: the 4096-bit sub-block, whose 8 lines are prefetched */
+        const uint64_t cm = (UINT64_C(1) << WV_BVC_CBITS) - 1, sbits = UINT64_C(1) << WV_BVC_SSHIFT;
         for (size_t t = 0; t < m; t++) {
-            uint64_t b = WV_SFX(wv_bv_find_block)(bv, q[t], one);
-            wpos[t] = WV_SFX(wv_bvc_word_in_block)(bv, b, q[t], one, &rem[t]);
-            if (WV_UNLIKELY(wpos[t] == UINT64_MAX))
-                wpos[t] = bv->nwords; /* stage C answers UINT64_MAX */
-            else
-                WV_PREFETCH(bv->words + wpos[t]);
+            uint64_t k = q[t], b = WV_SFX(wv_bv_find_block)(bv, k, one), e = bv->blocks[b];
+            uint64_t before = WV_SFX(wv_bv_block_rank)(bv, b);
+            if (!one)
+                before = (b << WV_BVC_BSHIFT) - before;
+            uint64_t r = k - before, sub = 0;
+            for (; sub < 3; sub++) {
+                uint64_t c = (e >> (WV_BVC_RBITS + WV_BVC_CBITS * sub)) & cm;
+                if (!one)
+                    c = sbits - c;
+                if (r < c)
+                    break;
+                r -= c;
+            }
+            wpos[t] = (b << (WV_BVC_BSHIFT - 6)) + (sub << (WV_BVC_SSHIFT - 6));
+            rem[t] = r;
+            for (unsigned x = 0; x < (sbits >> 6); x += 8)
+                WV_PREFETCH(bv->words + wpos[t] + x);
         }
         return;
     }
@@ -338,6 +358,24 @@ WV_INLINE WV_TARGET void WV_SFX(wv_sel_stage_b)(const wv_bv_t *bv, const uint64_
 WV_INLINE WV_TARGET void WV_SFX(wv_sel_stage_c)(const wv_bv_t *bv, size_t m, int one,
                                                 const uint64_t *wpos, const uint64_t *rem,
                                                 uint64_t *out) {
+    if (bv->index) { /* compact: scan the sub-block's (at most 64) words */
+        const uint64_t sw = UINT64_C(1) << (WV_BVC_SSHIFT - 6);
+        for (size_t t = 0; t < m; t++) {
+            uint64_t left = bv->nwords > wpos[t] ? bv->nwords - wpos[t] : 0, r = rem[t];
+            uint64_t res = UINT64_MAX, end = left < sw ? left : sw;
+            for (uint64_t k2 = 0; k2 < end; k2++) {
+                uint64_t x = one ? bv->words[wpos[t] + k2] : ~bv->words[wpos[t] + k2];
+                unsigned c = wv_popcount(x);
+                if (r < c) {
+                    res = (wpos[t] + k2) * 64 + WV_SELECT64(x, (unsigned)r);
+                    break;
+                }
+                r -= c;
+            }
+            out[t] = res;
+        }
+        return;
+    }
     for (size_t t = 0; t < m; t++) {
         const uint64_t *w = bv->words + wpos[t];
         uint64_t left = bv->nwords - wpos[t], r = rem[t], res = UINT64_MAX;
