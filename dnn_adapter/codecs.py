@@ -659,6 +659,10 @@ def _huffman_bits(counts: np.ndarray) -> int:
     return total
 
 
+# the sparse codec tries (distance, value) tuple symbols when the non-zeros take at most this
+# many distinct values
+_JOINT_MAX_VALUES = 16
+
 # below this many elements the float codec builds every joint-bit choice and keeps the smallest
 _EXACT_K_BELOW = 1 << 16
 
@@ -892,12 +896,14 @@ class SparseCodec(Codec):
     codec_id = "sparse"
 
     def __init__(self, form: str = BLOCK, min_zero_fraction: float = 0.2,
-                 index: str = "compact"):
+                 index: str = "compact", joint: bool = True):
         super().__init__(form, index)
         self.min_zero_fraction = float(min_zero_fraction)
+        self.joint = bool(joint)  # False: never tuple symbols (the fused kernels' form)
 
     def get_config(self):
-        return {**super().get_config(), "min_zero_fraction": self.min_zero_fraction}
+        return {**super().get_config(), "min_zero_fraction": self.min_zero_fraction,
+                "joint": self.joint}
 
     def _encode_bits(self, u, dt, block_len):
         n = u.size
@@ -935,7 +941,31 @@ class SparseCodec(Codec):
         meta = {"form": self.form, "block_len": L, "nnz": int(nz.size)}
         if esc is not None:
             meta["esc"] = esc
-        return Encoded(self.codec_id, meta, arrays, {"gaps": ras}, {"values": child})
+        enc = Encoded(self.codec_id, meta, arrays, {"gaps": ras}, {"values": child})
+        if not self.joint:
+            return enc
+        joint = self._joint(table, codes, vals, counts, meta, arrays)
+        return joint if joint is not None and joint.nbytes < enc.nbytes else enc
+
+    def _joint(self, gtable, gcodes, vals, counts, meta, arrays):
+        """The tuple ``(distance, value)`` as one symbol (``meta["joint"] = 1``), when the
+        non-zeros take at most ``_JOINT_MAX_VALUES`` values (a quantized pruned layer): a
+        separate value stream of 2-4 symbols pays most of a bit per value over its entropy
+        (Huffman cannot go below one bit per symbol); inside the distance symbol the value
+        costs close to its entropy. Parts: ``gap_table`` and ``val_table`` map a tuple code
+        to its distance symbol and its value's bits; there is no ``values`` child."""
+        vtable, vcodes = _freq_table(vals)
+        if vtable.size > _JOINT_MAX_VALUES or vals.size == 0:
+            return None
+        V = int(vtable.size)
+        key = gcodes.astype(np.int64) * V + vcodes
+        jtable, jcodes = _freq_table(key)
+        ja = dict(arrays)
+        g = gtable[jtable // V]
+        ja["gap_table"] = g.astype(smallest_uint(int(g.max()) if g.size else 0))
+        ja["val_table"] = np.ascontiguousarray(vtable[jtable % V])
+        ras = RAS.build(jcodes, jtable.size, self.form, counts, index=self.index)
+        return Encoded(self.codec_id, {**meta, "joint": 1}, ja, {"gaps": ras})
 
     def _gap_values(self, enc, codes) -> np.ndarray:
         """The distances (int64) of the operands, from their codes (escapes resolved)."""
@@ -1013,16 +1043,34 @@ class SparseCodec(Codec):
         cnt = np.bincount(pos // L, minlength=nb).astype(np.int64) if nb else pos[:0]
         return pos, cnt
 
+    def _joint_values(self, enc, nnz, dtype):
+        """The non-zeros in element order from the tuple codes (``meta["joint"]``)."""
+        ras, vt = enc.ras["gaps"], enc.arrays.get("val_table")
+        if vt is None or vt.dtype != dtype or vt.ndim != 1 or vt.size != ras.k:
+            raise CodecError("sparse: bad val_table part")
+        seq = ras.wt.extract(1, len(ras.wt) - 1)
+        codes = seq[seq < ras.k]
+        if codes.size != nnz:
+            raise CodecError("sparse: tuple count does not match")
+        return vt[codes]
+
     def _decode_bits(self, enc, out):
-        child = enc.children["values"]
         try:
             nnz = int(enc.meta["nnz"])
         except (KeyError, TypeError, ValueError):
             raise CodecError("sparse: bad nnz") from None
-        if child.meta.get("dtype") != enc.meta["dtype"] or child.meta.get("n") != nnz:
-            raise CodecError("sparse: values part does not match")
-        vals = np.empty(nnz, dtype=out.dtype)
-        registry[child.codec_id]()._decode_bits(child, vals)
+        if enc.meta.get("joint"):
+            if enc.meta["joint"] != 1 or enc.children:
+                raise CodecError("sparse: bad joint tuple parts")
+            vals = self._joint_values(enc, nnz, out.dtype)
+        else:
+            child = enc.children.get("values")
+            if child is None:
+                raise CodecError("sparse: missing values part")
+            if child.meta.get("dtype") != enc.meta["dtype"] or child.meta.get("n") != nnz:
+                raise CodecError("sparse: values part does not match")
+            vals = np.empty(nnz, dtype=out.dtype)
+            registry[child.codec_id]()._decode_bits(child, vals)
         flat = out.reshape(-1) if out.flags.c_contiguous and out.flags.writeable else None
         if flat is not None and out.dtype.kind == "u":
             self._positions(enc, out.size, counts=False, scatter=(vals, flat))

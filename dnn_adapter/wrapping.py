@@ -543,6 +543,18 @@ class _Scope:
         return None
 
 
+def _fusable(codecs) -> tuple:
+    """The codec candidates with the sparse codec's tuple symbols off: the fused sparse
+    kernels read separate distance and value streams."""
+    out = []
+    for c in codecs:
+        cfg = {"id": c} if isinstance(c, str) else dict(c)
+        if cfg["id"] == "sparse":
+            cfg["joint"] = False
+        out.append(cfg)
+    return tuple(out)
+
+
 def _scope_of(model, name: str) -> str:
     """The outermost fused ancestor (MHA / Transformer*) of module *name*, else *name*."""
     parts = name.split(".") if name else []
@@ -739,16 +751,17 @@ def wrap(
             if type(h).__module__.startswith("torch.nn.utils.prune")
         ]:
             _remove_prune(mod, pname)
+    codecs = _fusable(config.codecs) if config.fused else config.codecs
     for t in _plan(model, config, filter_fn, macs):
         p = t.owner._parameters[t.pname]
-        enc = encode_best(p, form=t.form, candidates=config.codecs, verify=False)
+        enc = encode_best(p, form=t.form, candidates=codecs, verify=False)
         if enc.codec_id == "raw":
             continue  # nothing to gain: stays a dense parameter
         if config.verify:
             check_exact(p, enc)
         attach_encoded(model, t.owner_name, t.pname, enc, config.mode, p.requires_grad)
         st = _state(t.owner)
-        _CODECS_OF[id(st)] = config.codecs
+        _CODECS_OF[id(st)] = codecs
     _install_scopes(model)
     if config.fused:
         from .fused import enable

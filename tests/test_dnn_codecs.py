@@ -495,3 +495,55 @@ def test_dict_bad_group_is_rejected():
         e = C.Encoded(enc.codec_id, {**enc.meta, "group": 1}, enc.arrays, enc.ras)
         with pytest.raises(C.CodecError):
             C.decode(e)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.data())
+def test_sparse_joint_tuples_roundtrip(data):
+    """(distance, value) as one symbol when the non-zeros take few values: bit-exact, and
+    the smaller of the two forms is kept."""
+    dt = data.draw(st.sampled_from([torch.float32, torch.bfloat16, torch.float16, torch.int8]))
+    rows, cols = data.draw(st.integers(1, 30)), data.draw(st.integers(1, 300))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    nval = data.draw(st.integers(1, 20))
+    levels = rng.integers(-60, 60, nval)
+    mask = rng.random((rows, cols)) < data.draw(st.sampled_from([0.01, 0.05, 0.3, 0.7]))
+    x = np.where(mask, rng.choice(levels, (rows, cols)), 0)
+    t = torch.from_numpy(x).to(dt)
+    try:
+        enc = C.SparseCodec().encode(t)
+    except C.NotApplicable:
+        return
+    assert_exact(C.decode(enc), t)
+    out = torch.full_like(t, 3)
+    C.prepare(enc)(out)
+    assert_exact(out, t)
+    if enc.meta.get("joint"):
+        assert "values" not in enc.children and np.unique(x[x != 0]).size <= 16
+        tree, bufs = enc.flatten()
+        assert_exact(C.decode(C.Encoded.unflatten(tree, bufs)), t)
+
+
+def test_sparse_joint_tuples_beat_separate_streams_and_reject_bad_parts():
+    torch.manual_seed(0)
+    w = torch.randn(512, 1152) * 0.02
+    thr = w.abs().flatten().kthvalue(int(0.95 * w.numel())).values
+    p = torch.where(w.abs() > thr, w, torch.zeros(()))
+    q = torch.round(p / p.abs().max() * 2) / 2 * p.abs().max()  # 2-bit values
+    enc = C.SparseCodec().encode(q)
+    assert enc.meta.get("joint") == 1
+    sep = C.SparseCodec._joint
+    try:
+        C.SparseCodec._joint = lambda *a, **k: None
+        plain = C.SparseCodec().encode(q)
+    finally:
+        C.SparseCodec._joint = sep
+    assert enc.nbytes < 0.97 * plain.nbytes
+    assert_exact(C.decode(enc), q)
+    short = {**enc.arrays, "val_table": enc.arrays["val_table"][:-1]}
+    bad = C.Encoded(enc.codec_id, enc.meta, short, enc.ras)
+    with pytest.raises(C.CodecError):
+        C.decode(bad)
+    bad = C.Encoded(enc.codec_id, {**enc.meta, "joint": 2}, enc.arrays, enc.ras)
+    with pytest.raises(C.CodecError):
+        C.decode(bad)

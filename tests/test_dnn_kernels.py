@@ -15,7 +15,8 @@ from dnn_adapter import _kernels_api as K
 from dnn_adapter.codecs import DictCodec, FloatCodec, encode_best
 from dnn_adapter.fused import fused_layers
 
-SP = [{"id": "sparse", "min_zero_fraction": 0.0}]  # the sparse form even when dense-ish
+# the sparse form even when dense-ish, with separate distance/value streams (the kernels' form)
+SP = [{"id": "sparse", "min_zero_fraction": 0.0, "joint": False}]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 

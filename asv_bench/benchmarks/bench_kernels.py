@@ -39,7 +39,8 @@ class FusedLinearSuite:
         self.w, self.F = w, F
         self.x = torch.randn(batch, N, generator=g)
         self.xt = self.x.t().contiguous().numpy()
-        self.fw = FusedWeight(encode_best(w, form="element", candidates=["sparse"]))
+        self.fw = FusedWeight(encode_best(w, form="element",
+                                          candidates=[{"id": "sparse", "joint": False}]))
         self.csr = self.fw.to_csr()
         import warnings
 
