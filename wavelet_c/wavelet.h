@@ -164,8 +164,8 @@ int wv_bv_select0_batch(const wv_bv_t *bv, const uint64_t *k, size_t n, uint64_t
  * one rank/select bitvector `bv`: level l at bits [l*stride, l*stride + n),
  * stride = n rounded up to a multiple of 512 (padding bits are zero), so rank
  * inside a level is rank1(l*stride + i) - base[l].
- * Space: L*stride bits plus the bitvector index (at most 3.92%): about
- * n*L*(1.04) bits. Query cost: access/rank O(L) ranks, select O(L) selects,
+ * Space: L*stride bits plus the bitvector index (4.7%, or 0.49% compact): about
+ * n*L*1.047 bits (fast index). Query cost: access/rank O(L) ranks, select O(L) selects,
  * quantile / count_less / range_freq / prev/next value O(L) ranks, range_list
  * O(k L) for k reported values, extract(l, r) streams level by level
  * (O((r-l) L) sequential work plus O(nodes) ranks).
@@ -277,7 +277,8 @@ int wv_wm_extract(const wv_wm_t *wm, uint64_t l, uint64_t r, void *out, uint32_t
  * (symbols ascending) and spos (canonical index of skey[i]); cnt[d] = number
  * of codes of length d.
  * Space: sum of code lengths (n H0 + n at most for Huffman, n ceil(log2
- * sigma) for balanced) + 3.92% bitvector index + 20 bytes per symbol.
+ * sigma) for balanced) + the bitvector index (4.7%, or 0.49% compact) + the
+ * code tables (1-8 bytes per symbol stored, format 1.1).
  * Query cost: access O(len) ranks (3 per level), rank O(len) ranks, select
  * O(len) ranks and selects; extract streams level by level like the wavelet
  * matrix.
