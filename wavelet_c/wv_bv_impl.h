@@ -40,6 +40,21 @@ WV_INLINE WV_TARGET uint64_t WV_SFX(wv_bv_block_rank)(const wv_bv_t *bv, uint64_
     return bv->super[b >> 21] + (bv->blocks[b] & 0xFFFFFFFFu);
 }
 
+/* ones in w[0..m) (four independent sums, so the popcounts overlap) */
+WV_INLINE WV_TARGET uint64_t WV_SFX(wv_popcount_run)(const uint64_t *w, unsigned m) {
+    uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    unsigned k = 0;
+    for (; k + 4 <= m; k += 4) {
+        a0 += wv_popcount(w[k]);
+        a1 += wv_popcount(w[k + 1]);
+        a2 += wv_popcount(w[k + 2]);
+        a3 += wv_popcount(w[k + 3]);
+    }
+    for (; k < m; k++)
+        a0 += wv_popcount(w[k]);
+    return a0 + a1 + a2 + a3;
+}
+
 /* rank1(i) on the compact index: entry, masked sub-block counts, then the
  * words of the 4096-bit sub-block between i and the nearer end of it: from
  * its start (at most 32 words; never past the array, the word holding i
@@ -59,31 +74,13 @@ WV_INLINE WV_TARGET uint64_t WV_SFX(wv_bvc_rank1_u)(const wv_bv_t *bv, uint64_t 
     uint64_t w0 = (i >> WV_BVC_SSHIFT) << (WV_BVC_SSHIFT - 6);
     const uint64_t *w = bv->words + w0;
     unsigned full = (unsigned)((i >> 6) & (sw - 1));
-    uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
     if (full >= sw / 2 && w0 + sw <= bv->nwords) {
         uint64_t end = sub < 3 ? r + ((e >> (WV_BVC_RBITS + WV_BVC_CBITS * sub)) & cm)
                                : WV_SFX(wv_bv_block_rank)(bv, b + 1);
-        unsigned k = full + 1;
-        for (; k + 4 <= sw; k += 4) {
-            a0 += wv_popcount(w[k]);
-            a1 += wv_popcount(w[k + 1]);
-            a2 += wv_popcount(w[k + 2]);
-            a3 += wv_popcount(w[k + 3]);
-        }
-        for (; k < sw; k++)
-            a0 += wv_popcount(w[k]);
-        return end - (a0 + a1 + a2 + a3) - wv_popcount(w[full] >> (i & 63));
+        return end - WV_SFX(wv_popcount_run)(w + full + 1, sw - full - 1) -
+               wv_popcount(w[full] >> (i & 63));
     }
-    unsigned k = 0;
-    for (; k + 4 <= full; k += 4) {
-        a0 += wv_popcount(w[k]);
-        a1 += wv_popcount(w[k + 1]);
-        a2 += wv_popcount(w[k + 2]);
-        a3 += wv_popcount(w[k + 3]);
-    }
-    for (; k < full; k++)
-        a0 += wv_popcount(w[k]);
-    r += a0 + a1 + a2 + a3;
+    r += WV_SFX(wv_popcount_run)(w, full);
     if (i & 63)
         r += wv_popcount(w[full] & ((UINT64_C(1) << (i & 63)) - 1));
     return r;
