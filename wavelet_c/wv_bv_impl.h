@@ -155,17 +155,16 @@ WV_INLINE WV_TARGET uint64_t WV_SFX(wv_bv_find_block)(const wv_bv_t *bv, uint64_
     return lo + add;
 }
 
-/* Compact index: the word holding the k-th one (zero) of block b, and the
- * rank of that bit inside the word. */
-WV_INLINE WV_TARGET uint64_t WV_SFX(wv_bvc_word_in_block)(const wv_bv_t *bv, uint64_t b, uint64_t k,
-                                                      int one, uint64_t *rem) {
+/* Compact index: the first word of the 4096-bit sub-block of block b that holds the k-th one
+ * (zero), and in *rem the rank of that bit inside the sub-block. */
+WV_INLINE WV_TARGET uint64_t WV_SFX(wv_bvc_sub_block)(const wv_bv_t *bv, uint64_t b, uint64_t k,
+                                                  int one, uint64_t *rem) {
     const uint64_t cm = (UINT64_C(1) << WV_BVC_CBITS) - 1, sbits = UINT64_C(1) << WV_BVC_SSHIFT;
     uint64_t e = bv->blocks[b];
     uint64_t before = WV_SFX(wv_bv_block_rank)(bv, b);
     if (!one)
         before = (b << WV_BVC_BSHIFT) - before;
-    uint64_t r = k - before;
-    unsigned sub = 0;
+    uint64_t r = k - before, sub = 0;
     for (; sub < 3; sub++) {
         uint64_t c = (e >> (WV_BVC_RBITS + WV_BVC_CBITS * sub)) & cm;
         if (!one)
@@ -174,21 +173,29 @@ WV_INLINE WV_TARGET uint64_t WV_SFX(wv_bvc_word_in_block)(const wv_bv_t *bv, uin
             break;
         r -= c;
     }
-    uint64_t w0 = (b << (WV_BVC_BSHIFT - 6)) + ((uint64_t)sub << (WV_BVC_SSHIFT - 6));
-    uint64_t end = w0 + (sbits >> 6);
-    if (end > bv->nwords)
-        end = bv->nwords;
-    for (uint64_t w = w0; w < end; w++) {
-        uint64_t x = one ? bv->words[w] : ~bv->words[w];
+    *rem = r;
+    return (b << (WV_BVC_BSHIFT - 6)) + (sub << (WV_BVC_SSHIFT - 6));
+}
+
+/* Position of the r-th one (zero) in words [w0, w0 + nw), or UINT64_MAX. */
+WV_INLINE WV_TARGET uint64_t WV_SFX(wv_select_scan)(const wv_bv_t *bv, uint64_t w0, uint64_t nw,
+                                                    uint64_t r, int one) {
+    for (uint64_t k2 = 0; k2 < nw; k2++) {
+        uint64_t x = one ? bv->words[w0 + k2] : ~bv->words[w0 + k2];
         unsigned c = wv_popcount(x);
-        if (r < c) {
-            *rem = r;
-            return w;
-        }
+        if (r < c)
+            return (w0 + k2) * 64 + WV_SELECT64(x, (unsigned)r);
         r -= c;
     }
-    *rem = 0;
-    return UINT64_MAX; /* unreachable on a validated structure */
+    return UINT64_MAX;
+}
+
+/* Compact index: the answer inside the sub-block (at most 64 words, none past the array). */
+WV_INLINE WV_TARGET uint64_t WV_SFX(wv_bvc_scan_sub)(const wv_bv_t *bv, uint64_t w0, uint64_t r,
+                                                 int one) {
+    const uint64_t sw = UINT64_C(1) << (WV_BVC_SSHIFT - 6);
+    uint64_t left = bv->nwords > w0 ? bv->nwords - w0 : 0;
+    return WV_SFX(wv_select_scan)(bv, w0, left < sw ? left : sw, r, one);
 }
 
 /* Finish select inside block b: k is the rank of the wanted bit among the
@@ -196,10 +203,8 @@ WV_INLINE WV_TARGET uint64_t WV_SFX(wv_bvc_word_in_block)(const wv_bv_t *bv, uin
 WV_INLINE WV_TARGET uint64_t WV_SFX(wv_bv_select_in_block)(const wv_bv_t *bv, uint64_t b, uint64_t k,
                                                  int one) {
     if (bv->index) {
-        uint64_t r, w = WV_SFX(wv_bvc_word_in_block)(bv, b, k, one, &r);
-        if (WV_UNLIKELY(w == UINT64_MAX))
-            return UINT64_MAX;
-        return w * 64 + WV_SELECT64(one ? bv->words[w] : ~bv->words[w], (unsigned)r);
+        uint64_t r, w0 = WV_SFX(wv_bvc_sub_block)(bv, b, k, one, &r);
+        return WV_SFX(wv_bvc_scan_sub)(bv, w0, r, one);
     }
     uint64_t e = bv->blocks[b];
     uint64_t before = WV_SFX(wv_bv_block_rank)(bv, b);
@@ -306,24 +311,10 @@ WV_INLINE WV_TARGET void WV_SFX(wv_sel_stage_a)(const wv_bv_t *bv, const uint64_
 WV_INLINE WV_TARGET void WV_SFX(wv_sel_stage_b)(const wv_bv_t *bv, const uint64_t *q, size_t m,
                                                 int one, uint64_t *wpos, uint64_t *rem) {
     if (bv->index) { /* compact: the 4096-bit sub-block, whose 8 lines are prefetched */
-        const uint64_t cm = (UINT64_C(1) << WV_BVC_CBITS) - 1, sbits = UINT64_C(1) << WV_BVC_SSHIFT;
         for (size_t t = 0; t < m; t++) {
-            uint64_t k = q[t], b = WV_SFX(wv_bv_find_block)(bv, k, one), e = bv->blocks[b];
-            uint64_t before = WV_SFX(wv_bv_block_rank)(bv, b);
-            if (!one)
-                before = (b << WV_BVC_BSHIFT) - before;
-            uint64_t r = k - before, sub = 0;
-            for (; sub < 3; sub++) {
-                uint64_t c = (e >> (WV_BVC_RBITS + WV_BVC_CBITS * sub)) & cm;
-                if (!one)
-                    c = sbits - c;
-                if (r < c)
-                    break;
-                r -= c;
-            }
-            wpos[t] = (b << (WV_BVC_BSHIFT - 6)) + (sub << (WV_BVC_SSHIFT - 6));
-            rem[t] = r;
-            for (unsigned x = 0; x < (sbits >> 6); x += 8)
+            uint64_t b = WV_SFX(wv_bv_find_block)(bv, q[t], one);
+            wpos[t] = WV_SFX(wv_bvc_sub_block)(bv, b, q[t], one, &rem[t]);
+            for (unsigned x = 0; x < (1u << (WV_BVC_SSHIFT - 6)); x += 8)
                 WV_PREFETCH(bv->words + wpos[t] + x);
         }
         return;
@@ -356,21 +347,8 @@ WV_INLINE WV_TARGET void WV_SFX(wv_sel_stage_c)(const wv_bv_t *bv, size_t m, int
                                                 const uint64_t *wpos, const uint64_t *rem,
                                                 uint64_t *out) {
     if (bv->index) { /* compact: scan the sub-block's (at most 64) words */
-        const uint64_t sw = UINT64_C(1) << (WV_BVC_SSHIFT - 6);
-        for (size_t t = 0; t < m; t++) {
-            uint64_t left = bv->nwords > wpos[t] ? bv->nwords - wpos[t] : 0, r = rem[t];
-            uint64_t res = UINT64_MAX, end = left < sw ? left : sw;
-            for (uint64_t k2 = 0; k2 < end; k2++) {
-                uint64_t x = one ? bv->words[wpos[t] + k2] : ~bv->words[wpos[t] + k2];
-                unsigned c = wv_popcount(x);
-                if (r < c) {
-                    res = (wpos[t] + k2) * 64 + WV_SELECT64(x, (unsigned)r);
-                    break;
-                }
-                r -= c;
-            }
-            out[t] = res;
-        }
+        for (size_t t = 0; t < m; t++)
+            out[t] = WV_SFX(wv_bvc_scan_sub)(bv, wpos[t], rem[t], one);
         return;
     }
     for (size_t t = 0; t < m; t++) {
@@ -392,15 +370,7 @@ WV_INLINE WV_TARGET void WV_SFX(wv_sel_stage_c)(const wv_bv_t *bv, size_t m, int
                 res = (wpos[t] + widx) * 64 + WV_SELECT64(x, (unsigned)(r - before));
             }
         } else {
-            for (unsigned k2 = 0; k2 < left; k2++) {
-                uint64_t x = one ? w[k2] : ~w[k2];
-                unsigned c = wv_popcount(x);
-                if (r < c) {
-                    res = (wpos[t] + k2) * 64 + WV_SELECT64(x, (unsigned)r);
-                    break;
-                }
-                r -= c;
-            }
+            res = WV_SFX(wv_select_scan)(bv, wpos[t], left, r, one);
         }
         out[t] = res;
     }
