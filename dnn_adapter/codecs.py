@@ -759,12 +759,19 @@ class DictCodec(Codec):
         L = int(block_len) if np.ndim(block_len) == 0 else 0
         g, keys = self._choose_group(codes, table.size, u.dtype.itemsize, L)
         meta = {"form": self.form}
+        arrays = {}
         if g > 1:
             ttable, tcodes = _freq_table(keys)
             K = np.uint64(table.size)
             digits = np.stack([(ttable // K ** np.uint64(j)) % K for j in range(g)], axis=1)
-            words = np.ascontiguousarray(table.astype(u.dtype)[digits.astype(np.int64)])
-            wide = np.dtype(f"<u{g * u.dtype.itemsize}")
+            if g * u.dtype.itemsize <= 8:  # runs of values
+                words = np.ascontiguousarray(table.astype(u.dtype)[digits.astype(np.int64)])
+                wide = np.dtype(f"<u{g * u.dtype.itemsize}")
+            else:  # runs of 1-byte codes, then the values (two lookups)
+                words = np.ascontiguousarray(digits.astype(np.uint8))
+                wide = np.dtype(f"<u{g}")
+                arrays["values"] = table.astype(u.dtype)
+                meta["run_codes"] = 1
             tab = words.view(wide).reshape(-1)
             ras = RAS.build(tcodes, tab.size, self.form, L // g, index=self.index)
             meta["group"] = g
@@ -772,7 +779,8 @@ class DictCodec(Codec):
             tab = table.astype(u.dtype)
             ras = RAS.build(codes, table.size, self.form, _lengths(block_len, u.size),
                             index=self.index)
-        return Encoded(self.codec_id, meta, {"table": tab}, {"codes": ras})
+        arrays["table"] = tab
+        return Encoded(self.codec_id, meta, arrays, {"codes": ras})
 
     def _choose_group(self, codes, K, itemsize, L):
         """``(g, keys)``: the run length with the smallest estimated size and the runs'
@@ -784,7 +792,8 @@ class DictCodec(Codec):
         best = (_huffman_bits(np.bincount(codes)) * _TREE_INDEX[self.index] / 8
                 + K * (itemsize + per_sym))
         g = 2
-        while g <= self.max_group and g * itemsize <= 8 and L % g == 0 and K ** g < 1 << 62:
+        while (g <= self.max_group and L % g == 0 and K ** g < 1 << 62
+               and (g * itemsize <= 8 or K <= 256)):
             c = codes.astype(np.uint64).reshape(-1, g)
             keys = c[:, 0].copy()
             for j in range(1, g):
@@ -792,8 +801,11 @@ class DictCodec(Codec):
             _, cnt = np.unique(keys, return_counts=True)
             if cnt.size > self.max_values * 16:
                 break
+            # a run is g values, or (when g values do not fit a word) g 1-byte codes plus
+            # the value table
+            run = g * itemsize if g * itemsize <= 8 else g
             size = (_huffman_bits(cnt) * _TREE_INDEX[self.index] / 8
-                    + cnt.size * (g * itemsize + per_sym))
+                    + cnt.size * (run + per_sym) + (K * itemsize if run == g else 0))
             if size < best * 0.99:
                 best, best_g, best_keys = size, g, keys
             g *= 2
@@ -820,6 +832,8 @@ class DictCodec(Codec):
         dt = dtype_info(enc.meta["dtype"])
         if n % g or len(ras) != n // g or table.size != ras.k:
             raise CodecError("dict: parts do not match the tensor")
+        if enc.meta.get("run_codes"):
+            return self._plan_run_codes(enc, n, g, dt)
         if table.dtype.kind != "u" or table.dtype.itemsize != g * dt.itemsize:
             if g > 1 or table.dtype.itemsize != dt.itemsize:
                 raise CodecError("dict: bad table")
@@ -860,6 +874,57 @@ class DictCodec(Codec):
         if rows is not None:
             some = _some_rows(ras, dec, "dict")
             run.some_rows = some if g == 1 else (lambda fl, r: some(fl.view(table.dtype), r))
+        return run
+
+    def _plan_run_codes(self, enc, n, g, dt):
+        """Runs of ``g`` 1-byte codes (``meta["run_codes"]``): the tree decode writes the
+        codes (a word of ``g`` bytes per run), then a second C lookup maps them to values."""
+        ras, table, values = enc.ras["codes"], enc.arrays["table"], enc.arrays.get("values")
+        if (enc.meta["run_codes"] != 1 or g == 1 or values is None or values.ndim != 1
+                or values.dtype.kind != "u" or values.dtype.itemsize != dt.itemsize
+                or not 0 < values.size <= 256 or table.dtype != np.dtype(f"<u{g}")
+                or not ras.block_len or ras.code_dtype.itemsize > 2):
+            raise CodecError("dict: bad run-code parts")
+        values = np.ascontiguousarray(values)
+        try:
+            dec = ras.wt.lookup_decoder(np.ascontiguousarray(table), lead=1,
+                                        block=ras.block_len, nelems=n // g)
+        except wavelet.WaveletError as e:
+            raise CodecError(f"dict: {e}") from None
+
+        def codes_of(fl):
+            cb = np.empty(fl.size, dtype=np.uint8)
+            dec(cb.view(table.dtype))
+            return cb
+
+        def run(out):
+            if out.dtype.itemsize != dt.itemsize:
+                raise CodecError("dict: parts do not match the tensor")
+            flat = out.reshape(-1) if out.flags.c_contiguous and out.flags.writeable else None
+            dst = flat if flat is not None else np.empty(n, dtype=values.dtype)
+            try:
+                wavelet.lookup(codes_of(dst), values, dst.view(values.dtype))
+            except wavelet.WaveletError as e:
+                raise CodecError(f"dict: {e}") from None
+            if flat is None:
+                out[...] = dst.reshape(out.shape).view(out.dtype)
+
+        some = _some_rows(ras, dec, "dict")
+        bl = ras.block_len * g  # elements per RAS block
+
+        def some_rows(fl, rows):
+            rows = np.asarray(rows, dtype=np.int64)
+            cb = np.zeros(fl.size, dtype=np.uint8)
+            some(cb.view(table.dtype), rows)
+            sel = (rows[:, None] * bl + np.arange(bl)).reshape(-1)
+            try:
+                part = np.empty(sel.size, dtype=values.dtype)
+                wavelet.lookup(np.ascontiguousarray(cb[sel]), values, part)
+            except wavelet.WaveletError as e:
+                raise CodecError(f"dict: {e}") from None
+            fl[sel] = part
+
+        run.some_rows = some_rows
         return run
 
     def _to_text(self, enc, max_symbols):

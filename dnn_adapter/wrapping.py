@@ -544,13 +544,16 @@ class _Scope:
 
 
 def _fusable(codecs) -> tuple:
-    """The codec candidates with the sparse codec's tuple symbols off: the fused sparse
-    kernels read separate distance and value streams."""
+    """The codec candidates in the forms the fused kernels read: the sparse codec's separate
+    distance and value streams (no tuple symbols), the dictionary codec's one code per
+    value (no runs)."""
     out = []
     for c in codecs:
         cfg = {"id": c} if isinstance(c, str) else dict(c)
         if cfg["id"] == "sparse":
             cfg["joint"] = False
+        elif cfg["id"] == "dict":
+            cfg["max_group"] = 1
         out.append(cfg)
     return tuple(out)
 

@@ -450,7 +450,8 @@ def test_dict_grouped_codes_roundtrip(data):
     codec = C.DictCodec(max_group=data.draw(st.sampled_from([1, 2, 4, 8])))
     enc = codec.encode(x)
     g = enc.meta.get("group", 1)
-    assert g <= codec.max_group and cols % g == 0 and g * x.element_size() <= 8
+    assert g <= codec.max_group and cols % g == 0
+    assert g * x.element_size() <= 8 or enc.meta.get("run_codes") == 1
     assert_exact(codec.decode(enc), x)
     out = torch.full_like(x, 7)
     C.prepare(enc)(out)
@@ -547,3 +548,32 @@ def test_sparse_joint_tuples_beat_separate_streams_and_reject_bad_parts():
     bad = C.Encoded(enc.codec_id, {**enc.meta, "joint": 2}, enc.arrays, enc.ras)
     with pytest.raises(C.CodecError):
         C.decode(bad)
+
+
+def test_dict_runs_of_codes_for_wide_values():
+    """fp32 with three levels: runs of 4 or 8 values do not fit a 64-bit word, so the runs
+    hold 1-byte codes and a second lookup maps them to values."""
+    torch.manual_seed(2)
+    w = torch.randn(256, 1024) * 0.02
+    m = w.abs().max()
+    q = torch.round(w / m * 1.5) * m + 0.0  # a few levels (no -0.0): mostly 0
+    enc = C.DictCodec().encode(q)
+    assert enc.meta.get("run_codes") == 1 and enc.meta["group"] >= 4
+    assert enc.nbytes < C.DictCodec(max_group=2).encode(q).nbytes
+    assert_exact(C.decode(enc), q)
+    out = torch.full_like(q, 5.0)
+    C.prepare(enc)(out)
+    assert_exact(out, q)
+    npo = np.zeros(q.numel(), dtype=np.uint32)
+    C.prepare(enc)(npo)
+    assert np.array_equal(npo, q.numpy().view(np.uint32).reshape(-1))
+    rows = C.DictCodec().prepare_rows(enc)
+    o = torch.zeros_like(q)
+    rows(o, [63, 1])  # few rows: decoded alone
+    assert_exact(o[[1, 63]], q[[1, 63]])
+    assert (o[0] == 0).all()
+    for bad in ({**enc.arrays, "values": enc.arrays["values"][:1]},
+                {k: v for k, v in enc.arrays.items() if k != "values"}):
+        e = C.Encoded(enc.codec_id, enc.meta, bad, enc.ras)
+        with pytest.raises(C.CodecError):
+            C.decode(e)
