@@ -127,6 +127,17 @@ int wv_isa_set(int level) {
 
 static uint64_t ceil_div(uint64_t a, uint64_t b) { return a / b + (a % b != 0); }
 
+/* Geometry of the index kinds (wv_bv_impl.h), indexed by wv_bv_t.index (checked first):
+ * log2 block bits, sub-block count width, relative count width, log2 blocks per superblock,
+ * log2 select sampling rate. */
+typedef struct {
+    unsigned bshift, cbits, rbits, spb, sel;
+} bv_geom_t;
+static const bv_geom_t bv_geom[2] = {
+    {WV_BVF_BSHIFT, WV_BVF_CBITS, WV_BVF_RBITS, WV_BVF_SPB, WV_BVF_SEL},
+    {WV_BVC_BSHIFT, WV_BVC_CBITS, WV_BVC_RBITS, WV_BVC_SPB, WV_BVC_SEL},
+};
+
 int wv_bv_layout(uint64_t nbits, uint64_t ones, uint32_t index, uint64_t *nwords, uint64_t *nblocks,
                  uint64_t *nsuper, uint64_t *nsel1, uint64_t *nsel0) {
     if (!nwords || !nblocks || !nsuper || !nsel1 || !nsel0 || ones > nbits)
@@ -135,12 +146,11 @@ int wv_bv_layout(uint64_t nbits, uint64_t ones, uint32_t index, uint64_t *nwords
         return WV_EINVAL;
     if (nbits > (UINT64_C(1) << 58)) /* keeps every byte count below 2^61 */
         return WV_EINVAL;
-    unsigned bshift = index ? WV_BVC_BSHIFT : WV_BVF_BSHIFT;
-    unsigned spb = index ? WV_BVC_SPB : WV_BVF_SPB;
-    uint64_t samp = UINT64_C(1) << (index ? WV_BVC_SEL : WV_BVF_SEL);
+    const bv_geom_t *g = &bv_geom[index];
+    uint64_t samp = UINT64_C(1) << g->sel;
     *nwords = ceil_div(nbits, 64);
-    *nblocks = ceil_div(nbits, UINT64_C(1) << bshift) + 1;
-    *nsuper = ((*nblocks - 1) >> spb) + 1;
+    *nblocks = ceil_div(nbits, UINT64_C(1) << g->bshift) + 1;
+    *nsuper = ((*nblocks - 1) >> g->spb) + 1;
     *nsel1 = ceil_div(ones, samp) + 1;
     *nsel0 = ceil_div(nbits - ones, samp) + 1;
     return WV_OK;
@@ -174,9 +184,8 @@ int wv_bv_pack_bools(const uint8_t *bools, uint64_t nbits, uint64_t *words) {
 
 /* Entry for block b (relative count `rel`), sub-block counts from the words. */
 static uint64_t block_entry(const wv_bv_t *bv, uint64_t b, uint64_t rel, uint64_t *block_ones) {
-    unsigned bshift = bv->index ? WV_BVC_BSHIFT : WV_BVF_BSHIFT;
-    unsigned cbits = bv->index ? WV_BVC_CBITS : WV_BVF_CBITS;
-    unsigned rbits = bv->index ? WV_BVC_RBITS : WV_BVF_RBITS;
+    const bv_geom_t *g = &bv_geom[bv->index];
+    const unsigned bshift = g->bshift, cbits = g->cbits, rbits = g->rbits;
     uint64_t sub_words = UINT64_C(1) << (bshift - 2 - 6);
     uint64_t e = rel & ((UINT64_C(1) << rbits) - 1), tot = 0;
     for (unsigned s = 0; s < 4; s++) {
@@ -198,11 +207,10 @@ static uint64_t block_entry(const wv_bv_t *bv, uint64_t b, uint64_t rel, uint64_
 static int bv_index_walk(const wv_bv_t *bv, uint64_t *blocks, uint64_t *super, uint64_t *sel1,
                          uint64_t *sel0) {
     int cmp = blocks == NULL;
-    unsigned bshift = bv->index ? WV_BVC_BSHIFT : WV_BVF_BSHIFT;
-    unsigned spb = bv->index ? WV_BVC_SPB : WV_BVF_SPB;
-    unsigned rbits = bv->index ? WV_BVC_RBITS : WV_BVF_RBITS;
-    uint64_t bbits = UINT64_C(1) << bshift;
-    uint64_t samp = UINT64_C(1) << (bv->index ? WV_BVC_SEL : WV_BVF_SEL);
+    const bv_geom_t *g = &bv_geom[bv->index];
+    const unsigned spb = g->spb, rbits = g->rbits;
+    uint64_t bbits = UINT64_C(1) << g->bshift;
+    uint64_t samp = UINT64_C(1) << g->sel;
     uint64_t nreal = bv->nblocks - 1, ones = 0, j1 = 0, j0 = 0;
     for (uint64_t b = 0; b <= nreal; b++) {
         if ((b & ((UINT64_C(1) << spb) - 1)) == 0) {
