@@ -325,22 +325,10 @@ class Codec:
         if m.get("quant"):
             return lambda out: self.decode(enc, out=out)
         n = math.prod(shape)
-        plan = self._plan_bits(enc, n)
-        tdt = npu = None
-        if torch is not None and dt.numpy_dtype is not None and dt.name != "bool":
-            tdt, npu = dt.torch_dtype, dt.uint
+        plan, view = self._plan_bits(enc, n), _bit_view(dt, n)
 
         def run(out):
-            # a contiguous CPU tensor of the right dtype (the streaming workspace): its
-            # numpy bit view in ~4 us; anything else through out_bits' checks (~18 us)
-            if (tdt is not None and type(out) is torch.Tensor and out.dtype is tdt and out.is_cpu
-                    and out.is_contiguous()):
-                ub = out.numpy().reshape(-1).view(npu)
-            else:
-                ub = out_bits(out, dt)
-            if ub.size != n:
-                raise ValueError(f"decode: out holds {ub.size} elements, expected {n}")
-            plan(ub)
+            plan(view(out))
             return out
 
         return run
@@ -359,22 +347,21 @@ class Codec:
         if enc.meta.get("quant") or len(shape) < 1:
             return None
         n = math.prod(shape)
-        some = getattr(self._plan_bits(enc, n), "some_rows", None)
+        plan = self._plan_bits(enc, n)
+        some = getattr(plan, "some_rows", None)
         if some is None or n == 0 or n // shape[0] != self._block_len(enc):
             return None
-        nrows = shape[0]
-        full = self.prepare(enc)
+        nrows, view = shape[0], _bit_view(dt, n)
 
         def run(out, rows):
             r = np.unique(np.asarray(rows).reshape(-1))
             if r.size and (r.dtype.kind not in "iu" or r[0] < 0 or r[-1] >= nrows):
                 raise IndexError(f"prepare_rows: rows must be integers in [0, {nrows})")
+            ub = view(out)
             if r.size * 4 > nrows:  # most rows: one bulk decode is cheaper
-                return full(out)
-            ub = out_bits(out, dt)
-            if ub.size != n:
-                raise ValueError(f"decode: out holds {ub.size} elements, expected {n}")
-            some(ub, r)
+                plan(ub)
+            else:
+                some(ub, r)
             return out
 
         return run
@@ -605,6 +592,28 @@ def _by_rows(ras, n: int, call) -> None:
         f.result()
 
 
+def _bit_view(dt, n):
+    """``f(out)``: the flat unsigned bit view of *out* (a tensor or array of *n* elements of
+    dtype *dt*; ValueError/TypeError otherwise). A contiguous CPU tensor of the right dtype
+    (the streaming workspace) takes its numpy view in ~4 us; anything else goes through
+    out_bits' checks (~18 us)."""
+    tdt = npu = None
+    if torch is not None and dt.numpy_dtype is not None and dt.name != "bool":
+        tdt, npu = dt.torch_dtype, dt.uint
+
+    def view(out):
+        if (tdt is not None and type(out) is torch.Tensor and out.dtype is tdt and out.is_cpu
+                and out.is_contiguous()):
+            ub = out.numpy().reshape(-1).view(npu)
+        else:
+            ub = out_bits(out, dt)
+        if ub.size != n:
+            raise ValueError(f"decode: out holds {ub.size} elements, expected {n}")
+        return ub
+
+    return view
+
+
 def _some_rows(ras, dec, name):
     """``f(flat, rows)``: decode only the rows (blocks) *rows* (sorted, distinct, in range) of
     a fixed-row RAS into the same rows of *flat* (the whole tensor's bits), one tree decode
@@ -673,14 +682,22 @@ _TREE_INDEX = {"fast": 1.047, "compact": 1.005}
 _TREE_BYTES_PER_SYMBOL = 3
 
 
+def _tree_bytes(counts, index: str, per_symbol: float) -> float:
+    """Estimated stored bytes of a Huffman RAS tree over symbols with these counts: its
+    bits with the rank/select index, plus *per_symbol* bytes per distinct symbol."""
+    return (_huffman_bits(counts) * _TREE_INDEX[index] / 8
+            + int(np.count_nonzero(counts)) * per_symbol)
+
+
 def _estimate_float_bytes(u, E, M, k, index="compact") -> float:
     ut = u.dtype.type
     field = (u >> ut(M - k)) & ut((1 << (E + k)) - 1)
     counts = np.bincount(field.astype(np.int64), minlength=1)
-    nsym = int(np.count_nonzero(counts)) + 3  # the RAS's flag/delimiter/end symbols
-    table = 2 * nsym  # exp_table, uint16
-    tree = _huffman_bits(counts) * _TREE_INDEX[index] / 8
-    return tree + nsym * _TREE_BYTES_PER_SYMBOL + table + u.size * (M + 1 - k) / 8
+    # per symbol: the tree's tables and the uint16 exp_table entry; 3 more symbols for the
+    # RAS's flag/delimiter/end
+    per_symbol = _TREE_BYTES_PER_SYMBOL + 2
+    tree = _tree_bytes(counts, index, per_symbol) + 3 * per_symbol
+    return tree + u.size * (M + 1 - k) / 8
 
 
 def _operand_codes(ras) -> np.ndarray:
@@ -789,8 +806,7 @@ class DictCodec(Codec):
         if L <= 0 or K <= 1 and codes.size == 0:
             return best_g, best_keys
         per_sym = _TREE_BYTES_PER_SYMBOL
-        best = (_huffman_bits(np.bincount(codes)) * _TREE_INDEX[self.index] / 8
-                + K * (itemsize + per_sym))
+        best = _tree_bytes(np.bincount(codes), self.index, itemsize + per_sym)
         g = 2
         while (g <= self.max_group and L % g == 0 and K ** g < 1 << 62
                and (g * itemsize <= 8 or K <= 256)):
@@ -804,8 +820,8 @@ class DictCodec(Codec):
             # a run is g values, or (when g values do not fit a word) g 1-byte codes plus
             # the value table
             run = g * itemsize if g * itemsize <= 8 else g
-            size = (_huffman_bits(cnt) * _TREE_INDEX[self.index] / 8
-                    + cnt.size * (run + per_sym) + (K * itemsize if run == g else 0))
+            size = (_tree_bytes(cnt, self.index, run + per_sym)
+                    + (K * itemsize if run == g else 0))
             if size < best * 0.99:
                 best, best_g, best_keys = size, g, keys
             g *= 2
@@ -914,7 +930,7 @@ class DictCodec(Codec):
 
         def some_rows(fl, rows):
             rows = np.asarray(rows, dtype=np.int64)
-            cb = np.zeros(fl.size, dtype=np.uint8)
+            cb = np.empty(fl.size, dtype=np.uint8)  # only the decoded rows are read
             some(cb.view(table.dtype), rows)
             sel = (rows[:, None] * bl + np.arange(bl)).reshape(-1)
             try:
@@ -1063,11 +1079,12 @@ class SparseCodec(Codec):
         sym[is_esc] = val
         return sym
 
-    def _positions(self, enc, n, counts: bool = True, scatter=None):
+    def _positions(self, enc, n, counts: bool = True, scatter=None, seq=None):
         """``(positions, per-block counts)`` of the non-zeros: one extract of the gap RAS
-        and one pass in C (:func:`wavelet.gap_positions`) that follows the delimiters
-        (counts is None unless asked for). With ``scatter=(vals, flat_out)`` the values
-        are written to their positions instead (:func:`wavelet.gap_scatter`)."""
+        (or *seq*, that extract already made) and one pass in C
+        (:func:`wavelet.gap_positions`) that follows the delimiters (counts is None unless
+        asked for). With ``scatter=(vals, flat_out)`` the values are written to their
+        positions instead (:func:`wavelet.gap_scatter`)."""
         ras, table = enc.ras["gaps"], enc.arrays["gap_table"]
         L, nnz = int(enc.meta["block_len"]), int(enc.meta["nnz"])
         if len(ras) != nnz or table.dtype.kind != "u" or table.size != ras.k:
@@ -1087,7 +1104,10 @@ class SparseCodec(Codec):
                 raise CodecError("sparse: missing or bad gap_extra part")
             if esc < 0:
                 raise CodecError("sparse: bad escape threshold")
-        seq = ras.wt.extract(1, nnz + nb + 1)
+        if seq is None:
+            seq = self._gap_body(ras)
+        if seq.size != nnz + nb:
+            raise CodecError("sparse: gap stream length does not match")
         if seq.dtype.itemsize > 4:
             raise CodecError("sparse: gap alphabet too large")
         extra = None if extra is None else np.ascontiguousarray(extra)
@@ -1108,12 +1128,17 @@ class SparseCodec(Codec):
         cnt = np.bincount(pos // L, minlength=nb).astype(np.int64) if nb else pos[:0]
         return pos, cnt
 
-    def _joint_values(self, enc, nnz, dtype):
-        """The non-zeros in element order from the tuple codes (``meta["joint"]``)."""
+    @staticmethod
+    def _gap_body(ras) -> np.ndarray:
+        """The gap RAS without its flag and end marker: codes and delimiters in order."""
+        return ras.wt.extract(1, len(ras.wt) - 1)
+
+    def _joint_values(self, enc, nnz, dtype, seq):
+        """The non-zeros in element order from the tuple codes (``meta["joint"]``) of the
+        gap stream *seq* (:meth:`_gap_body`)."""
         ras, vt = enc.ras["gaps"], enc.arrays.get("val_table")
         if vt is None or vt.dtype != dtype or vt.ndim != 1 or vt.size != ras.k:
             raise CodecError("sparse: bad val_table part")
-        seq = ras.wt.extract(1, len(ras.wt) - 1)
         codes = seq[seq < ras.k]
         if codes.size != nnz:
             raise CodecError("sparse: tuple count does not match")
@@ -1124,10 +1149,12 @@ class SparseCodec(Codec):
             nnz = int(enc.meta["nnz"])
         except (KeyError, TypeError, ValueError):
             raise CodecError("sparse: bad nnz") from None
+        seq = None
         if enc.meta.get("joint"):
             if enc.meta["joint"] != 1 or enc.children:
                 raise CodecError("sparse: bad joint tuple parts")
-            vals = self._joint_values(enc, nnz, out.dtype)
+            seq = self._gap_body(enc.ras["gaps"])  # one extract for the values and positions
+            vals = self._joint_values(enc, nnz, out.dtype, seq)
         else:
             child = enc.children.get("values")
             if child is None:
@@ -1138,9 +1165,9 @@ class SparseCodec(Codec):
             registry[child.codec_id]()._decode_bits(child, vals)
         flat = out.reshape(-1) if out.flags.c_contiguous and out.flags.writeable else None
         if flat is not None and out.dtype.kind == "u":
-            self._positions(enc, out.size, counts=False, scatter=(vals, flat))
+            self._positions(enc, out.size, counts=False, scatter=(vals, flat), seq=seq)
             return
-        pos, _ = self._positions(enc, out.size, counts=False)
+        pos, _ = self._positions(enc, out.size, counts=False, seq=seq)
         out[...] = 0
         out[pos] = vals
 
@@ -1186,10 +1213,8 @@ def _choose_escape(gaps: np.ndarray, index="compact"):
         return None
     per_symbol = _TREE_BYTES_PER_SYMBOL + 2
 
-    def est(sym, extra_bits):
-        counts = np.bincount(sym)
-        nsym = int(np.count_nonzero(counts)) + 3
-        return _huffman_bits(counts) * _TREE_INDEX[index] / 8 + nsym * per_symbol + extra_bits / 8
+    def est(sym, extra_bits):  # + the RAS's 3 control symbols
+        return _tree_bytes(np.bincount(sym), index, per_symbol) + 3 * per_symbol + extra_bits / 8
 
     g = gaps.astype(np.int64)
     best_T, best = None, est(g, 0)

@@ -336,8 +336,8 @@ def ras_forms(model: nn.Module, name: str) -> tuple[dict, dict]:
     """FPr per layer at the reference input (224x224, batch 1; digits 8x8) and the RAS form it
     selects, computed on the meta device (no weights, no time). Returns (forms, rows)."""
     meta = copy.deepcopy(model).to("meta")
-    x = torch.zeros(input_shape(name, 128 if name in PACKAGED_MODELS else 224, 1),
-                    dtype=input_dtype(name), device="meta")
+    res = DEFAULT_RES[name] if name in PACKAGED_MODELS else 224  # text: default tokens
+    x = torch.zeros(input_shape(name, res, 1), dtype=input_dtype(name), device="meta")
     macs = count_macs(meta, x)
     forms, rows = {}, {}
     for n, m in model.named_modules():
