@@ -130,6 +130,37 @@ def test_all_zero_and_tiny(shape):
     _check(one, x, fw.matmul_t(x))
 
 
+@pytest.mark.parametrize("dtype,k", [("float32", 0), ("float32", 1), ("float32", 2),
+                                     ("bfloat16", 0), ("bfloat16", 1),
+                                     ("float16", 0), ("float16", 1), ("float16", 3)])
+@pytest.mark.parametrize("ncols", [3, 1000])  # a row shorter/longer than an 8-byte top load
+def test_float_values_every_joint_bit_count(monkeypatch, kisa, dtype, k, ncols):
+    """FloatCodec values with k joint bits (byte planes + a packed top-bit remainder of
+    (mant_bits - k + 1) % 8 bits): the one-pass batch-1 path and the chunked path, sparse
+    and dense rows, agree with the reference; the last operands read the top bits near the
+    end of their array."""
+    from dnn_adapter import codecs as C
+
+    def forced(self, u, dt, block_len):
+        return self._encode_k(u, dt, block_len, k)
+
+    monkeypatch.setattr(C.FloatCodec, "_encode_bits", forced)
+    g = torch.Generator().manual_seed(k)
+    nrows = 37 if ncols > 3 else 3000  # enough values that the float child is the smallest
+    w = torch.randn(nrows, ncols, generator=g) * 3.0
+    w[torch.rand(nrows, ncols, generator=g) < 0.5] = 0
+    w[0, 0], w[-1, -1] = 1e-3, -7.5  # the first and the last operand
+    w = w.to(DTYPES[dtype])
+    for enc in (encode_best(w, form="element", candidates=SP, verify=True),
+                FloatCodec("element").encode(w)):
+        vals = enc.children["values"] if enc.codec_id == "sparse" else enc
+        assert vals.codec_id == "float" and int(vals.meta["k"]) == k
+        fw = K.FusedWeight(enc)
+        for batch in (1, 5):
+            x = torch.randn(ncols, batch, generator=g).numpy()
+            _check(w, x, fw.matmul_t(x))
+
+
 def test_long_gaps_escaped():
     """Rows with one non-zero at the far end: the longest distances (escape codes)."""
     w = torch.zeros(8, 70000)

@@ -151,25 +151,57 @@ __attribute__((noinline)) DNK_TARGET static unsigned DNK_SFX(decode_vals)(
         }
         return bad;
     }
+    /* any other layout: the raw sign/mantissa bits in passes over the chunk (planes, then the
+     * packed top bits), then the words; each pass has loop-invariant branches only */
+    uint32_t raw[DNK_CAP];
+    const uint8_t *restrict p1 = p0 + nnz, *restrict p2 = p0 + 2 * nnz;
+    switch (np) {
+    case 0:
+        memset(raw, 0, n * sizeof raw[0]);
+        break;
+    case 1:
+        for (uint64_t k = 0; k < n; k++)
+            raw[k] = p0[k];
+        break;
+    case 2:
+        for (uint64_t k = 0; k < n; k++)
+            raw[k] = (uint32_t)p0[k] | (uint32_t)p1[k] << 8;
+        break;
+    default:
+        for (uint64_t k = 0; k < n; k++)
+            raw[k] = (uint32_t)p0[k] | (uint32_t)p1[k] << 8 | (uint32_t)p2[k] << 16;
+        break;
+    }
+    if (rem) {
+        const unsigned sh = 8 * np;
+        uint64_t bp = op0 * rem;
+        for (uint64_t k = 0; k < n; k++, bp += rem)
+            raw[k] |= dnk_top(w->top, w->top_bytes, bp, rem) << sh;
+    }
     const uint32_t mmask = (UINT32_C(1) << mb) - 1;
-    const unsigned wsh = w->val_fmt == DNK_FMT_F32 ? 31 : 15;
-    const uint8_t *restrict top = w->top;
-    for (uint64_t k = 0; k < n; k++) {
-        uint32_t c = vcb[k];
-        bad |= (unsigned)(c >= nt);
-        uint32_t raw = 0;
-        for (unsigned p = 0; p < np; p++)
-            raw |= (uint32_t)p0[p * nnz + k] << (8 * p);
-        if (rem)
-            raw |= dnk_bits(top, (op0 + k) * rem, rem) << (8 * np);
-        uint32_t word = (raw & mmask) | (raw >> mb) << wsh | (uint32_t)et[c < nt ? c : 0] << mb;
-        if (w->val_fmt == DNK_FMT_F32) {
+    if (w->val_fmt == DNK_FMT_F32) {
+        for (uint64_t k = 0; k < n; k++) {
+            uint32_t c = vcb[k];
+            bad |= (unsigned)(c >= nt);
+            uint32_t word = (raw[k] & mmask) | (raw[k] >> mb) << 31 |
+                            (uint32_t)et[c < nt ? c : 0] << mb;
             memcpy(out + k, &word, 4);
-        } else if (w->val_fmt == DNK_FMT_BF16) {
-            word <<= 16;
+        }
+    } else if (w->val_fmt == DNK_FMT_BF16) {
+        for (uint64_t k = 0; k < n; k++) {
+            uint32_t c = vcb[k];
+            bad |= (unsigned)(c >= nt);
+            uint32_t word = ((raw[k] & mmask) | (raw[k] >> mb) << 15 |
+                             (uint32_t)et[c < nt ? c : 0] << mb)
+                            << 16;
             memcpy(out + k, &word, 4);
-        } else {
-            out[k] = dnk_h2f(word);
+        }
+    } else {
+        for (uint64_t k = 0; k < n; k++) {
+            uint32_t c = vcb[k];
+            bad |= (unsigned)(c >= nt);
+            out[k] = dnk_h2f((raw[k] & mmask) | (raw[k] >> mb) << 15 |
+                             (uint32_t)et[c < nt ? c : 0] << mb);
         }
     }
     return bad;
@@ -330,7 +362,7 @@ DNK_TARGET static int DNK_SFX(dense_run)(const dnk_layer_t *w, const float *xt, 
  * call fails); two accumulators alternate to halve the FMA latency chain. */
 DNK_INLINE int DNK_SFX(sparse_dot_run)(const dnk_layer_t *w, const float *restrict x,
                                        float *restrict y, uint64_t *bad_row, unsigned gw,
-                                       int kind, unsigned vw, int esc) {
+                                       int kind, unsigned vw, int esc, int gen) {
     /* few live values in the loop (x86-64 has 16 registers): the operand index is i - row,
      * column and extra-bit overruns are checked once per row / at the end (loads are
      * clamped in bounds meanwhile) */
@@ -343,7 +375,12 @@ DNK_INLINE int DNK_SFX(sparse_dot_run)(const dnk_layer_t *w, const float *restri
     const float *restrict vals = w->vals, *restrict tab = w->vtable;
     const uint16_t *restrict et = w->etable;
     const uint64_t nt = kind == DNK_VAL_DICT ? w->vtable_n : w->etable_n;
-    const uint8_t *restrict p0 = w->planes;
+    const uint8_t *restrict p0 = w->planes, *restrict top = w->top;
+    /* gen: FloatCodec values in any layout (planes, packed top bits, bf16/fp16 words) */
+    const unsigned np = w->nplanes, mb = w->mant_bits, rem = mb + 1 - 8 * np;
+    const unsigned wsh = w->val_fmt == DNK_FMT_F32 ? 31 : 15;
+    const int fmt = w->val_fmt;
+    const uint64_t tb = w->top_bytes;
     uint64_t i = 0, row = 0, pos = 0, xcur = 0;
     unsigned bad = 0;
     float a0 = 0, a1 = 0;
@@ -373,13 +410,35 @@ DNK_INLINE int DNK_SFX(sparse_dot_run)(const dnk_layer_t *w, const float *restri
                 k = k < nt ? k : 0;
                 if (kind == DNK_VAL_DICT) {
                     v = tab[k];
-                } else {
+                } else if (!gen) { /* float32, three whole byte planes */
                     uint64_t o = i - row;
                     o = o < nnz ? o : 0;
                     uint32_t b2 = p0[o + 2 * nnz];
                     uint32_t wd = (uint32_t)p0[o] | (uint32_t)p0[o + nnz] << 8 |
                                   (b2 & 0x7Fu) << 16 | (b2 >> 7) << 31 | (uint32_t)et[k] << 23;
                     memcpy(&v, &wd, 4);
+                } else {
+                    uint64_t o = i - row;
+                    o = o < nnz ? o : 0;
+                    uint32_t raw = 0;
+                    if (np > 0)
+                        raw = p0[o];
+                    if (np > 1)
+                        raw |= (uint32_t)p0[o + nnz] << 8;
+                    if (np > 2)
+                        raw |= (uint32_t)p0[o + 2 * nnz] << 16;
+                    if (rem)
+                        raw |= dnk_top(top, tb, o * rem, rem) << (8 * np);
+                    uint32_t wd = (raw & ((UINT32_C(1) << mb) - 1)) | (raw >> mb) << wsh |
+                                  (uint32_t)et[k] << mb;
+                    if (fmt == DNK_FMT_F32) {
+                        memcpy(&v, &wd, 4);
+                    } else if (fmt == DNK_FMT_BF16) {
+                        wd <<= 16;
+                        memcpy(&v, &wd, 4);
+                    } else {
+                        v = dnk_h2f(wd);
+                    }
                 }
             }
             float t = a0;
@@ -411,14 +470,16 @@ general:
 /* ---- entry: pick the specialisation (gap width x value-code width) ----------------------- */
 DNK_INLINE int DNK_SFX(sparse_dot_dispatch)(const dnk_layer_t *w, const float *x, float *y,
                                             uint64_t *bad_row, unsigned gw, int e) {
-#define DNK_DOT(K, V)                                                                              \
-    (e ? DNK_SFX(sparse_dot_run)(w, x, y, bad_row, gw, K, V, 1)                                    \
-       : DNK_SFX(sparse_dot_run)(w, x, y, bad_row, gw, K, V, 0))
+#define DNK_DOT(K, V, G)                                                                           \
+    (e ? DNK_SFX(sparse_dot_run)(w, x, y, bad_row, gw, K, V, 1, G)                                 \
+       : DNK_SFX(sparse_dot_run)(w, x, y, bad_row, gw, K, V, 0, G))
     if (w->val_kind == DNK_VAL_F32)
-        return DNK_DOT(DNK_VAL_F32, 1);
+        return DNK_DOT(DNK_VAL_F32, 1, 0);
     if (w->val_kind == DNK_VAL_DICT)
-        return w->vcode_width == 1 ? DNK_DOT(DNK_VAL_DICT, 1) : DNK_DOT(DNK_VAL_DICT, 2);
-    return w->vcode_width == 1 ? DNK_DOT(DNK_VAL_FLOAT, 1) : DNK_DOT(DNK_VAL_FLOAT, 2);
+        return w->vcode_width == 1 ? DNK_DOT(DNK_VAL_DICT, 1, 0) : DNK_DOT(DNK_VAL_DICT, 2, 0);
+    if (w->val_fmt == DNK_FMT_F32 && w->nplanes == 3)
+        return w->vcode_width == 1 ? DNK_DOT(DNK_VAL_FLOAT, 1, 0) : DNK_DOT(DNK_VAL_FLOAT, 2, 0);
+    return w->vcode_width == 1 ? DNK_DOT(DNK_VAL_FLOAT, 1, 1) : DNK_DOT(DNK_VAL_FLOAT, 2, 1);
 #undef DNK_DOT
 }
 
@@ -427,8 +488,7 @@ DNK_INLINE int DNK_SFX(sparse_dot_dispatch)(const dnk_layer_t *w, const float *x
                                                    uint64_t B, float *yt, uint64_t *bad_row) {    \
         int e = w->gap_xbits != 0;                                                                 \
         unsigned v = w->val_kind == DNK_VAL_F32 ? 0 : w->vcode_width;                              \
-        if (B == 1 && w->row_begin == 0 && w->row_end == w->nrows && w->op_begin == 0 &&           \
-            (w->val_kind != DNK_VAL_FLOAT || (w->val_fmt == DNK_FMT_F32 && w->nplanes == 3)))     \
+        if (B == 1 && w->row_begin == 0 && w->row_end == w->nrows && w->op_begin == 0)          \
             return DNK_SFX(sparse_dot_dispatch)(w, xt, yt, bad_row, GW, e);                        \
         if (e)                                                                                     \
             return v == 0   ? DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 0, 1)                 \

@@ -56,6 +56,18 @@ DNK_INLINE uint32_t dnk_bits(const uint8_t *a, uint64_t p, unsigned w) {
     return v & ((1u << w) - 1);
 }
 
+/* the rem-bit field (rem <= 8) at bit position p of the packed top bits (top_bytes long): one
+ * unaligned 8-byte load away from the end of the array, the byte-wise read near it */
+DNK_INLINE uint32_t dnk_top(const uint8_t *a, uint64_t top_bytes, uint64_t p, unsigned rem) {
+    uint64_t byte = p >> 3;
+    if (DNK_LIKELY(byte + 8 <= top_bytes)) {
+        uint64_t v;
+        memcpy(&v, a + byte, 8);
+        return (uint32_t)(v >> (p & 7)) & ((1u << rem) - 1);
+    }
+    return dnk_bits(a, p, rem);
+}
+
 /* IEEE binary16 bits -> float (exact; integer ops, subnormals by an exact scale) */
 DNK_INLINE float dnk_h2f(uint32_t h) {
     uint32_t s = (h & 0x8000u) << 16, e = (h >> 10) & 0x1Fu, m = h & 0x3FFu, r;
