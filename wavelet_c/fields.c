@@ -462,21 +462,57 @@ static inline uint64_t load_le64(const uint8_t *p) {
 }
 
 
-/* The decode loop, once per code type and escape use (ESC = 0: no escapes, so no
- * bit-window work), so the code load and the escape arithmetic are resolved at compile
- * time; the only loop-carried chains are the offset and the escape bit position. */
-#define WV_GAP_DEFINE(NAME, CODE_T, ESC)                                                           \
+/* An escaped distance: b extra bits at *bitpos of extra (nbits of data, extra_bytes
+ * readable) give esc + 2^b - 1 + value. Bad data (a width past the data or > 56 bits, a
+ * wrapped distance) sets *bad and reads nothing out of bounds. */
+static inline uint64_t gap_escape(uint64_t g, uint64_t esc, const uint8_t *extra,
+                                  uint64_t extra_bytes, uint64_t nbits, uint64_t *bitpos,
+                                  uint64_t *bad) {
+    uint64_t b = g - esc;
+    const uint64_t at = *bitpos;
+    if (b > 56 || b > nbits - at) {
+        *bad = 1;
+        return g;
+    }
+    const uint64_t byte = at >> 3;
+    uint64_t v;
+    if (WV_LIKELY(byte + 8 <= extra_bytes)) {
+        v = (load_le64(extra + byte) >> (at & 7)) & ((UINT64_C(1) << b) - 1);
+    } else {
+        v = 0;
+        for (unsigned got = 0; got < b;) { /* the last bytes: a byte at a time */
+            unsigned sh = (unsigned)((at + got) & 7), take = 8 - sh;
+            if (take > b - got)
+                take = (unsigned)(b - got);
+            v |= (uint64_t)((extra[(at + got) >> 3] >> sh) & ((1u << take) - 1)) << got;
+            got += take;
+        }
+    }
+    *bitpos = at + b;
+    const uint64_t ge = esc + ((UINT64_C(1) << b) - 1) + v;
+    *bad |= ge < esc; /* wrapped: no such distance */
+    return ge;
+}
+
+/* The decode loop, once per code type, escape use and output (VW = 0: positions into pos,
+ * else scatter of VW-byte values into out), so the per-operand work is resolved at compile
+ * time. Escapes are rare (long distances), so they take a branch to gap_escape and the
+ * common path stays short; the only loop-carried chains are the offset, the operand count
+ * and (escapes only) the bit position. Data errors are or-ed into bad and checked after the
+ * loop; every write is bounds-checked before it happens. */
+#define WV_GAP_DEFINE(NAME, CODE_T, ESC, VT)                                                       \
     static int NAME(const CODE_T *restrict seq, uint64_t nseq, uint64_t delim,                     \
                     const uint64_t *restrict table, uint64_t ntable, uint64_t esc,                 \
                     const uint8_t *restrict extra, uint64_t extra_bytes, uint64_t block_len,       \
                     uint64_t nblocks, int64_t *restrict pos, uint64_t npos,                        \
-                    const void *restrict vals, uint32_t vwidth, void *restrict out) {              \
+                    const VT *restrict vals, VT *restrict out) {                                   \
         const uint64_t nbits = extra_bytes > UINT64_MAX / 8 ? UINT64_MAX : extra_bytes * 8;        \
         const uint64_t nout = nblocks * block_len;                                                 \
         uint64_t bitpos = 0, block = 0, k = 0, off = 0, step = 0, base = 0, bad = 0;               \
+        (void)esc, (void)extra, (void)pos, (void)vals, (void)out, (void)nout;                      \
         for (uint64_t i = 0; i < nseq; i++) {                                                      \
             uint64_t c = seq[i];                                                                   \
-            if (c == delim) {                                                                      \
+            if (WV_UNLIKELY(c == delim)) {                                                         \
                 if (block == nblocks)                                                              \
                     return WV_ECORRUPT;                                                            \
                 block++;                                                                           \
@@ -485,54 +521,21 @@ static inline uint64_t load_le64(const uint8_t *p) {
                 step = 0;                                                                          \
                 continue;                                                                          \
             }                                                                                      \
-            if (c >= ntable || block == nblocks || k == npos)                                      \
+            if (WV_UNLIKELY((c >= ntable) | (block == nblocks) | (k == npos)))                     \
                 return WV_ECORRUPT;                                                                \
             uint64_t g = table[c];                                                                 \
-            if (ESC) {                                                                             \
-                /* escapes without branches on the (random) escape flag: b = 0 for a plain     \
-                 * distance; the bits come from an unaligned 64-bit window when it fits.       \
-                 * Data errors are or-ed into bad (checked after the loop); a bad width reads  \
-                 * nothing (b forced to 0), so every read stays inside extra. */               \
-                const uint64_t is_esc = g >= esc;                                                  \
-                uint64_t b = (g - esc) & (UINT64_C(0) - is_esc);                                   \
-                const uint64_t wide = (b > 56) | (b > nbits - bitpos);                             \
-                bad |= wide;                                                                       \
-                b &= wide - 1;                                                                     \
-                const uint64_t byte = bitpos >> 3;                                                 \
-                uint64_t v;                                                                        \
-                if (WV_LIKELY(byte + 8 <= extra_bytes)) {                                          \
-                    v = (load_le64(extra + byte) >> (bitpos & 7)) & ((UINT64_C(1) << b) - 1);      \
-                } else {                                                                           \
-                    v = 0;                                                                         \
-                    for (unsigned got = 0; got < b;) { /* the last bytes: a byte at a time */      \
-                        unsigned sh = (unsigned)((bitpos + got) & 7), take = 8 - sh;               \
-                        if (take > b - got)                                                        \
-                            take = (unsigned)(b - got);                                            \
-                        v |= (uint64_t)((extra[(bitpos + got) >> 3] >> sh) & ((1u << take) - 1))   \
-                             << got;                                                               \
-                        got += take;                                                               \
-                    }                                                                              \
-                }                                                                                  \
-                bitpos += b;                                                                       \
-                const uint64_t ge = esc + ((UINT64_C(1) << b) - 1) + v;                            \
-                bad |= is_esc & (ge < esc); /* wrapped: no such distance */                        \
-                g = is_esc ? ge : g;                                                               \
-            }                                                                                      \
-            /* next offset: g after the block start, or g + 1 after the previous one (an    \
+            if (ESC && WV_UNLIKELY(g >= esc))                                                      \
+                g = gap_escape(g, esc, extra, extra_bytes, nbits, &bitpos, &bad);                  \
+            /* next offset: g after the block start, or g + 1 after the previous one (an       \
              * offset outside the block flags bad; positions are only used on success) */      \
             bad |= (g >= block_len) | (off + step + g >= block_len);                               \
             off += step + g;                                                                       \
             step = 1;                                                                              \
             const uint64_t p_ = base + off;                                                        \
-            if (pos) {                                                                             \
+            if (sizeof(VT) == 1 && !vals) {                                                        \
                 pos[k] = (int64_t)p_;                                                              \
-            } else if (WV_LIKELY(p_ < nout)) { /* scatter (an offset past its block: bad) */      \
-                switch (vwidth) {                                                                  \
-                case 1: ((uint8_t *)out)[p_] = ((const uint8_t *)vals)[k]; break;                  \
-                case 2: ((uint16_t *)out)[p_] = ((const uint16_t *)vals)[k]; break;                \
-                case 4: ((uint32_t *)out)[p_] = ((const uint32_t *)vals)[k]; break;                \
-                default: ((uint64_t *)out)[p_] = ((const uint64_t *)vals)[k]; break;               \
-                }                                                                                  \
+            } else if (WV_LIKELY(p_ < nout)) { /* an offset past its block: bad, no write */      \
+                out[p_] = vals[k];                                                                 \
             }                                                                                      \
             k++;                                                                                   \
         }                                                                                          \
@@ -540,12 +543,18 @@ static inline uint64_t load_le64(const uint8_t *p) {
             return WV_ECORRUPT;                                                                    \
         return WV_OK;                                                                              \
     }
-WV_GAP_DEFINE(gaps_u8, uint8_t, 0)
-WV_GAP_DEFINE(gaps_u16, uint16_t, 0)
-WV_GAP_DEFINE(gaps_u32, uint32_t, 0)
-WV_GAP_DEFINE(gaps_u8_esc, uint8_t, 1)
-WV_GAP_DEFINE(gaps_u16_esc, uint16_t, 1)
-WV_GAP_DEFINE(gaps_u32_esc, uint32_t, 1)
+#define WV_GAP_DEFINE_ALL(SFX, VT)                                                                 \
+    WV_GAP_DEFINE(gaps_u8_##SFX, uint8_t, 0, VT)                                                   \
+    WV_GAP_DEFINE(gaps_u16_##SFX, uint16_t, 0, VT)                                                 \
+    WV_GAP_DEFINE(gaps_u32_##SFX, uint32_t, 0, VT)                                                 \
+    WV_GAP_DEFINE(gaps_u8_esc_##SFX, uint8_t, 1, VT)                                               \
+    WV_GAP_DEFINE(gaps_u16_esc_##SFX, uint16_t, 1, VT)                                             \
+    WV_GAP_DEFINE(gaps_u32_esc_##SFX, uint32_t, 1, VT)
+WV_GAP_DEFINE_ALL(p, uint8_t) /* positions (vals NULL) and 1-byte scatter */
+WV_GAP_DEFINE_ALL(w2, uint16_t)
+WV_GAP_DEFINE_ALL(w4, uint32_t)
+WV_GAP_DEFINE_ALL(w8, uint64_t)
+#undef WV_GAP_DEFINE_ALL
 
 static int gap_run(const void *seq, uint32_t code_width, uint64_t nseq, uint64_t delim,
                    const uint64_t *table, uint64_t ntable, uint64_t esc, const uint8_t *extra,
@@ -560,18 +569,32 @@ static int gap_run(const void *seq, uint32_t code_width, uint64_t nseq, uint64_t
         return WV_EINVAL;
     if (nseq != nblocks + npos)
         return WV_ECORRUPT;
+    if (!vals && vwidth) /* positions mode is vals == NULL with vwidth 0 */
+        return WV_EINVAL;
     /* an escape threshold above every table entry never fires: the plain loop */
     int use_esc = 0;
     for (uint64_t c = 0; c < ntable; c++)
         use_esc |= table[c] >= esc;
-#define WV_GAP_CALL(F)                                                                             \
-    F(seq, nseq, delim, table, ntable, esc, extra, extra_bytes, block_len, nblocks, pos, npos,     \
-      vals, vwidth, out)
-    if (code_width == 1)
-        return use_esc ? WV_GAP_CALL(gaps_u8_esc) : WV_GAP_CALL(gaps_u8);
-    if (code_width == 2)
-        return use_esc ? WV_GAP_CALL(gaps_u16_esc) : WV_GAP_CALL(gaps_u16);
-    return use_esc ? WV_GAP_CALL(gaps_u32_esc) : WV_GAP_CALL(gaps_u32);
+#define WV_GAP_CALL(F, VT)                                                                         \
+    F((const void *)seq, nseq, delim, table, ntable, esc, extra, extra_bytes, block_len, nblocks,  \
+      pos, npos, (const VT *)vals, (VT *)out)
+#define WV_GAP_PICK(SFX, VT)                                                                       \
+    do {                                                                                           \
+        if (code_width == 1)                                                                       \
+            return use_esc ? WV_GAP_CALL(gaps_u8_esc_##SFX, VT) : WV_GAP_CALL(gaps_u8_##SFX, VT);  \
+        if (code_width == 2)                                                                       \
+            return use_esc ? WV_GAP_CALL(gaps_u16_esc_##SFX, VT)                                   \
+                           : WV_GAP_CALL(gaps_u16_##SFX, VT);                                      \
+        return use_esc ? WV_GAP_CALL(gaps_u32_esc_##SFX, VT) : WV_GAP_CALL(gaps_u32_##SFX, VT);    \
+    } while (0)
+    switch (vwidth) {
+    case 0:
+    case 1: WV_GAP_PICK(p, uint8_t);
+    case 2: WV_GAP_PICK(w2, uint16_t);
+    case 4: WV_GAP_PICK(w4, uint32_t);
+    default: WV_GAP_PICK(w8, uint64_t);
+    }
+#undef WV_GAP_PICK
 #undef WV_GAP_CALL
 }
 
