@@ -100,7 +100,7 @@ class WrapConfig:
     fpr_threshold: float = 8.0
     min_numel: int = 1024
     overrides: Any = field(default_factory=dict)
-    codecs: tuple = ("sparse", "dict", "float", "raw")
+    codecs: tuple = ("narrow", "sparse", "dict", "float", "raw")
     verify: bool = True
     fused: bool = False
     fused_cache: bool = False
@@ -546,10 +546,13 @@ class _Scope:
 def _fusable(codecs) -> tuple:
     """The codec candidates in the forms the fused kernels read: the sparse codec's separate
     distance and value streams (no tuple symbols), the dictionary codec's one code per
-    value (no runs)."""
+    value (no runs); no ``narrow`` (its values are converted on decode, which the kernels
+    do not do)."""
     out = []
     for c in codecs:
         cfg = {"id": c} if isinstance(c, str) else dict(c)
+        if cfg["id"] == "narrow":
+            continue
         if cfg["id"] == "sparse":
             cfg["joint"] = False
         elif cfg["id"] == "dict":
