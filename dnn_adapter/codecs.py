@@ -1266,22 +1266,23 @@ def _narrowed(u: np.ndarray, wide: str, nd: str) -> np.ndarray | None:
     if np.isnan(f).any():
         return None
     if nd == "bfloat16":  # via float32 (exact when it round-trips), then the high half
-        if wide == "float32":
-            f32 = f
-        else:
-            with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-                f32 = f.astype(np.float32)
-        if wide != "float32" and not np.array_equal(f32.astype(f.dtype).view(u.dtype), u):
+        f32 = f if wide == "float32" else _cast_exact(f, np.float32, u)
+        if f32 is None:
             return None
         b = f32.view(np.uint32)
         if (b & np.uint32(0xFFFF)).any():  # a float32 subnormal can need more bits
             return None
         return (b >> np.uint32(16)).astype(np.uint16)
+    g = _cast_exact(f, N.numpy_dtype, u)
+    return None if g is None else g.view(N.uint)
+
+
+def _cast_exact(f: np.ndarray, to, u: np.ndarray) -> np.ndarray | None:
+    """*f* (bits *u*) cast to *to*, or None unless casting back gives the same bits (a value
+    out of range, or not representable there)."""
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # checked below
-        g = f.astype(N.numpy_dtype)
-    if not np.array_equal(g.astype(f.dtype).view(u.dtype), u):
-        return None  # out of the narrower range, or not representable there
-    return g.view(N.uint)
+        g = f.astype(to)
+    return g if np.array_equal(g.astype(f.dtype).view(u.dtype), u) else None
 
 
 def _widen_into(nb: np.ndarray, nd: str, out: np.ndarray, wide: str) -> None:
@@ -1350,20 +1351,19 @@ class NarrowCodec(Codec):
 
     def _plan_bits(self, enc, n):
         child, wide, nd = self._child(enc, n)
-        if child.codec_id not in registry:
-            raise CodecError(f"narrow: unknown values codec {child.codec_id!r}")
-        plan = registry[child.codec_id]()._plan_bits(child, n)
-        nu = dtype_info(nd).uint
+        codec = get_codec(child.codec_id)
+        plan = codec._plan_bits(child, n)
+        nu, wu = dtype_info(nd).uint, dtype_info(wide).uint
 
         def run(out):
-            if out.size != n or out.dtype != dtype_info(wide).uint:
+            if out.size != n or out.dtype != wu:
                 raise CodecError("narrow: output does not match the tensor")
             nb = np.empty(n, dtype=nu)  # per call: a streaming layer keeps no extra buffer
             plan(nb)
             _widen_into(nb, nd, out, wide)
 
         some = getattr(plan, "some_rows", None)
-        L = registry[child.codec_id]()._block_len(child)
+        L = codec._block_len(child)
         if some is not None and L:
 
             def some_rows(out, rows):  # the child's rows into a scratch, then widened
@@ -1380,15 +1380,15 @@ class NarrowCodec(Codec):
 
     def _block_len(self, enc):
         child = enc.children.get("values")
-        if child is None or child.codec_id not in registry or child.codec_id == "narrow":
+        if child is None or child.codec_id == "narrow":
             return 0
-        return registry[child.codec_id]()._block_len(child)
+        return get_codec(child.codec_id)._block_len(child)
 
     def _to_text(self, enc, max_symbols):
         child = enc.children.get("values")
         if child is None:
             raise CodecError("narrow: missing values part")
-        return f"<as {enc.meta.get('as')}> " + registry[child.codec_id]()._to_text(
+        return f"<as {enc.meta.get('as')}> " + get_codec(child.codec_id)._to_text(
             child, max_symbols)
 
 

@@ -214,3 +214,24 @@ def test_narrow_rows_decode_only_the_rows_asked():
             assert (out[r] == 7.0).all()
     with pytest.raises(IndexError):
         rows(out, [300])
+
+
+@pytest.mark.parametrize("nd,wide", [("float16", "float32"), ("bfloat16", "float32"),
+                                     ("float16", "float64"), ("bfloat16", "float64"),
+                                     ("float32", "float64")])
+def test_widen_without_torch_matches_torch(monkeypatch, nd, wide):
+    """The bit layer works without torch: the numpy widening gives the same bits."""
+    g = torch.Generator().manual_seed(5)
+    x = (torch.randn(4000, generator=g) * 10.0 ** torch.randint(-6, 4, (4000,), generator=g))
+    x = x.to(NARROW[nd])
+    x[:4] = torch.tensor([0.0, -0.0, float("inf"), -float("inf")])
+    nb = ibits(x).numpy().view({2: np.uint16, 4: np.uint32}[x.element_size()])
+    wu = {"float32": np.uint32, "float64": np.uint64}[wide]
+    ref = np.empty(nb.size, wu)
+    C._widen_into(nb, nd, ref, wide)
+    monkeypatch.setattr(C, "torch", None)
+    got = np.zeros(nb.size, wu)
+    C._widen_into(nb, nd, got, wide)
+    np.testing.assert_array_equal(got, ref)
+    want = x.to({"float32": torch.float32, "float64": torch.float64}[wide])
+    np.testing.assert_array_equal(ref, ibits(want).numpy().view(wu))

@@ -494,9 +494,9 @@ static inline uint64_t gap_escape(uint64_t g, uint64_t esc, const uint8_t *extra
     return ge;
 }
 
-/* The decode loop, once per code type, escape use and output (VW = 0: positions into pos,
- * else scatter of VW-byte values into out), so the per-operand work is resolved at compile
- * time. Escapes are rare (long distances), so they take a branch to gap_escape and the
+/* The decode loop, once per code type, escape use and value type VT (positions go to pos
+ * when it is given, else VT values are scattered into out), so the per-operand work is
+ * resolved at compile time. Escapes are rare (long distances), so they take a branch to gap_escape and the
  * common path stays short; the only loop-carried chains are the offset, the operand count
  * and (escapes only) the bit position. Data errors are or-ed into bad and checked after the
  * loop; every write is bounds-checked before it happens. */
@@ -509,7 +509,6 @@ static inline uint64_t gap_escape(uint64_t g, uint64_t esc, const uint8_t *extra
         const uint64_t nbits = extra_bytes > UINT64_MAX / 8 ? UINT64_MAX : extra_bytes * 8;        \
         const uint64_t nout = nblocks * block_len;                                                 \
         uint64_t bitpos = 0, block = 0, k = 0, off = 0, step = 0, base = 0, bad = 0;               \
-        (void)esc, (void)extra, (void)pos, (void)vals, (void)out, (void)nout;                      \
         for (uint64_t i = 0; i < nseq; i++) {                                                      \
             uint64_t c = seq[i];                                                                   \
             if (WV_UNLIKELY(c == delim)) {                                                         \
@@ -532,7 +531,7 @@ static inline uint64_t gap_escape(uint64_t g, uint64_t esc, const uint8_t *extra
             off += step + g;                                                                       \
             step = 1;                                                                              \
             const uint64_t p_ = base + off;                                                        \
-            if (sizeof(VT) == 1 && !vals) {                                                        \
+            if (pos) {                                                                             \
                 pos[k] = (int64_t)p_;                                                              \
             } else if (WV_LIKELY(p_ < nout)) { /* an offset past its block: bad, no write */      \
                 out[p_] = vals[k];                                                                 \
@@ -550,7 +549,7 @@ static inline uint64_t gap_escape(uint64_t g, uint64_t esc, const uint8_t *extra
     WV_GAP_DEFINE(gaps_u8_esc_##SFX, uint8_t, 1, VT)                                               \
     WV_GAP_DEFINE(gaps_u16_esc_##SFX, uint16_t, 1, VT)                                             \
     WV_GAP_DEFINE(gaps_u32_esc_##SFX, uint32_t, 1, VT)
-WV_GAP_DEFINE_ALL(p, uint8_t) /* positions (vals NULL) and 1-byte scatter */
+WV_GAP_DEFINE_ALL(p, uint8_t) /* positions and 1-byte scatter */
 WV_GAP_DEFINE_ALL(w2, uint16_t)
 WV_GAP_DEFINE_ALL(w4, uint32_t)
 WV_GAP_DEFINE_ALL(w8, uint64_t)
@@ -569,8 +568,6 @@ static int gap_run(const void *seq, uint32_t code_width, uint64_t nseq, uint64_t
         return WV_EINVAL;
     if (nseq != nblocks + npos)
         return WV_ECORRUPT;
-    if (!vals && vwidth) /* positions mode is vals == NULL with vwidth 0 */
-        return WV_EINVAL;
     /* an escape threshold above every table entry never fires: the plain loop */
     int use_esc = 0;
     for (uint64_t c = 0; c < ntable; c++)

@@ -178,31 +178,11 @@ __attribute__((noinline)) DNK_TARGET static unsigned DNK_SFX(decode_vals)(
         for (uint64_t k = 0; k < n; k++, bp += rem)
             raw[k] |= dnk_top(w->top, w->top_bytes, bp, rem) << sh;
     }
-    const uint32_t mmask = (UINT32_C(1) << mb) - 1;
-    if (w->val_fmt == DNK_FMT_F32) {
-        for (uint64_t k = 0; k < n; k++) {
-            uint32_t c = vcb[k];
-            bad |= (unsigned)(c >= nt);
-            uint32_t word = (raw[k] & mmask) | (raw[k] >> mb) << 31 |
-                            (uint32_t)et[c < nt ? c : 0] << mb;
-            memcpy(out + k, &word, 4);
-        }
-    } else if (w->val_fmt == DNK_FMT_BF16) {
-        for (uint64_t k = 0; k < n; k++) {
-            uint32_t c = vcb[k];
-            bad |= (unsigned)(c >= nt);
-            uint32_t word = ((raw[k] & mmask) | (raw[k] >> mb) << 15 |
-                             (uint32_t)et[c < nt ? c : 0] << mb)
-                            << 16;
-            memcpy(out + k, &word, 4);
-        }
-    } else {
-        for (uint64_t k = 0; k < n; k++) {
-            uint32_t c = vcb[k];
-            bad |= (unsigned)(c >= nt);
-            out[k] = dnk_h2f((raw[k] & mmask) | (raw[k] >> mb) << 15 |
-                             (uint32_t)et[c < nt ? c : 0] << mb);
-        }
+    const int fmt = w->val_fmt;
+    for (uint64_t k = 0; k < n; k++) {
+        uint32_t c = vcb[k];
+        bad |= (unsigned)(c >= nt);
+        out[k] = dnk_fval(raw[k], et[c < nt ? c : 0], mb, fmt);
     }
     return bad;
 }
@@ -378,7 +358,6 @@ DNK_INLINE int DNK_SFX(sparse_dot_run)(const dnk_layer_t *w, const float *restri
     const uint8_t *restrict p0 = w->planes, *restrict top = w->top;
     /* gen: FloatCodec values in any layout (planes, packed top bits, bf16/fp16 words) */
     const unsigned np = w->nplanes, mb = w->mant_bits, rem = mb + 1 - 8 * np;
-    const unsigned wsh = w->val_fmt == DNK_FMT_F32 ? 31 : 15;
     const int fmt = w->val_fmt;
     const uint64_t tb = w->top_bytes;
     uint64_t i = 0, row = 0, pos = 0, xcur = 0;
@@ -429,16 +408,7 @@ DNK_INLINE int DNK_SFX(sparse_dot_run)(const dnk_layer_t *w, const float *restri
                         raw |= (uint32_t)p0[o + 2 * nnz] << 16;
                     if (rem)
                         raw |= dnk_top(top, tb, o * rem, rem) << (8 * np);
-                    uint32_t wd = (raw & ((UINT32_C(1) << mb) - 1)) | (raw >> mb) << wsh |
-                                  (uint32_t)et[k] << mb;
-                    if (fmt == DNK_FMT_F32) {
-                        memcpy(&v, &wd, 4);
-                    } else if (fmt == DNK_FMT_BF16) {
-                        wd <<= 16;
-                        memcpy(&v, &wd, 4);
-                    } else {
-                        v = dnk_h2f(wd);
-                    }
+                    v = dnk_fval(raw, et[k], mb, fmt);
                 }
             }
             float t = a0;
