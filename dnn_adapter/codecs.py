@@ -24,6 +24,7 @@ reproduces the input bit for bit.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 from dataclasses import dataclass, field
@@ -385,7 +386,9 @@ class Codec:
         dt = dtype_info(enc.meta["dtype"])
         if not enc.ras:
             return f"<raw {enc.meta.get('shape')}>"
-        ub = np.empty(int(np.prod(enc.meta["shape"], dtype=np.int64)), dtype=dt.uint)
+        m = enc.meta  # a child part (values of a sparse or narrow tensor) has n, no shape
+        n = int(np.prod(m["shape"], dtype=np.int64)) if "shape" in m else int(m["n"])
+        ub = np.empty(n, dtype=dt.uint)
         self._decode_bits(enc, ub)
         vals = _values_list(ub, dt)
         r = next(iter(enc.ras.values()))
@@ -615,22 +618,26 @@ def _bit_view(dt, n):
 
 
 def _some_rows(ras, dec, name):
-    """``f(flat, rows)``: decode only the rows (blocks) *rows* (sorted, distinct, in range) of
-    a fixed-row RAS into the same rows of *flat* (the whole tensor's bits), one tree decode
-    per run of consecutive rows; the other rows of *flat* are left as they are. This is the
-    paper's retrieval of single blocks (each row's tree range is known from the block
-    length; a bulk decode of the range skips its delimiter)."""
+    """``f(flat, rows, at=None)``: decode only the rows (blocks) *rows* (sorted, distinct, in
+    range) of a fixed-row RAS into the same rows of *flat* (the whole tensor's bits), or
+    into rows *at* (increasing, one per row) of *flat*, one tree decode per run of
+    consecutive rows; the other rows of *flat* are left as they are. This is the paper's
+    retrieval of single blocks (each row's tree range is known from the block length; a
+    bulk decode of the range skips its delimiter)."""
     bl = ras.block_len
 
-    def run(flat, rows):
+    def run(flat, rows, at=None):
         rows = np.asarray(rows, dtype=np.int64)
         if rows.size == 0:
             return
-        cut = np.flatnonzero(np.diff(rows) != 1) + 1
-        starts, stops = rows[np.r_[0, cut]], rows[np.r_[cut - 1, rows.size - 1]] + 1
+        at = rows if at is None else np.asarray(at, dtype=np.int64)
+        cut = np.flatnonzero((np.diff(rows) != 1) | (np.diff(at) != 1)) + 1
+        first, last = np.r_[0, cut], np.r_[cut - 1, rows.size - 1]
         try:
-            for r0, r1 in zip(starts.tolist(), stops.tolist(), strict=True):
-                dec(flat[r0 * bl : r1 * bl], 1 + r0 * (bl + 1), 1 + r1 * (bl + 1))
+            for r0, r1, d0 in zip(rows[first].tolist(), (rows[last] + 1).tolist(),
+                                  at[first].tolist(), strict=True):
+                dec(flat[d0 * bl : (d0 + r1 - r0) * bl], 1 + r0 * (bl + 1),
+                    1 + r1 * (bl + 1))
         except wavelet.WaveletError as e:
             raise CodecError(f"{name}: {e}") from None
 
@@ -948,7 +955,9 @@ class DictCodec(Codec):
         if g == 1:
             return super()._to_text(enc, max_symbols)
         dt = dtype_info(enc.meta["dtype"])
-        ub = np.empty(int(np.prod(enc.meta["shape"], dtype=np.int64)), dtype=dt.uint)
+        m = enc.meta  # a child part (values of a sparse or narrow tensor) has n, no shape
+        n = int(np.prod(m["shape"], dtype=np.int64)) if "shape" in m else int(m["n"])
+        ub = np.empty(n, dtype=dt.uint)
         self._decode_bits(enc, ub)
         vals = _values_list(ub, dt)
         r = enc.ras["codes"]
@@ -1303,9 +1312,66 @@ def _widen_into(nb: np.ndarray, nd: str, out: np.ndarray, wide: str) -> None:
     np.copyto(out.view(W.numpy_dtype), nb.view(dtype_info(nd).numpy_dtype), casting="safe")
 
 
+def _exact_rows(u: np.ndarray, wide: str, nd: str, L: int) -> np.ndarray:
+    """Per row of *L* elements of the *wide* float bits *u*: whether every element converts
+    to *nd* exactly and back (no NaNs), as :func:`_narrowed` requires of a whole tensor.
+    Rows with a low mantissa bit set are ruled out first; only the others are converted."""
+    W, N = dtype_info(wide), dtype_info(nd)
+    drop = W.mant_bits - N.mant_bits
+    u2 = u.reshape(-1, L)
+    ok = ((u2 & u.dtype.type((1 << drop) - 1)) == 0).all(axis=1)
+    if ok.any():
+        sel = u2[ok]
+        f = sel.view(W.numpy_dtype)
+        good = ~np.isnan(f)
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # checked here
+            if nd == "bfloat16" and wide == "float64":
+                f32 = f.astype(np.float32)
+                good &= f32.astype(np.float64).view(sel.dtype) == sel
+                good &= (f32.view(np.uint32) & np.uint32(0xFFFF)) == 0
+            elif nd != "bfloat16":  # float32 -> bfloat16 is exact once the low half is zero
+                good &= f.astype(N.numpy_dtype).astype(f.dtype).view(sel.dtype) == sel
+        ok[ok] = good.all(axis=1)
+    return ok
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]``: the runs of True in the bool vector *mask*."""
+    d = np.diff(np.r_[0, mask.astype(np.int8), 0])
+    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist(),
+                    strict=True))
+
+
+def _move_rows(flat: np.ndarray, L: int, moves) -> None:
+    """Within the contiguous *flat*: rows ``[src, src + cnt)`` (of *L* elements) to
+    ``[dst, ...)`` for each ``(src, dst, cnt)``, in the given order; a move may overlap its
+    own source (memmove, no temporary copy)."""
+    isz = flat.itemsize * L
+    base = flat.ctypes.data
+    for src, dst, cnt in moves:
+        ctypes.memmove(base + dst * isz, base + src * isz, cnt * isz)
+
+
+def _widen_rows(nb, nd, out, wide, L, src_rows, dst_rows) -> None:
+    """Rows *src_rows* of the narrow bits *nb* widened into rows *dst_rows* of *out*."""
+    ar = np.arange(L, dtype=np.int64)
+    idx = (np.asarray(src_rows, dtype=np.int64)[:, None] * L + ar).reshape(-1)
+    part = np.empty(idx.size, dtype=out.dtype)
+    _widen_into(np.ascontiguousarray(nb[idx]), nd, part, wide)
+    out[(np.asarray(dst_rows, dtype=np.int64)[:, None] * L + ar).reshape(-1)] = part
+
+
+_NARROW_CHILD = (SparseCodec, DictCodec, FloatCodec, RawCodec)
+# the row split form needs this many narrow elements: it saves at least ~8 KB then (13-16
+# bits each), which pays for its second child and a slower decode of small tensors
+_SPLIT_MIN = 1 << 12
+_RUN_COST_BYTES = 320_000  # a tree decode call per run (~40 us) ~ a memmove of this many bytes
+_WIDEN_CHUNK = 1 << 16  # elements: shorter runs of narrow rows are widened together
+
+
 @register_codec
 class NarrowCodec(Codec):
-    """A float tensor whose every value is exact in a narrower float format, stored there.
+    """A float tensor whose values are exact in a narrower float format, stored there.
 
     Checkpoints often hold float32 (or float64) values that were computed in float16 or
     bfloat16 (mixed-precision training saved in full precision, or a half-precision model
@@ -1317,6 +1383,14 @@ class NarrowCodec(Codec):
     Decoding widens the child's values exactly into the output (one pass through a
     half-size buffer). Not applicable to tensors with NaNs (a conversion may change a NaN's
     payload) or with any value the narrower format lacks.
+
+    When only some rows (blocks of ``block_len`` elements) are exact in a narrower format
+    (an embedding whose rows were trained in different precisions, rows never updated from
+    a half-precision init), the *row split* form stores those rows narrow (child
+    ``values``), the others as they are (child ``rest``), and a bitmap of the narrow rows
+    (part ``rows``). Its decode writes the ``rest`` rows into the front of the output,
+    moves them to their rows in place and widens the narrow rows into the gaps: no buffer
+    of the tensor's size.
     """
 
     codec_id = "narrow"
@@ -1327,33 +1401,88 @@ class NarrowCodec(Codec):
             nb = _narrowed(u, dt.name, nd)
             if nb is None:
                 continue
-            child = _best_bits(nb, dtype_info(nd), block_len, self.form,
-                               (SparseCodec, DictCodec, FloatCodec, RawCodec), self.index)
+            child = _best_bits(nb, dtype_info(nd), block_len, self.form, _NARROW_CHILD,
+                               self.index)
             if best is None or child.nbytes < best.nbytes:
                 best = child
-        if best is None:
-            raise NotApplicable(f"narrow: no narrower format holds this {dt.name} tensor")
-        meta = {"form": self.form, "as": best.meta["dtype"]}
-        return Encoded(self.codec_id, meta, {}, {}, {"values": best})
+        if best is not None:
+            meta = {"form": self.form, "as": best.meta["dtype"]}
+            return Encoded(self.codec_id, meta, {}, {}, {"values": best})
+        split = self._encode_split(u, dt, block_len)
+        if split is None:
+            raise NotApplicable(f"narrow: no narrower format holds this {dt.name} tensor "
+                                "or any of its rows")
+        return split
 
-    def _child(self, enc, n):
-        child = enc.children.get("values")
-        wide = enc.meta.get("dtype")
-        nd = enc.meta.get("as")
-        if child is None or nd not in _NARROWER.get(wide, ()) or set(enc.children) != {"values"}:
+    def _encode_split(self, u, dt, L):
+        """The smallest row split form, or None when no row (or every row) narrows."""
+        if not L or u.size // L < 2 or u.size % L:
+            return None
+        best, seen = None, []
+        for nd in _NARROWER.get(dt.name, ()):
+            ok = _exact_rows(u, dt.name, nd, L)
+            k = int(ok.sum())
+            if k * L < _SPLIT_MIN or k == ok.size or any(np.array_equal(ok, s) for s in seen):
+                continue  # too few to pay for a second decode, or the same rows again
+            seen.append(ok)
+            u2 = u.reshape(-1, L)
+            nb = _narrowed(u2[ok].reshape(-1), dt.name, nd)
+            if nb is None:  # cannot happen: _exact_rows checked the same conversion
+                continue
+            vals = _best_bits(nb, dtype_info(nd), L, self.form, _NARROW_CHILD, self.index)
+            rest = _best_bits(u2[~ok].reshape(-1), dt, L, self.form, _NARROW_CHILD,
+                              self.index)
+            enc = Encoded(self.codec_id, {"form": self.form, "as": nd, "row_len": int(L)},
+                          {"rows": np.packbits(ok, bitorder="little")}, {},
+                          {"values": vals, "rest": rest})
+            if best is None or enc.nbytes < best.nbytes:
+                best = enc
+        return best
+
+    def _parts(self, enc, n):
+        """Validated ``(values child, rest child or None, wide, as, row mask or None, L)``."""
+        wide, nd, m = enc.meta.get("dtype"), enc.meta.get("as"), enc.meta
+        child, rest = enc.children.get("values"), enc.children.get("rest")
+        if child is None or nd not in _NARROWER.get(wide, ()):
             raise CodecError("narrow: bad parts (format or values)")
-        if child.meta.get("dtype") != nd or child.meta.get("n") != n or child.codec_id == "narrow":
-            raise CodecError("narrow: values part does not match the tensor")
-        return child, wide, nd
+        if "row_len" not in m:
+            if set(enc.children) != {"values"} or enc.arrays:
+                raise CodecError("narrow: bad parts (unexpected parts)")
+            if child.meta.get("dtype") != nd or child.meta.get("n") != n \
+                    or child.codec_id == "narrow":
+                raise CodecError("narrow: values part does not match the tensor")
+            return child, None, wide, nd, None, 0
+        L, bm = m["row_len"], enc.arrays.get("rows")
+        if (type(L) is not int or L < 1 or n % L or n // L < 2 or rest is None
+                or set(enc.children) != {"values", "rest"} or set(enc.arrays) != {"rows"}):
+            raise CodecError("narrow: bad row split parts (row_len, rows, values or rest)")
+        R = n // L
+        if bm.dtype != np.uint8 or bm.ndim != 1 or bm.size != (R + 7) // 8:
+            raise CodecError("narrow: row bitmap does not match the tensor's rows")
+        bits = np.unpackbits(bm, bitorder="little")
+        if bits[R:].any():
+            raise CodecError("narrow: row bitmap has bits past the last row")
+        ok = bits[:R].astype(bool)
+        k = int(ok.sum())
+        if not 0 < k < R:
+            raise CodecError("narrow: row bitmap marks no row or every row")
+        for c, cd, cn in ((child, nd, k * L), (rest, wide, (R - k) * L)):
+            if c.meta.get("dtype") != cd or c.meta.get("n") != cn or c.codec_id == "narrow":
+                raise CodecError("narrow: values or rest part does not match the tensor")
+        return child, rest, wide, nd, ok, L
 
     def _decode_bits(self, enc, out):
         self._plan_bits(enc, out.size)(out)
 
     def _plan_bits(self, enc, n):
-        child, wide, nd = self._child(enc, n)
+        child, rest, wide, nd, ok, L = self._parts(enc, n)
         codec = get_codec(child.codec_id)
-        plan = codec._plan_bits(child, n)
+        nk = child.meta["n"]
+        plan = codec._plan_bits(child, nk)
         nu, wu = dtype_info(nd).uint, dtype_info(wide).uint
+        some = getattr(plan, "some_rows", None)
+        if rest is not None:
+            return self._plan_split(codec, child, plan, rest, wide, nd, ok, L)
 
         def run(out):
             if out.size != n or out.dtype != wu:
@@ -1362,34 +1491,121 @@ class NarrowCodec(Codec):
             plan(nb)
             _widen_into(nb, nd, out, wide)
 
-        some = getattr(plan, "some_rows", None)
-        L = codec._block_len(child)
-        if some is not None and L:
-
+        Lc = codec._block_len(child)
+        if some is not None and Lc:
             def some_rows(out, rows):  # the child's rows into a scratch, then widened
                 nb = np.empty(n, dtype=nu)  # pages of rows not decoded are never touched
                 some(nb, rows)
-                idx = (np.asarray(rows, dtype=np.int64)[:, None] * L
-                       + np.arange(L, dtype=np.int64)).reshape(-1)
-                part = np.empty(idx.size, dtype=out.dtype)
-                _widen_into(np.ascontiguousarray(nb[idx]), nd, part, wide)
-                out[idx] = part
+                _widen_rows(nb, nd, out, wide, Lc, rows, rows)
+
+            run.some_rows = some_rows
+        return run
+
+    def _plan_split(self, codec, child, plan, rest, wide, nd, ok, L):
+        """The row split form's decoder (see the class doc)."""
+        n = ok.size * L
+        nk, nr = child.meta["n"], rest.meta["n"]
+        nu, wu = dtype_info(nd).uint, dtype_info(wide).uint
+        some = getattr(plan, "some_rows", None)
+        rcodec = get_codec(rest.codec_id)
+        rplan = rcodec._plan_bits(rest, nr)
+        rsome = getattr(rplan, "some_rows", None)
+        # the rest rows: one tree decode into the front of the output, then moved up in
+        # place (a memmove per run), or one tree decode per run straight into its rows; the
+        # second saves the moved bytes but costs ~40 us per run, so it is taken when the
+        # moves would cost more (and one thread decodes: the first splits rows over threads)
+        moves, src = [], 0
+        for a, b in _runs(~ok):
+            if a != src:
+                moves.append((src, a, b - a))
+            src += b - a
+        moves.reverse()  # last first: no move overwrites rows still to be moved
+        moved = sum(c for _, _, c in moves) * L * np.dtype(wu).itemsize
+        direct = (rsome is not None and rcodec._block_len(rest) == L
+                  and len(moves) * _RUN_COST_BYTES < moved)
+        rest_all, rest_rows = np.arange(nr // L), np.flatnonzero(~ok)
+        # the narrow rows are consecutive in the values part: runs of at least _WIDEN_CHUNK
+        # elements are widened in place; shorter runs together, through a small scratch
+        groups, cur, off = [], None, 0
+        for a, b in _runs(ok):
+            ln = (b - a) * L
+            if ln >= _WIDEN_CHUNK:
+                groups.append((off, ln, a * L, None))
+                cur = None
+            else:
+                if cur is None or cur[1] + ln > _WIDEN_CHUNK:
+                    cur = [off, 0, 0, []]
+                    groups.append(cur)
+                cur[3].append((a * L, cur[1], ln))
+                cur[1] += ln
+            off += ln
+
+        def run(out):
+            if out.size != n or out.dtype != wu:
+                raise CodecError("narrow: output does not match the tensor")
+            flat = out if out.flags.c_contiguous else np.empty(n, dtype=wu)
+            if direct and _threads["n"] <= 1:
+                rsome(flat, rest_all, at=rest_rows)
+            else:
+                rplan(flat[:nr])
+                _move_rows(flat, L, moves)
+            nb = np.empty(nk, dtype=nu)  # per call, the narrow rows' size
+            plan(nb)
+            tmp = None
+            for o, ln, dst, pieces in groups:
+                if pieces is None:
+                    _widen_into(nb[o : o + ln], nd, flat[dst : dst + ln], wide)
+                    continue
+                if tmp is None:
+                    tmp = np.empty(_WIDEN_CHUNK, dtype=wu)
+                _widen_into(nb[o : o + ln], nd, tmp[:ln], wide)
+                for d, t, m in pieces:
+                    flat[d : d + m] = tmp[t : t + m]
+            if flat is not out:
+                out[...] = flat
+
+        if (some is not None and rsome is not None and codec._block_len(child) == L
+                and rcodec._block_len(rest) == L):
+            rank = np.cumsum(ok) - 1  # row -> its row in values (narrow rows) or rest
+            rrank = np.cumsum(~ok) - 1
+
+            def some_rows(out, rows):
+                rows = np.asarray(rows, dtype=np.int64)
+                m = ok[rows]
+                rn, rr = rows[m], rows[~m]
+                if rn.size:
+                    nb = np.empty(nk, dtype=nu)  # untouched pages are never committed
+                    some(nb, rank[rn])
+                    _widen_rows(nb, nd, out, wide, L, rank[rn], rn)
+                if rr.size:
+                    rsome(out, rrank[rr], at=rr)
 
             run.some_rows = some_rows
         return run
 
     def _block_len(self, enc):
-        child = enc.children.get("values")
+        child, rest = enc.children.get("values"), enc.children.get("rest")
         if child is None or child.codec_id == "narrow":
             return 0
-        return get_codec(child.codec_id)._block_len(child)
+        L = get_codec(child.codec_id)._block_len(child)
+        if rest is None:
+            return L
+        if rest.codec_id == "narrow" or enc.meta.get("row_len") != L:
+            return 0
+        return L if get_codec(rest.codec_id)._block_len(rest) == L else 0
 
     def _to_text(self, enc, max_symbols):
-        child = enc.children.get("values")
+        child, rest = enc.children.get("values"), enc.children.get("rest")
         if child is None:
             raise CodecError("narrow: missing values part")
-        return f"<as {enc.meta.get('as')}> " + get_codec(child.codec_id)._to_text(
+        s = f"<as {enc.meta.get('as')}> " + get_codec(child.codec_id)._to_text(
             child, max_symbols)
+        if rest is not None:
+            n = int(child.meta.get("n", 0)) + int(rest.meta.get("n", 0))
+            rows = np.flatnonzero(self._parts(enc, n)[4]).tolist()
+            s = (f"<rows {rows}> " + s + "\n<rest> "
+                 + get_codec(rest.codec_id)._to_text(rest, max_symbols))
+        return s
 
 
 # ---------------------------------------------------------------------------------------------

@@ -235,3 +235,176 @@ def test_widen_without_torch_matches_torch(monkeypatch, nd, wide):
     np.testing.assert_array_equal(got, ref)
     want = x.to({"float32": torch.float32, "float64": torch.float64}[wide])
     np.testing.assert_array_equal(ref, ibits(want).numpy().view(wu))
+
+
+# ---- the row split form: some rows narrow, the others as they are ----------------------------
+@st.composite
+def mixed_row_tensors(draw):
+    """(x, mask): a float32/float64 tensor some of whose rows hold values of a narrower
+    format (mask), the others any bits (NaNs and all) of the wide format."""
+    wide = draw(st.sampled_from([torch.float32, torch.float64]))
+    src = draw(st.sampled_from(["float16", "bfloat16"] + (["float32"] if wide is torch.float64
+                                                            else [])))
+    R = draw(st.integers(2, 40))
+    L = draw(st.sampled_from([1, 3, 64, 65]))
+    mask = np.array(draw(st.lists(st.booleans(), min_size=R, max_size=R)))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    wbits = {torch.float32: np.uint32, torch.float64: np.uint64}[wide]
+    kind = draw(st.sampled_from(["bits", "gauss", "sparse"]))
+    if kind == "bits":  # any bits, NaNs too: the raw codec keeps the other rows
+        x = rng.integers(0, np.iinfo(wbits).max, size=(R, L), dtype=wbits, endpoint=True)
+        xt = torch.from_numpy(x.view({np.uint32: np.int32, np.uint64: np.int64}[wbits]))
+        xt = xt.view(wide).clone()
+    else:  # weights: the float (or sparse) codec keeps them
+        xt = torch.from_numpy(rng.standard_normal((R, L)) * 0.1).to(wide)
+        if kind == "sparse":
+            xt[torch.from_numpy(rng.random((R, L)) < 0.8)] = 0.0
+    nb = rng.integers(0, 2**16 if src != "float32" else 2**32, size=(R, L), dtype=np.int64)
+    if src == "float32":
+        nt = torch.from_numpy(nb.astype(np.uint32).view(np.int32)).view(torch.float32)
+    else:
+        nt = torch.from_numpy(nb.astype(np.uint16).view(np.int16)).view(NARROW[src])
+    nt = torch.where(torch.isnan(nt), torch.zeros((), dtype=nt.dtype), nt).to(wide)
+    m = torch.from_numpy(mask)[:, None].expand(R, L)
+    return torch.where(m, nt, xt).contiguous(), mask
+
+
+def _split_min(n):
+    from unittest import mock
+
+    return mock.patch.object(C, "_SPLIT_MIN", n)
+
+
+@settings(deadline=None, max_examples=60)
+@given(mixed_row_tensors(), st.sampled_from(["block", "element"]), st.sampled_from([1, 2]),
+       st.data())
+def test_row_split_roundtrip(xm, form, threads, data):
+    x, _mask = xm
+    before = ibits(x).clone()
+    codec = C.get_codec({"id": "narrow", "form": form})
+    with _split_min(1):
+        try:
+            enc = codec.encode(x)
+        except C.NotApplicable:  # no row is exact in a narrower format
+            nds = [NARROW[nd] for nd in C._NARROWER[str(x.dtype)[6:]]]
+            assert not any(exact_in(r, nd) for r in x for nd in nds)
+            return
+        best = C.encode_best(x)  # verify=True: decoded bits equal the input
+        assert best.nbytes <= enc.nbytes
+    assert torch.equal(ibits(x), before)  # the input is never written
+    C.set_decode_threads(threads)
+    try:
+        assert_exact(codec.decode(enc), x)
+        dec = C.prepare(enc)
+        out = torch.full_like(x, 3.0)
+        assert dec(out) is out
+        assert_exact(out, x)
+        rows = codec.prepare_rows(enc)
+        if "rest" in enc.children:
+            assert enc.meta["row_len"] == x.shape[1]
+            ok = np.unpackbits(enc.arrays["rows"], bitorder="little")[: x.shape[0]]
+            for r in range(x.shape[0]):  # the rows stored narrow are exact in that format
+                assert exact_in(x[r], NARROW[enc.meta["as"]]) or not ok[r]
+            assert (rows is not None) == (form == "block" and all(
+                c.codec_id in ("float", "dict") for c in enc.children.values()))
+        if rows is not None:
+            want = data.draw(st.lists(st.integers(0, x.shape[0] - 1), max_size=6))
+            out = torch.full_like(x, 7.0)
+            rows(out, want)
+            for r in range(x.shape[0]):
+                if r in want:
+                    assert_exact(out[r], x[r])
+                else:
+                    assert (out[r] == 7.0).all()
+    finally:
+        C.set_decode_threads(1)
+
+
+def test_row_split_on_an_embedding_with_half_precision_rows():
+    """Rows never updated from a float16 init (unused tokens) beside trained rows: the
+    split stores them in float16, is smaller than the float codec, and decodes exactly."""
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(600, 64, generator=g) * 0.05
+    half = torch.zeros(600, dtype=torch.bool)
+    half[10:200] = True
+    half[350:360] = True
+    w[half] = w[half].to(torch.float16).to(torch.float32)
+    w[0] = 0.0  # a padding row
+    enc = C.encode_best(w)
+    assert enc.codec_id == "narrow" and set(enc.children) == {"values", "rest"}
+    assert enc.meta["as"] == "float16"
+    mask = np.unpackbits(enc.arrays["rows"], bitorder="little")[:600].astype(bool)
+    np.testing.assert_array_equal(mask, (half | (torch.arange(600) == 0)).numpy())
+    assert enc.nbytes < 0.93 * C.FloatCodec().encode(w).nbytes
+    assert_exact(C.decode(enc), w)
+    assert "<rest>" in enc.to_text(max_symbols=20)
+    # too few narrow elements (under _SPLIT_MIN): no split
+    small = w[:40].clone()
+    with pytest.raises(C.NotApplicable):
+        C.get_codec("narrow").encode(small)
+
+
+def test_row_split_bad_parts_are_codec_errors():
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(20, 8, generator=g)
+    w[3:9] = w[3:9].to(torch.bfloat16).to(torch.float32)
+    with _split_min(1):
+        enc = C.get_codec("narrow").encode(w)
+    assert "rest" in enc.children
+    assert_exact(C.decode(enc), w)
+    bm = enc.arrays["rows"]
+    bad = [
+        lambda e: e.meta.__setitem__("row_len", 7),  # does not divide the tensor
+        lambda e: e.meta.__setitem__("row_len", 160),  # one row
+        lambda e: e.meta.__setitem__("row_len", "8"),
+        lambda e: e.meta.__setitem__("row_len", 4),  # children sizes no longer match
+        lambda e: e.arrays.__setitem__("rows", bm[:2]),
+        lambda e: e.arrays.__setitem__("rows", bm.astype(np.uint16)),
+        lambda e: e.arrays.__setitem__("rows", bm | np.array([0, 0, 0x80], np.uint8)),  # bit 23
+        lambda e: e.arrays.__setitem__("rows", np.zeros_like(bm)),  # no row narrow
+        lambda e: e.arrays.__setitem__("rows", bm ^ np.array([1, 0, 0], np.uint8)),  # k != n
+        lambda e: e.arrays.pop("rows"),
+        lambda e: e.children.pop("rest"),
+        lambda e: e.children["rest"].meta.__setitem__("dtype", "float16"),
+        lambda e: e.children["values"].meta.__setitem__("dtype", "float32"),
+        lambda e: e.meta.pop("row_len"),  # the whole-tensor form with a rest part
+    ]
+    for mutate in bad:
+        e = copy.deepcopy(enc)
+        mutate(e)
+        with pytest.raises(C.CodecError):
+            C.decode(e)
+        with pytest.raises(C.CodecError):
+            C.prepare(e)
+    e = copy.deepcopy(enc)  # a narrow rest part is not a format we write
+    e.children["rest"] = copy.deepcopy(enc)
+    e.children["rest"].meta.update(dtype="float32", n=enc.children["rest"].meta["n"])
+    with pytest.raises(C.CodecError):
+        C.decode(e)
+
+
+@pytest.mark.parametrize("mode", ["streaming", "cached"])
+def test_wrapped_embedding_with_half_precision_rows(tmp_path, mode):
+    torch.manual_seed(4)
+    ref = nn.Sequential(nn.Embedding(500, 32), nn.Flatten(), nn.Linear(32 * 3, 4)).eval()
+    with torch.no_grad():
+        ref[0].weight[100:400] = ref[0].weight[100:400].to(torch.float16).to(torch.float32)
+    before = ibits(ref[0].weight).clone()
+    m = D.wrap(copy.deepcopy(ref), D.WrapConfig(mode=mode, min_numel=256))
+    assert "narrow(" in str(D.report(m))
+    idx = torch.tensor([[0, 150, 499], [399, 400, 99], [120, 121, 122]])
+    with torch.no_grad():
+        assert torch.equal(m(idx), ref(idx))
+        assert torch.equal(m(idx), ref(idx))
+    path = tmp_path / "e.dnnz"
+    D.save(m, path)
+    fresh = copy.deepcopy(ref)
+    with torch.no_grad():
+        fresh[0].weight.zero_()
+    D.load(path, fresh, mode=mode)
+    with torch.no_grad():
+        assert torch.equal(fresh(idx), ref(idx))
+    D.unwrap(m)
+    assert_exact(m[0].weight, ref[0].weight)
+    assert torch.equal(ibits(ref[0].weight), before)
