@@ -31,3 +31,20 @@ def fixture_model() -> nn.Module:
         for name, p in m.named_parameters():
             p.copy_(ws[name])
     return m
+
+
+def fixture_model_v2() -> nn.Module:
+    """Format 2's fixture: the format-1 model plus float16-valued float32 weights (the narrow
+    codec on a whole tensor) and a float32 embedding whose rows 8..119 are float16 values
+    (its row split form)."""
+    m = fixture_model()
+    m.add_module("lin16", nn.Linear(64, 64))
+    m.add_module("emb32", nn.Embedding(128, 40))
+    with torch.no_grad():
+        w = torch.from_numpy(_det(64 * 64, 11).reshape(64, 64)).to(torch.float16)
+        m.lin16.weight.copy_(w.to(torch.float32))
+        m.lin16.bias.copy_(torch.from_numpy(_det(64, 12)).to(torch.float32))
+        e = torch.from_numpy(_det(128 * 40, 13).reshape(128, 40)).to(torch.float32)
+        e[8:120] = e[8:120].to(torch.float16).to(torch.float32)
+        m.emb32.weight.copy_(e)
+    return m
