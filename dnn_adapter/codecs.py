@@ -896,7 +896,8 @@ class DictCodec(Codec):
 
         if rows is not None:
             some = _some_rows(ras, dec, "dict")
-            run.some_rows = some if g == 1 else (lambda fl, r: some(fl.view(table.dtype), r))
+            run.some_rows = some if g == 1 else (
+                lambda fl, r, at=None: some(fl.view(table.dtype), r, at))
         return run
 
     def _plan_run_codes(self, enc, n, g, dt):
@@ -935,11 +936,12 @@ class DictCodec(Codec):
         some = _some_rows(ras, dec, "dict")
         bl = ras.block_len * g  # elements per RAS block
 
-        def some_rows(fl, rows):
+        def some_rows(fl, rows, at=None):  # as _some_rows
             rows = np.asarray(rows, dtype=np.int64)
+            at = rows if at is None else np.asarray(at, dtype=np.int64)
             cb = np.empty(fl.size, dtype=np.uint8)  # only the decoded rows are read
-            some(cb.view(table.dtype), rows)
-            sel = (rows[:, None] * bl + np.arange(bl)).reshape(-1)
+            some(cb.view(table.dtype), rows, at)
+            sel = (at[:, None] * bl + np.arange(bl)).reshape(-1)
             try:
                 part = np.empty(sel.size, dtype=values.dtype)
                 wavelet.lookup(np.ascontiguousarray(cb[sel]), values, part)
@@ -1388,9 +1390,9 @@ class NarrowCodec(Codec):
     (an embedding whose rows were trained in different precisions, rows never updated from
     a half-precision init), the *row split* form stores those rows narrow (child
     ``values``), the others as they are (child ``rest``), and a bitmap of the narrow rows
-    (part ``rows``). Its decode writes the ``rest`` rows into the front of the output,
-    moves them to their rows in place and widens the narrow rows into the gaps: no buffer
-    of the tensor's size.
+    (part ``rows``). Its decode puts the ``rest`` rows in their rows (straight there, a
+    tree decode per run, or into the front of the output and moved up in place, whichever
+    costs less) and widens the narrow rows into the gaps: no buffer of the tensor's size.
     """
 
     codec_id = "narrow"

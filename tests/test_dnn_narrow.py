@@ -251,11 +251,16 @@ def mixed_row_tensors(draw):
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     wbits = {torch.float32: np.uint32, torch.float64: np.uint64}[wide]
-    kind = draw(st.sampled_from(["bits", "gauss", "sparse"]))
+    kind = draw(st.sampled_from(["bits", "gauss", "sparse", "levels"]))
     if kind == "bits":  # any bits, NaNs too: the raw codec keeps the other rows
         x = rng.integers(0, np.iinfo(wbits).max, size=(R, L), dtype=wbits, endpoint=True)
         xt = torch.from_numpy(x.view({np.uint32: np.int32, np.uint64: np.int64}[wbits]))
         xt = xt.view(wide).clone()
+    elif kind == "levels":  # few values, none exact in float16: the dict codec (runs too)
+        p0 = draw(st.sampled_from([0.5, 0.97, 1.0]))
+        lv = torch.tensor([0.1, 0.2, -0.3], dtype=wide)
+        pick = rng.choice(3, size=(R, L), p=[p0, (1 - p0) / 2, (1 - p0) / 2])
+        xt = lv[torch.from_numpy(pick)]
     else:  # weights: the float (or sparse) codec keeps them
         xt = torch.from_numpy(rng.standard_normal((R, L)) * 0.1).to(wide)
         if kind == "sparse":
@@ -276,10 +281,19 @@ def _split_min(n):
     return mock.patch.object(C, "_SPLIT_MIN", n)
 
 
-@settings(deadline=None, max_examples=60)
+@settings(deadline=None, max_examples=80)
 @given(mixed_row_tensors(), st.sampled_from(["block", "element"]), st.sampled_from([1, 2]),
-       st.data())
-def test_row_split_roundtrip(xm, form, threads, data):
+       st.sampled_from([0, 10**15]), st.data())
+def test_row_split_roundtrip(xm, form, threads, run_cost, data):
+    """Both ways of placing the rest rows (straight into their rows when a run costs 0,
+    into the front then moved up when it costs more than any move) and both thread counts."""
+    from unittest import mock
+
+    with mock.patch.object(C, "_RUN_COST_BYTES", run_cost):
+        _row_split_roundtrip(xm, form, threads, data)
+
+
+def _row_split_roundtrip(xm, form, threads, data):
     x, _mask = xm
     before = ibits(x).clone()
     codec = C.get_codec({"id": "narrow", "form": form})
