@@ -320,6 +320,11 @@ class _File:
         self.data0 = start + nb
         return self._json(raw, "compressed header")
 
+    def close(self) -> None:
+        """Unmap the file; no array of it may be used after."""
+        if isinstance(self.buf, _mmap.mmap):
+            self.buf.close()
+
     def array(self, fqn, rec, dtype, shape, check_crc=True) -> np.ndarray:
         try:
             off, nb = int(rec["offset"]), int(rec["nbytes"])
@@ -341,8 +346,13 @@ class _File:
 
 
 def read_header(path) -> dict:
-    """The JSON header of a compressed file (validated)."""
-    return _File(path, use_mmap=False).header
+    """The JSON header of a compressed file (validated). The file is mapped, not read: only
+    the pages of the header are touched."""
+    f = _File(path)
+    try:
+        return f.header
+    finally:
+        f.close()
 
 
 def _decode_entry(f: _File, fqn: str, rec: dict) -> Encoded:
