@@ -1142,7 +1142,8 @@ def write_report(rows, out, meta, forms_rows) -> str:
         "* Sizes: **dense MB** = the whole fp32 state dict; **form MB** = the paper's left-hand "
         'size ("pruning/quantization only"): every transformed weight counted as non-zeros x '
         "bits, with *no* position index, everything else dense; **ours MB** = the file "
-        "`dnn_adapter.save` writes (every part, rank/select indexes, JSON header). "
+        "`dnn_adapter.save` writes (every part, rank/select indexes, "
+        "the zlib-compressed JSON header: file format 2). "
         'CR = dense / ours; CR improved = form / ours (the paper\'s "CR Improved").',
         "* **bound** = zero-order entropy bound of the tensors dnn_adapter compresses "
         "(`entropy_bound_bits`: exponent H0 + raw sign/mantissa bits for dense floats; "
