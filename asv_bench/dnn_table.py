@@ -17,15 +17,19 @@ Run: python asv_bench/dnn_table.py
 from __future__ import annotations
 
 import math
+import os
 import sys
+import tempfile
 
 import numpy as np
 import torch
 
 sys.path.insert(0, ".")
+from dnn_adapter import WrapConfig  # noqa: E402
 from dnn_adapter import codecs as C  # noqa: E402
 from dnn_adapter._bits import bits_of  # noqa: E402
 from dnn_adapter.demo import digits_data, prune_copy, quantize_copy, train_digits_cnn  # noqa: E402
+from dnn_adapter.io import compress_state_dict  # noqa: E402
 from dnn_adapter.models import MLP  # noqa: E402
 
 
@@ -142,12 +146,6 @@ WIDTHS = (26, 22, 10, 8, 8, 8, 8, 8, 8)
 
 def file_bytes(ts, codec=None) -> int:
     """Size of the .dnnz file holding the tensors *ts* (every one compressed)."""
-    import os
-    import tempfile
-
-    from dnn_adapter import WrapConfig
-    from dnn_adapter.io import compress_state_dict
-
     cfg = WrapConfig(min_numel=1, verify=False, **({"codecs": (codec,)} if codec else {}))
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "t.dnnz")

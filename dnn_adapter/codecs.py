@@ -1264,36 +1264,41 @@ class RawCodec(Codec):
 _NARROWER = {"float64": ("float16", "bfloat16", "float32"), "float32": ("float16", "bfloat16")}
 
 
+def _low_bits_zero(u: np.ndarray, wide: str, nd: str) -> np.ndarray:
+    """Per element of the *wide* float bits *u*: the low mantissa bits that *nd* lacks are
+    zero (a cheap first test of exactness in *nd*)."""
+    drop = dtype_info(wide).mant_bits - dtype_info(nd).mant_bits
+    return (u & u.dtype.type((1 << drop) - 1)) == 0
+
+
+def _narrow_cast(u: np.ndarray, wide: str, nd: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(bits, exact)``: the *wide* float bits *u* converted to format *nd* (its uint view),
+    and per element whether that conversion is exact and back, bit for bit. A NaN is never
+    exact: conversions do not promise to keep its payload."""
+    W, N = dtype_info(wide), dtype_info(nd)
+    f = u.view(W.numpy_dtype)
+    exact = ~np.isnan(f)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # checked here
+        if nd == "bfloat16":  # via float32, then its high half
+            f32 = f if wide == "float32" else f.astype(np.float32)
+            if wide != "float32":
+                exact &= f32.astype(f.dtype).view(u.dtype) == u
+            b = f32.view(np.uint32)
+            exact &= (b & np.uint32(0xFFFF)) == 0  # a float32 subnormal can need more bits
+            return (b >> np.uint32(16)).astype(np.uint16), exact
+        g = f.astype(N.numpy_dtype)
+        exact &= g.astype(f.dtype).view(u.dtype) == u
+    return g.view(N.uint), exact
+
+
 def _narrowed(u: np.ndarray, wide: str, nd: str) -> np.ndarray | None:
     """The bits of the *wide* float tensor *u* (its uint view) in format *nd*, or None
-    unless every element converts exactly and back (bit for bit; no NaNs, whose payloads
-    conversions do not promise to keep). Cheap rejection first: the low mantissa bits that
-    *nd* lacks must be zero everywhere."""
-    W, N = dtype_info(wide), dtype_info(nd)
-    drop = W.mant_bits - N.mant_bits
-    if u.size and (u & u.dtype.type((1 << drop) - 1)).any():
+    unless every element converts exactly and back (:func:`_narrow_cast`). Cheap rejection
+    first: the low mantissa bits that *nd* lacks must be zero everywhere."""
+    if not _low_bits_zero(u, wide, nd).all():
         return None
-    f = u.view(W.numpy_dtype)
-    if np.isnan(f).any():
-        return None
-    if nd == "bfloat16":  # via float32 (exact when it round-trips), then the high half
-        f32 = f if wide == "float32" else _cast_exact(f, np.float32, u)
-        if f32 is None:
-            return None
-        b = f32.view(np.uint32)
-        if (b & np.uint32(0xFFFF)).any():  # a float32 subnormal can need more bits
-            return None
-        return (b >> np.uint32(16)).astype(np.uint16)
-    g = _cast_exact(f, N.numpy_dtype, u)
-    return None if g is None else g.view(N.uint)
-
-
-def _cast_exact(f: np.ndarray, to, u: np.ndarray) -> np.ndarray | None:
-    """*f* (bits *u*) cast to *to*, or None unless casting back gives the same bits (a value
-    out of range, or not representable there)."""
-    with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # checked below
-        g = f.astype(to)
-    return g if np.array_equal(g.astype(f.dtype).view(u.dtype), u) else None
+    bits, exact = _narrow_cast(u, wide, nd)
+    return bits if exact.all() else None
 
 
 def _widen_into(nb: np.ndarray, nd: str, out: np.ndarray, wide: str) -> None:
@@ -1314,27 +1319,17 @@ def _widen_into(nb: np.ndarray, nd: str, out: np.ndarray, wide: str) -> None:
     np.copyto(out.view(W.numpy_dtype), nb.view(dtype_info(nd).numpy_dtype), casting="safe")
 
 
-def _exact_rows(u: np.ndarray, wide: str, nd: str, L: int) -> np.ndarray:
-    """Per row of *L* elements of the *wide* float bits *u*: whether every element converts
-    to *nd* exactly and back (no NaNs), as :func:`_narrowed` requires of a whole tensor.
-    Rows with a low mantissa bit set are ruled out first; only the others are converted."""
-    W, N = dtype_info(wide), dtype_info(nd)
-    drop = W.mant_bits - N.mant_bits
+def _exact_rows(u: np.ndarray, wide: str, nd: str, L: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(ok, bits)``: per row of *L* elements of the *wide* float bits *u*, whether every
+    element converts to *nd* exactly and back (as :func:`_narrowed` requires of a whole
+    tensor), and the *nd* bits of those rows, in row order. Rows with a low mantissa bit set
+    are ruled out first; only the others are converted."""
     u2 = u.reshape(-1, L)
-    ok = ((u2 & u.dtype.type((1 << drop) - 1)) == 0).all(axis=1)
-    if ok.any():
-        sel = u2[ok]
-        f = sel.view(W.numpy_dtype)
-        good = ~np.isnan(f)
-        with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # checked here
-            if nd == "bfloat16" and wide == "float64":
-                f32 = f.astype(np.float32)
-                good &= f32.astype(np.float64).view(sel.dtype) == sel
-                good &= (f32.view(np.uint32) & np.uint32(0xFFFF)) == 0
-            elif nd != "bfloat16":  # float32 -> bfloat16 is exact once the low half is zero
-                good &= f.astype(N.numpy_dtype).astype(f.dtype).view(sel.dtype) == sel
-        ok[ok] = good.all(axis=1)
-    return ok
+    ok = _low_bits_zero(u2, wide, nd).all(axis=1)
+    bits, exact = _narrow_cast(u2[ok], wide, nd)
+    good = exact.all(axis=1)
+    ok[ok] = good
+    return ok, bits[good].reshape(-1)
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -1422,18 +1417,14 @@ class NarrowCodec(Codec):
             return None
         best, seen = None, []
         for nd in _NARROWER.get(dt.name, ()):
-            ok = _exact_rows(u, dt.name, nd, L)
+            ok, nb = _exact_rows(u, dt.name, nd, L)
             k = int(ok.sum())
             if k * L < _SPLIT_MIN or k == ok.size or any(np.array_equal(ok, s) for s in seen):
                 continue  # too few to pay for a second decode, or the same rows again
             seen.append(ok)
-            u2 = u.reshape(-1, L)
-            nb = _narrowed(u2[ok].reshape(-1), dt.name, nd)
-            if nb is None:  # cannot happen: _exact_rows checked the same conversion
-                continue
             vals = _best_bits(nb, dtype_info(nd), L, self.form, _NARROW_CHILD, self.index)
-            rest = _best_bits(u2[~ok].reshape(-1), dt, L, self.form, _NARROW_CHILD,
-                              self.index)
+            rest = _best_bits(u.reshape(-1, L)[~ok].reshape(-1), dt, L, self.form,
+                              _NARROW_CHILD, self.index)
             enc = Encoded(self.codec_id, {"form": self.form, "as": nd, "row_len": int(L)},
                           {"rows": np.packbits(ok, bitorder="little")}, {},
                           {"values": vals, "rest": rest})

@@ -496,10 +496,10 @@ static inline uint64_t gap_escape(uint64_t g, uint64_t esc, const uint8_t *extra
 
 /* The decode loop, once per code type, escape use and value type VT (positions go to pos
  * when it is given, else VT values are scattered into out), so the per-operand work is
- * resolved at compile time. Escapes are rare (long distances), so they take a branch to gap_escape and the
- * common path stays short; the only loop-carried chains are the offset, the operand count
- * and (escapes only) the bit position. Data errors are or-ed into bad and checked after the
- * loop; every write is bounds-checked before it happens. */
+ * resolved at compile time. Escapes are rare (long distances), so they take a branch to
+ * gap_escape and the common path stays short; the only loop-carried chains are the offset,
+ * the operand count and (escapes only) the bit position. Data errors are or-ed into bad and
+ * checked after the loop; every write is bounds-checked before it happens. */
 #define WV_GAP_DEFINE(NAME, CODE_T, ESC, VT)                                                       \
     static int NAME(const CODE_T *restrict seq, uint64_t nseq, uint64_t delim,                     \
                     const uint64_t *restrict table, uint64_t ntable, uint64_t esc,                 \
