@@ -197,7 +197,7 @@ def main(argv=None) -> int:
     del lv_words
     wm = DeviceWaveletMatrix.from_levels(bvs)
     out = cp.empty(ne, dtype=cp.uint8)
-    t = _time(cp, lambda: wm.decode(out=out), reps=5)
+    t = _time(cp, lambda wm=wm, out=out: wm.decode(out=out), reps=5)
     assert bool((out == seq).all()), "decode mismatch"
     gbs = ne / t / 1e9
     rows.append((f"WM decode -> uint8 (L={L}, 2^28)", f"{gbs:9.1f} GB/s",
@@ -207,7 +207,7 @@ def main(argv=None) -> int:
         planes = cp.random.randint(0, 256, ne * ((m_ + 1) // 8), dtype=cp.uint8)
         o = cp.empty(ne, dtype=wdt)
         table = cp.arange(100, 100 + (1 << L), dtype=cp.uint16)
-        t = _time(cp, lambda p=planes, o=o, e=e, m_=m_, tb=table: wm.decode_float(
+        t = _time(cp, lambda p=planes, o=o, e=e, m_=m_, tb=table, wm=wm: wm.decode_float(
             tb, e, m_, p, out=o, check=False), reps=5)
         gbs = ne * ob / t / 1e9
         rows.append((f"WM decode_float -> {fmt}", f"{gbs:9.1f} GB/s",
@@ -234,9 +234,9 @@ def main(argv=None) -> int:
             c = cp.asarray(syms[rng.integers(0, syms.size, nq)].astype(np.uint64))
             counts = np.bincount(codes, minlength=int(syms.max()) + 1)
             kk = cp.asarray((rng.random(nq) * counts[c.get()]).astype(np.uint64))
-            for qn, fn in (("access", lambda: dwt.access(q, check=False)),
-                           ("rank", lambda: dwt.rank(c, q, check=False)),
-                           ("select", lambda: dwt.select(c, kk, check=False))):
+            for qn, fn in (("access", lambda d=dwt, q=q: d.access(q, check=False)),
+                           ("rank", lambda d=dwt, c=c, q=q: d.rank(c, q, check=False)),
+                           ("select", lambda d=dwt, c=c, k=kk: d.select(c, k, check=False))):
                 t = _time(cp, fn, reps=3)
                 rows.append((f"WT {qn} batch (huffman, 2^{args.log2w})",
                              f"{nq / t / 1e9:9.3f} Gq/s", f"{cbits:.2f} bits/code"))
@@ -245,7 +245,7 @@ def main(argv=None) -> int:
             assert np.array_equal(dwt.access(qq).get(), wt.access(qq)), "WT access != CPU"
             assert np.array_equal(dwt.rank(c.get()[s_], qq).get(), wt.rank(c.get()[s_], qq))
             out8 = cp.empty(nw, dtype=cp.uint8)
-            t = _time(cp, lambda: dwt.decode(out=out8), reps=5)
+            t = _time(cp, lambda d=dwt, o=out8: d.decode(out=o), reps=5)
             assert np.array_equal(out8.get(), codes), "WT decode mismatch"
             gbs = nw / t / 1e9
             rows.append(("WT huffman decode -> uint8 codes", f"{gbs:9.1f} GB/s",
@@ -254,124 +254,19 @@ def main(argv=None) -> int:
         dplanes = cp.asarray(planes)
         dcodes = cp.asarray(codes)
         o = cp.empty(nw, dtype=words.dtype)
-        t = _time(cp, lambda: dwt.decode_float(table, e, m_, dplanes, out=o, check=False),
-                  reps=5)
+        t = _time(cp, lambda d=dwt, tb=table, e=e, m_=m_, p=dplanes, o=o: d.decode_float(
+            tb, e, m_, p, out=o, check=False), reps=5)
         assert np.array_equal(o.get(), words), f"fused {name} decode != words"
         gbs = nw * words.itemsize / t / 1e9
         rows.append((f"WT fused decode_float -> {name}", f"{gbs:9.1f} GB/s",
                      f"{100 * gbs / copy_gbs:5.1f}% of copy (target 50%); build {build_s:.0f} s"))
-        t = _time(cp, lambda: merge_float_fields(dcodes, table, e, m_, dplanes, None, o,
-                                                 check=False), reps=5)
+        t = _time(cp, lambda c=dcodes, tb=table, e=e, m_=m_, p=dplanes, o=o: merge_float_fields(
+            c, tb, e, m_, p, None, o, check=False), reps=5)
         assert np.array_equal(o.get(), words), f"merge {name} != words"
         gbs = nw * words.itemsize / t / 1e9
         rows.append((f"merge_float_fields -> {name}", f"{gbs:9.1f} GB/s",
                      f"{100 * gbs / copy_gbs:5.1f}% of copy (codes already decoded)"))
         del dwt, dplanes, dcodes, o
-    print()
-    print(f"{'measurement':40s} {'result':>16s}  note")
-    print("-" * 84)
-    for a, b, c in rows:
-        print(f"{a:40s} {b:>16s}  {c}")
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--skip-tests", action="store_true")
-    ap.add_argument("--log2n", type=int, default=30, help="bitvector size (bits), log2")
-    ap.add_argument("--log2w", type=int, default=27, help="weights for the tree part, log2")
-    ap.add_argument("--dry-run", action="store_true", help="host-side parts only (no GPU)")
-    args = ap.parse_args(argv)
-    t0 = time.time()
-    if args.dry_run:
-        sys.path.insert(0, str(ROOT))
-        return dry_run(min(args.log2w, 20))
-    _ensure_cupy()
-    sys.path.insert(0, str(ROOT))
-    rc = 0
-    if not args.skip_tests:
-        rc = subprocess.call([sys.executable, "-m", "pytest", "-q", "-x", "-p",
-                              "no:cacheprovider", "tests/test_gpu_device.py",
-                              "tests/test_gpu_kernels_compile.py",
-                              "tests/test_gpu_kernels_emulated.py"], cwd=ROOT, timeout=200)
-        print(f"gpu tests: {'passed' if rc == 0 else f'FAILED (rc={rc})'}", flush=True)
-    import cupy as cp
-    import numpy as np
-
-    import wavelet
-    from wavelet.cuda import DeviceBitVector, DeviceWaveletMatrix
-    from wavelet.cuda import _module as m
-
-    dev = cp.cuda.Device()
-    props = cp.cuda.runtime.getDeviceProperties(dev.id)
-    print(f"device: {props['name'].decode()}  CuPy {cp.__version__}  "
-          f"NVRTC {'.'.join(map(str, cp.cuda.nvrtc.getVersion()))}", flush=True)
-    rows = []
-
-    # ---- copy ceiling ---------------------------------------------------------
-    nbytes = 1 << 30
-    src = cp.empty(nbytes, dtype=cp.uint8)
-    dst = cp.empty_like(src)
-    t = _time(cp, lambda d=dst, s=src: d.__setitem__(Ellipsis, s))
-    copy_gbs = nbytes / t / 1e9
-    rows.append(("d2d copy (1 GiB)", f"{copy_gbs:9.1f} GB/s", "ceiling"))
-    del src, dst
-
-    # ---- bitvector batch queries ------------------------------------------------
-    n = 1 << args.log2n
-    rng = np.random.default_rng(0)
-    words = cp.random.randint(0, 2**63, size=n // 64, dtype=cp.int64).view(cp.uint64)
-    words ^= words << 1  # random-looking, about half ones
-    bv = wavelet.BitVector.from_words(words.get(), n)
-    d: DeviceBitVector = bv.to_device()
-    nq = 1 << 26
-    q = cp.asarray(rng.integers(0, n, nq, dtype=np.uint64))
-    k = cp.asarray(rng.integers(0, bv.count(1), nq, dtype=np.uint64))
-    for name, fn, arg in (("access", d.access, q), ("rank1", d.rank1, q),
-                          ("select1", d.select1, k)):
-        t = _time(cp, lambda fn=fn, arg=arg: fn(arg, check=False), reps=5)
-        qps = nq / t
-        target = ">= 1e9" if name != "select1" else "-"
-        ok = "" if target == "-" else (" ok" if qps >= 1e9 else " BELOW")
-        rows.append((f"{name} batch, 2^{args.log2n} bits", f"{qps / 1e9:9.2f} Gq/s",
-                     target + ok))
-        # spot-check a few answers against the C core
-        s = rng.integers(0, nq, 1000)
-        got = fn(arg[cp.asarray(s)]).get()
-        exp = getattr(bv, name)(arg.get()[s])
-        assert np.array_equal(got, exp), f"{name}: GPU != CPU"
-    del d, words, q, k
-
-    # ---- bulk decode --------------------------------------------------------------
-    ne = 1 << 28  # elements
-    L = 6
-    seq = cp.asarray(np.minimum(rng.geometric(0.3, ne) - 1, (1 << L) - 1).astype(np.uint8))
-    # build the levels on the GPU with a stable partition (test helper semantics)
-    lv_words, zeros, cur = [], [], seq.astype(cp.uint8)
-    for lv in range(L):
-        b = ((cur >> (L - 1 - lv)) & 1).astype(cp.bool_)
-        lv_words.append(cp.packbits(b, bitorder="little"))
-        zeros.append(int(ne - int(b.sum())))
-        cur = cp.concatenate([cur[~b], cur[b]])
-    del cur
-    bvs = [wavelet.BitVector.from_words(w.get().view(np.uint64), ne) for w in lv_words]
-    del lv_words
-    wm = DeviceWaveletMatrix.from_levels(bvs)
-    out = cp.empty(ne, dtype=cp.uint8)
-    t = _time(cp, lambda: wm.decode(out=out), reps=5)
-    assert bool((out == seq).all()), "decode mismatch"
-    gbs = ne / t / 1e9
-    rows.append((f"WM decode -> uint8 (L={L}, 2^28)", f"{gbs:9.1f} GB/s",
-                 f"{100 * gbs / copy_gbs:5.1f}% of copy (target 50%)"))
-    for fmt, ob, rb in (("float32", 4, 3), ("bfloat16", 2, 1)):
-        raw = cp.random.randint(0, 256, ne * rb, dtype=cp.uint8)
-        o = cp.empty(ne, dtype=cp.uint32 if ob == 4 else cp.uint16)
-        lut = cp.arange(100, 100 + (1 << L), dtype=cp.uint32)
-        t = _time(cp, lambda raw=raw, o=o, fmt=fmt, lut=lut: wm.decode_float(raw, fmt, lut=lut,
-                                                                        out=o), reps=5)
-        gbs = ne * ob / t / 1e9
-        rows.append((f"WM decode_float -> {fmt}", f"{gbs:9.1f} GB/s",
-                     f"{100 * gbs / copy_gbs:5.1f}% of copy (target 50%)"))
-        del raw, o
     _print_rows(rows)
     print(f"\ntotal {time.time() - t0:.0f} s; kernels: {', '.join(sorted(m.KERNELS))}")
     return rc
