@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import mmap as _mmap
 import os
+import stat
 import struct
 import tempfile
 import zlib
@@ -163,6 +164,23 @@ def _align_of(nbytes: int, version: int = VERSION) -> int:
     return ALIGN if version == 1 or nbytes >= BIG_BUFFER else SMALL_ALIGN
 
 
+def _new_file_mode(path: str) -> int:
+    """The permission bits a plain ``open(path, "wb")`` would give: the existing file's, or
+    0o666 less the umask (``mkstemp`` alone would leave a new file readable by its owner
+    only)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        pass
+    try:
+        with open("/proc/self/status") as f:  # Linux: reads the umask without changing it
+            um = next(int(ln.split()[1], 8) for ln in f if ln.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        um = os.umask(0o022)
+        os.umask(um)
+    return 0o666 & ~um
+
+
 def _write(path, header: dict, arrays, entries) -> None:
     offset, starts = 0, []
     for fqn, part, a in arrays:
@@ -184,9 +202,11 @@ def _write(path, header: dict, arrays, entries) -> None:
     hj += b" " * (-(8 + len(hj) + len(z)) % ALIGN)  # the data starts 64-byte aligned
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
+    mode = _new_file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=".dnnz-", dir=d)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
             f.write(struct.pack("<Q", len(hj)))
             f.write(hj)
             f.write(z)

@@ -258,6 +258,23 @@ def test_save_load(tmp_path, name, wrapped):
     assert not any(f.startswith(".dnnz-") for f in os.listdir(tmp_path))
 
 
+
+def test_save_file_mode_is_that_of_a_plain_open(tmp_path):
+    """save's atomic write leaves the mode a plain open would (mkstemp alone makes 0o600)."""
+    m = mlp()
+    old = os.umask(0o022)
+    try:
+        D.save(m, tmp_path / "a.dnnz")
+        os.umask(0o077)
+        D.save(m, tmp_path / "b.dnnz")
+        (tmp_path / "c.dnnz").write_bytes(b"")
+        os.chmod(tmp_path / "c.dnnz", 0o640)
+        D.save(m, tmp_path / "c.dnnz")
+    finally:
+        os.umask(old)
+    assert [(tmp_path / n).stat().st_mode & 0o777 for n in ("a.dnnz", "b.dnnz", "c.dnnz")] == [
+        0o644, 0o600, 0o640]
+
 def test_load_errors(tmp_path):
     ref, x = make("cnn")
     path = tmp_path / "m.dnnz"

@@ -42,6 +42,25 @@ def test_roundtrip_bytes_pickle(seq):
                 assert back.rank(c, seq.size) == s.rank(c, seq.size)
 
 
+
+def test_save_file_mode_is_that_of_a_plain_open(tmp_path):
+    """The atomic write (a temporary file, then rename) leaves the mode a plain open would:
+    0o666 less the umask for a new file, the old mode for a file it replaces."""
+    s = WaveletMatrix(np.arange(100, dtype=np.uint32) % 7)
+    old = os.umask(0o022)
+    try:
+        s.save(tmp_path / "a.wvt")
+        os.umask(0o077)
+        s.save(tmp_path / "b.wvt")
+        (tmp_path / "c.wvt").write_bytes(b"")
+        os.chmod(tmp_path / "c.wvt", 0o640)
+        s.save(tmp_path / "c.wvt")
+    finally:
+        os.umask(old)
+    assert [(tmp_path / n).stat().st_mode & 0o777 for n in ("a.wvt", "b.wvt", "c.wvt")] == [
+        0o644, 0o600, 0o640]
+    assert WaveletMatrix.load(tmp_path / "c.wvt") == s
+
 def test_save_load_mmap_and_out_of_band(tmp_path):
     seq = np.random.default_rng(0).integers(0, 1000, 50_000).astype(np.uint32)
     for name, make in _builders():

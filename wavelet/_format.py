@@ -17,6 +17,7 @@ from __future__ import annotations
 import mmap as _mmap
 import os
 import pickle
+import stat
 import struct
 import tempfile
 import zlib
@@ -208,14 +209,33 @@ def from_buffer(buffer, *, expect=None, max_bytes=None, verify=True):
     return cls._from_parts(meta, sections)
 
 
+def _new_file_mode(path: str) -> int:
+    """The permission bits a plain ``open(path, "wb")`` would give: the existing file's, or
+    0o666 less the umask (``mkstemp`` alone would leave a new file readable by its owner
+    only)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        pass
+    try:
+        with open("/proc/self/status") as f:  # Linux: reads the umask without changing it
+            um = next(int(ln.split()[1], 8) for ln in f if ln.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        um = os.umask(0o022)
+        os.umask(um)
+    return 0o666 & ~um
+
+
 def save(obj, path) -> None:
     """Write atomically: a temporary file in the same directory, fsync, rename."""
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
     meta, sections = obj._to_parts()
+    mode = _new_file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=".wvtmp-", dir=d)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
             for chunk in iter_chunks(obj._KIND, meta, sections):
                 f.write(chunk)
             f.flush()
