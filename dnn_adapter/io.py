@@ -1,35 +1,38 @@
 """One-file save/load of compressed models (safetensors-like layout, never pickle).
 
-Layout (little-endian), version 2::
+Layout (little-endian), version 3 (``docs/dnn_format.md`` is the specification)::
 
     u64        length H of the outer header
-    H bytes    outer JSON header {"format", "version": 2, "header": {"codec": "zlib",
+    H bytes    outer JSON header {"format", "version": 3, "header": {"codec": "zlib",
                "nbytes", "raw_nbytes", "crc32"}} (UTF-8, space-padded so the data starts
                64-byte aligned)
     nbytes     the JSON header below, zlib-compressed
-    ...        raw buffers, each starting at a multiple of 8 bytes from the data start (of
-               64 for buffers of 4 KiB and more)
+    ...        raw buffers in the order of the tensor table, each at the next multiple of 8
+               bytes from the data start (of 64 for buffers of 4 KiB and more); the last
+               one ends the file
 
-Version 1 files (the JSON header itself in the H bytes, every buffer 64-byte aligned) are
-still read. The header is compressed because it is a model's fixed cost: a buffer record per
-part of every tensor (offset, size, type, shape, checksum) takes ~100 bytes of JSON, about a
-fifth of a 2-bit-quantized MobileNet-V2's file; zlib takes it down ~9x. The 8-byte alignment
-of small buffers (every element type's alignment) saves the padding of the many small parts.
+The header (zlib-compressed)::
 
-The header (zlib-compressed in version 2)::
-
-    {"format": "dnn_adapter", "version": 2, "config": {...WrapConfig...},
+    {"format": "dnn_adapter", "version": 3, "config": {...WrapConfig...},
      "tensors": {
-        "<param fqn>": {"kind": "compressed", "dtype", "shape", "crc32" (of the original bits),
-                        "requires_grad", "tree": <Encoded tree (codec, meta, ras, ...)>,
-                        "buffers": {"<part>": {"offset", "nbytes", "dtype", "shape", "crc32"}}},
-        "<fqn>": {"kind": "dense", "dtype", "shape", "crc32", "offset", "nbytes"}}}
+        "<param fqn>": {"kind": "compressed", "requires_grad", "tree": <Encoded tree (codec,
+                        meta -- dtype, shape, crc32 of the original bits --, ras, ...)>,
+                        "buffers": [[part, dtype, shape], ...], "data_crc32"},
+        "<fqn>": {"kind": "dense", "dtype", "shape", "crc32"}}}
+
+The header is a model's fixed cost, so it holds only what cannot be derived: offsets follow
+from the sizes and the alignment rule, a compressed entry has one CRC-32 over its bytes (not
+one per part), and its dtype, shape and checksum are those of its codec meta. Version 2 files
+(each buffer record with its offset, size and CRC-32; entries repeating dtype/shape/crc32)
+and version 1 files (an uncompressed header, every buffer 64-byte aligned) are still read;
+:class:`_File` fills version 3 records in to version 2's shape, so one validation path reads
+them all.
 
 Writing: every compressed tensor is decoded and compared with its checksum first, then the
 file is written to a temporary file in the same folder, fsynced and renamed over the target.
-Reading: every header field, offset and length is checked against the file size, every buffer
-against its CRC-32, and every decoded tensor against the original checksum; errors name the
-layer and the problem (:class:`FileFormatError`).
+Reading: every header field, offset and length is checked against the file size, every
+buffer (version 3: every entry's bytes) against its CRC-32, and every decoded tensor against
+the original checksum; errors name the layer and the problem (:class:`FileFormatError`).
 """
 
 from __future__ import annotations
@@ -64,9 +67,9 @@ from .wrapping import (
 __all__ = ["save", "load", "read_header", "FileFormatError", "compress_state_dict"]
 
 MAGIC = "dnn_adapter"
-VERSION = 2  # written; versions 1 and 2 are read
+VERSION = 3  # written; versions 1, 2 and 3 are read
 ALIGN = 64  # the data start, and buffers of BIG_BUFFER bytes or more
-SMALL_ALIGN = 8  # smaller buffers (version 2)
+SMALL_ALIGN = 8  # smaller buffers (versions 2 and 3)
 BIG_BUFFER = 4096
 MAX_HEADER = 1 << 28
 _ALLOWED_NP = {
@@ -107,15 +110,9 @@ def _collect(model: nn.Module | None, state_dict=None, config: WrapConfig | None
         if crc32(bits_of(got)[0]) != int(enc.meta["crc32"]):
             raise CodecError(f"{fqn}: decoded weight does not match the original; not writing")
         tree, bufs = enc.flatten()
-        entries[fqn] = {
-            "kind": "compressed",
-            "dtype": enc.meta["dtype"],
-            "shape": enc.meta["shape"],
-            "crc32": enc.meta["crc32"],
-            "requires_grad": bool(requires_grad),
-            "tree": tree,
-            "buffers": {},
-        }
+        # dtype, shape and the original bits' checksum are in tree["meta"]
+        entries[fqn] = {"kind": "compressed", "requires_grad": bool(requires_grad),
+                        "tree": tree, "buffers": []}
         for part, a in bufs.items():
             arrays.append((fqn, part, np.ascontiguousarray(a)))
 
@@ -182,17 +179,27 @@ def _new_file_mode(path: str) -> int:
 
 
 def _write(path, header: dict, arrays, entries) -> None:
-    offset, starts = 0, []
+    # version 3: buffers follow the tensor table's order, each at the next offset its size
+    # allows (_align_of); a compressed tensor lists its parts (name, dtype, shape) and has one
+    # CRC-32 over its bytes in the file, from its first buffer's start to its last one's end
+    offset, starts, regions = 0, [], {}
     for fqn, part, a in arrays:
         offset += -offset % _align_of(a.nbytes)
         starts.append(offset)
-        rec = {"offset": offset, "nbytes": int(a.nbytes), "crc32": crc32(a)}
         if part:
-            rec.update(dtype=_np_dtype_str(a), shape=list(a.shape))
-            entries[fqn]["buffers"][part] = rec
-        else:
-            entries[fqn].update(offset=offset, nbytes=int(a.nbytes))
+            entries[fqn]["buffers"].append([part, _np_dtype_str(a), list(a.shape)])
+            regions.setdefault(fqn, []).append((offset, a))
         offset += a.nbytes
+    for fqn, bufs in regions.items():
+        c, pos = 0, bufs[0][0]
+        for start, a in bufs:
+            c = zlib.crc32(bytes(start - pos), c)
+            c = zlib.crc32(np.ascontiguousarray(a).reshape(-1).view(np.uint8), c)
+            pos = start + a.nbytes
+        entries[fqn]["data_crc32"] = c & 0xFFFFFFFF
+    for e in entries.values():
+        if e["kind"] == "compressed":
+            e.setdefault("data_crc32", 0)  # no buffers: the CRC-32 of no bytes
     raw = json.dumps(header, separators=(",", ":")).encode()
     z = zlib.compress(raw, 9)
     outer = {"format": MAGIC, "version": VERSION,
@@ -290,18 +297,95 @@ class _File:
         if not isinstance(head, dict) or head.get("format") != MAGIC:
             raise FileFormatError(f"{self.path}: not a dnn_adapter file")
         self.version = head.get("version")
-        if self.version not in (1, 2):
+        if self.version not in (1, 2, 3):
             raise FileFormatError(f"{self.path}: unsupported version {self.version!r}")
         self.data0 = 8 + hlen
-        if self.version == 2:
+        if self.version >= 2:
             head = self._inner(head.get("header"))
             if not isinstance(head, dict) or head.get("format") != MAGIC or head.get(
-                    "version") != 2:
-                raise FileFormatError(f"{self.path}: compressed header is not a version 2 "
-                                      "dnn_adapter header")
+                    "version") != self.version:
+                raise FileFormatError(f"{self.path}: compressed header is not a version "
+                                      f"{self.version} dnn_adapter header")
         if not isinstance(head.get("tensors"), dict):
             raise FileFormatError(f"{self.path}: header has no tensor table")
+        self.regions: dict[str, tuple[int, int, int]] = {}
+        if self.version >= 3:
+            self._place(head["tensors"])
         self.header = head
+
+    def _place(self, tensors: dict) -> None:
+        """Version 3: work out every buffer's offset from the sizes in the table, and fill in
+        the records as version 2 has them (buffer offsets, sizes, the entry's dtype, shape
+        and checksum), so that one validation path reads every version. The buffers must end
+        exactly at the end of the file."""
+        end = self.size - self.data0
+        off = 0
+        for fqn, rec in tensors.items():
+            if not isinstance(rec, dict):
+                raise FileFormatError(f"{fqn}: malformed entry")
+            if rec.get("kind") == "compressed":
+                tree, bufs = rec.get("tree"), rec.get("buffers")
+                meta = tree.get("meta") if isinstance(tree, dict) else None
+                crc = rec.get("data_crc32")
+                if (not isinstance(meta, dict) or not isinstance(bufs, list)
+                        or type(crc) is not int):
+                    raise FileFormatError(f"{fqn}: malformed entry (tree, buffers or "
+                                          "data_crc32)")
+                placed, start = {}, None
+                for b in bufs:
+                    if not (isinstance(b, list) and len(b) == 3 and isinstance(b[0], str)
+                            and b[0] not in placed):
+                        raise FileFormatError(f"{fqn}: malformed buffer list entry {b!r}")
+                    part, dt, shape = b
+                    nb = self._nbytes(fqn, dt, shape)
+                    off += -off % _align_of(nb, self.version)
+                    start = off if start is None else start
+                    placed[part] = {"offset": off, "nbytes": nb, "dtype": dt, "shape": shape}
+                    off += nb
+                    if off > end:
+                        raise FileFormatError(f"{fqn}: buffer runs past the end of the file "
+                                              "(truncated)")
+                rec.update(buffers=placed, dtype=meta.get("dtype"), shape=meta.get("shape"),
+                           crc32=meta.get("crc32"))
+                self.regions[fqn] = (off if start is None else start, off, crc)
+            elif rec.get("kind") == "dense":
+                try:
+                    dt = dtype_info(rec["dtype"]).uint.str
+                except (KeyError, TypeError) as e:
+                    raise FileFormatError(f"{fqn}: malformed entry ({e})") from None
+                nb = self._nbytes(fqn, dt, rec.get("shape"))
+                off += -off % _align_of(nb, self.version)
+                rec.update(offset=off, nbytes=nb)
+                off += nb
+                if off > end:
+                    raise FileFormatError(f"{fqn}: buffer runs past the end of the file "
+                                          "(truncated)")
+            else:
+                raise FileFormatError(f"{fqn}: unknown entry kind {rec.get('kind')!r}")
+        if off != end:
+            raise FileFormatError(f"{self.path}: the buffers end at byte {self.data0 + off}, "
+                                  f"the file at {self.size} (corrupt header or file)")
+
+    def _nbytes(self, fqn, dtype, shape) -> int:
+        if dtype not in _ALLOWED_NP:
+            raise FileFormatError(f"{fqn}: buffer dtype {dtype!r} not allowed")
+        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+            raise FileFormatError(f"{fqn}: malformed shape {shape!r}")
+        n = np.dtype(dtype).itemsize
+        for d in shape:  # Python ints: no overflow; a huge claim fails the size check
+            n *= d
+        return n
+
+    def check_region(self, fqn) -> None:
+        """Version 3: the CRC-32 of a compressed entry's bytes (its buffers and the padding
+        between them); versions 1 and 2 check every buffer's own CRC-32 instead."""
+        reg = self.regions.get(fqn)
+        if reg is None:
+            return
+        a, b, want = reg
+        got = crc32(np.frombuffer(self.buf, np.uint8, b - a, self.data0 + a))
+        if got != want:
+            raise FileFormatError(f"{fqn}: checksum mismatch (corrupt file)")
 
     def _json(self, raw: bytes, what: str):
         try:
@@ -376,10 +460,12 @@ def read_header(path) -> dict:
 
 
 def _decode_entry(f: _File, fqn: str, rec: dict) -> Encoded:
+    f.check_region(fqn)  # version 3: one CRC-32 per entry, not per buffer
     try:
         bufs = {}
         for part, b in rec["buffers"].items():
-            bufs[part] = f.array(fqn, b, b["dtype"], [int(s) for s in b["shape"]])
+            bufs[part] = f.array(fqn, b, b["dtype"], [int(s) for s in b["shape"]],
+                                 check_crc=f.version < 3)
         enc = Encoded.unflatten(rec["tree"], bufs)
     except (KeyError, TypeError, AttributeError) as e:
         raise FileFormatError(f"{fqn}: malformed entry ({e})") from None

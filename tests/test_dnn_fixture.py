@@ -1,12 +1,13 @@
-"""dnn_adapter's file format is stable: files written by format 1 and format 2
-(tests/fixtures/dnn_v1.dnnz, dnn_v2.dnnz, made by tests/fixtures/make_fixtures.py) keep
-loading bit for bit."""
+"""dnn_adapter's file format is stable: files written by formats 1, 2 and 3
+(tests/fixtures/dnn_v1.dnnz, dnn_v2.dnnz, dnn_v3.dnnz, made by tests/fixtures/make_fixtures.py)
+keep loading bit for bit."""
 
 import json
 import struct
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -16,7 +17,8 @@ import dnn_adapter  # noqa: E402
 from dnn_adapter.io import FileFormatError, read_header  # noqa: E402
 
 HERE = Path(__file__).parent / "fixtures"
-FIXTURES = {1: (HERE / "dnn_v1.dnnz", fixture_model), 2: (HERE / "dnn_v2.dnnz", fixture_model_v2)}
+FIXTURES = {1: (HERE / "dnn_v1.dnnz", fixture_model), 2: (HERE / "dnn_v2.dnnz", fixture_model_v2),
+            3: (HERE / "dnn_v3.dnnz", fixture_model_v2)}
 INTV = {2: torch.int16, 4: torch.int32}
 
 
@@ -28,23 +30,23 @@ def _blank(version):
     return m
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_fixture_header_covers_every_codec_and_form(version):
     h = read_header(FIXTURES[version][0])
     assert h["version"] == version
     trees = {k: v["tree"] for k, v in h["tensors"].items() if v["kind"] == "compressed"}
-    codecs = {"float", "sparse", "dict"} | ({"narrow"} if version == 2 else set())
+    codecs = {"float", "sparse", "dict"} | ({"narrow"} if version >= 2 else set())
     assert {t["codec"] for t in trees.values()} == codecs
     assert {t["meta"]["form"] for t in trees.values()} == {"block", "element"}
     assert "esc" in trees["1.weight"]["meta"]  # escaped gaps
     assert trees["emb.weight"]["meta"]["dtype"] == "bfloat16"
-    if version == 2:
+    if version >= 2:
         assert set(trees["lin16.weight"]["children"]) == {"values"}
         assert set(trees["emb32.weight"]["children"]) == {"values", "rest"}  # row split
 
 
 @pytest.mark.parametrize("mode", ["streaming", "cached"])
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_fixture_loads_bit_exact(version, mode):
     ref = FIXTURES[version][1]()
     m = dnn_adapter.load(FIXTURES[version][0], _blank(version), mode=mode)
@@ -60,13 +62,13 @@ def test_fixture_loads_bit_exact(version, mode):
         assert torch.equal(seq(x), ref_seq(x))
         idx = torch.arange(40)
         assert torch.equal(m.emb(idx).view(torch.int16), ref.emb(idx).view(torch.int16))
-        if version == 2:
+        if version >= 2:
             assert torch.equal(m.lin16(x), ref.lin16(x))
             idx = torch.tensor([0, 7, 8, 64, 119, 120, 127, 3])  # both sides of the split
             assert torch.equal(m.emb32(idx).view(torch.int32), ref.emb32(idx).view(torch.int32))
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_fixture_truncated_copy_is_rejected(tmp_path, version):
     data = FIXTURES[version][0].read_bytes()
     bad = tmp_path / "cut.dnnz"
@@ -76,9 +78,9 @@ def test_fixture_truncated_copy_is_rejected(tmp_path, version):
             dnn_adapter.load(bad, _blank(version))
 
 
-# ---- version 2's compressed header --------------------------------------------------------
+# ---- versions 2 and 3: the compressed header ------------------------------------------------
 def _split(data: bytes):
-    """(outer header dict, compressed header, data section) of a version 2 file."""
+    """(outer header dict, compressed header, data section) of a version 2 or 3 file."""
     (hlen,) = struct.unpack_from("<Q", data, 0)
     outer = json.loads(data[8 : 8 + hlen])
     nb = outer["header"]["nbytes"]
@@ -89,6 +91,20 @@ def _join(outer: dict, z: bytes, body: bytes) -> bytes:
     hj = json.dumps(outer).encode()
     hj += b" " * (-(8 + len(hj) + len(z)) % 64)
     return struct.pack("<Q", len(hj)) + hj + z + body
+
+
+def _rewrite(data: bytes, edit=None, body_edit=None) -> bytes:
+    """*data* with its inner header edited (as a dict) and recompressed with a valid CRC."""
+    outer, z, body = _split(data)
+    head = json.loads(zlib.decompress(z))
+    if edit is not None:
+        edit(head)
+    if body_edit is not None:
+        body = body_edit(body)
+    raw = json.dumps(head).encode()
+    z = zlib.compress(raw)
+    outer["header"].update(nbytes=len(z), raw_nbytes=len(raw), crc32=zlib.crc32(z))
+    return _join(outer, z, body)
 
 
 def test_v2_layout():
@@ -108,17 +124,59 @@ def test_v2_layout():
         assert b["offset"] % (64 if b["nbytes"] >= 4096 else 8) == 0
 
 
-def test_v2_is_smaller_than_v1_for_the_same_model(tmp_path):
-    """The format-1 model written now: its compressed header and packed small buffers make
-    the file smaller than the format-1 fixture (same tensors, same codecs)."""
+def test_v3_layout():
+    """No offsets, no per-buffer records: each buffer at the next offset its size allows, in
+    table order, the last one ending the file; one CRC-32 per compressed entry."""
+    data = FIXTURES[3][0].read_bytes()
+    outer, z, body = _split(data)
+    assert outer["version"] == 3 and outer["header"]["crc32"] == zlib.crc32(z)
+    head = json.loads(zlib.decompress(z))
+    assert head["version"] == 3 and (len(data) - len(body)) % 64 == 0
+    off, packed = 0, False
+    for rec in head["tensors"].values():
+        assert "offset" not in rec and "nbytes" not in rec
+        if rec["kind"] == "dense":
+            parts = [(np.dtype(rec["dtype"].replace("bfloat16", "float16")), rec["shape"])]
+        else:
+            assert set(rec) == {"kind", "requires_grad", "tree", "buffers", "data_crc32"}
+            parts = [(np.dtype(dt), shape) for _name, dt, shape in rec["buffers"]]
+        start = None
+        for dt, shape in parts:
+            nb = dt.itemsize * int(np.prod(shape))
+            align = 64 if nb >= 4096 else 8
+            packed |= off % align != off % 64
+            off += -off % align
+            start = off if start is None else start
+            off += nb
+        if rec["kind"] == "compressed":
+            assert zlib.crc32(body[start:off]) == rec["data_crc32"]
+    assert off == len(body) and packed
+    # read_header fills in version 2's records (offsets, sizes; dtype/shape/crc32 from meta)
+    h = read_header(FIXTURES[3][0])
+    for fqn, rec in h["tensors"].items():
+        if rec["kind"] == "compressed":
+            meta = rec["tree"]["meta"]
+            assert (rec["dtype"], rec["shape"], rec["crc32"]) == (
+                meta["dtype"], meta["shape"], meta["crc32"])
+            assert all({"offset", "nbytes", "dtype", "shape"} <= set(b)
+                       for b in rec["buffers"].values()), fqn
+
+
+def test_each_version_is_smaller_than_the_last(tmp_path):
+    """The same models written now (version 3) against the fixtures of versions 1 and 2:
+    same tensors and codecs, less header and padding."""
     path = tmp_path / "m.dnnz"
     cfg = dnn_adapter.WrapConfig(min_numel=256, overrides={"0": "block", "emb": "block"})
     dnn_adapter.save(fixture_model(), path, config=cfg)
-    assert read_header(path)["version"] == 2
-    v1 = FIXTURES[1][0].stat().st_size
-    assert path.stat().st_size < 0.85 * v1
+    assert read_header(path)["version"] == 3
+    assert path.stat().st_size < 0.85 * FIXTURES[1][0].stat().st_size
+    cfg = dnn_adapter.WrapConfig(min_numel=256, overrides={"0": "block", "emb": "block",
+                                                           "emb32": "block"})
+    dnn_adapter.save(fixture_model_v2(), path, config=cfg)
+    assert path.stat().st_size < 0.98 * FIXTURES[2][0].stat().st_size
 
 
+@pytest.mark.parametrize("version", [2, 3])
 @pytest.mark.parametrize(
     "mutate,match",
     [
@@ -131,37 +189,41 @@ def test_v2_is_smaller_than_v1_for_the_same_model(tmp_path):
                        z), "does not match its size"),
         (lambda o, z: (o["header"].__setitem__("raw_nbytes", o["header"]["raw_nbytes"] + 1),
                        z), "does not match its size"),
-        (lambda o, z: (o.__setitem__("version", 3), z), "unsupported version 3"),
+        (lambda o, z: (o.__setitem__("version", 4), z), "unsupported version 4"),
         (lambda o, z: (o.__setitem__("format", "other"), z), "not a dnn_adapter file"),
         (lambda o, z: (None, z[:-1] + bytes([z[-1] ^ 1])), "checksum mismatch"),
     ],
 )
-def test_v2_bad_outer_or_compressed_header(tmp_path, mutate, match):
-    outer, z, body = _split(FIXTURES[2][0].read_bytes())
+def test_bad_outer_or_compressed_header(tmp_path, version, mutate, match):
+    outer, z, body = _split(FIXTURES[version][0].read_bytes())
     _, z = mutate(outer, z)
     bad = tmp_path / "bad.dnnz"
     bad.write_bytes(_join(outer, z, body))
     with pytest.raises(FileFormatError, match=match):
-        dnn_adapter.load(bad, _blank(2))
+        dnn_adapter.load(bad, _blank(version))
 
 
+@pytest.mark.parametrize("version", [2, 3])
 @pytest.mark.parametrize(
     "raw,match",
     [
         (b"not json at all", "not valid JSON"),
         (json.dumps({"format": "dnn_adapter", "version": 1, "tensors": {}}).encode(),
-         "not a version 2"),
-        (json.dumps({"format": "dnn_adapter", "version": 2}).encode(), "no tensor table"),
+         "not a version [23] dnn_adapter header"),
+        (json.dumps({"format": "dnn_adapter", "version": "X"}).encode(), "not a version [23]"),
     ],
 )
-def test_v2_bad_inner_header(tmp_path, raw, match):
-    outer, _z, body = _split(FIXTURES[2][0].read_bytes())
+def test_bad_inner_header(tmp_path, version, raw, match):
+    outer, _z, body = _split(FIXTURES[version][0].read_bytes())
+    raw = raw.replace(b'"X"', str(version).encode())
+    if b'"version": ' + str(version).encode() in raw:
+        match = "no tensor table"
     z = zlib.compress(raw)
     outer["header"].update(nbytes=len(z), raw_nbytes=len(raw), crc32=zlib.crc32(z))
     bad = tmp_path / "bad.dnnz"
     bad.write_bytes(_join(outer, z, body))
     with pytest.raises(FileFormatError, match=match):
-        dnn_adapter.load(bad, _blank(2))
+        dnn_adapter.load(bad, _blank(version))
 
 
 def test_v2_header_bomb_and_garbage_are_rejected(tmp_path):
@@ -183,3 +245,71 @@ def test_v2_header_bomb_and_garbage_are_rejected(tmp_path):
     bad.write_bytes(_join(outer, z, body))
     with pytest.raises(FileFormatError, match="truncated"):
         dnn_adapter.load(bad, _blank(2))
+
+
+def _t(name):
+    return lambda h: h["tensors"][name]
+
+
+def _buf(name, i):
+    return lambda h: h["tensors"][name]["buffers"][i]
+
+
+@pytest.mark.parametrize(
+    "edit,body_edit,match",
+    [
+        # sizes: every one moves the end of the data away from the end of the file
+        (lambda h: _buf("1.weight", 0)(h)[2].__setitem__(0, _buf("1.weight", 0)(h)[2][0] + 8),
+         None, "buffers end at byte|past the end"),
+        (lambda h: _t("2.bias")(h).__setitem__("shape", [48]), None,
+         "buffers end at byte|past the end"),
+        (lambda h: _t("lin16.weight")(h)["buffers"].pop(), None, "buffers end at byte"),
+        (None, lambda b: b + b"\0" * 8, "buffers end at byte"),
+        (None, lambda b: b[:-8], "past the end|buffers end at byte"),
+        (lambda h: _t("0.bias")(h).__setitem__("shape", [2**62]), None, "past the end"),
+        # malformed records
+        (lambda h: _buf("1.weight", 0)(h).__setitem__(1, "<f16"), None, "dtype '<f16' not allowed"),
+        (lambda h: _buf("1.weight", 0)(h).__setitem__(2, [-8]), None, "malformed shape"),
+        (lambda h: _buf("1.weight", 0)(h).__setitem__(2, [1.5]), None, "malformed shape"),
+        (lambda h: _buf("1.weight", 1)(h).__setitem__(0, _buf("1.weight", 0)(h)[0]), None,
+         "malformed buffer list entry"),
+        (lambda h: _buf("1.weight", 0)(h).pop(), None, "malformed buffer list entry"),
+        (lambda h: _t("1.weight")(h).__setitem__("buffers", {}), None, "1.weight: malformed"),
+        (lambda h: _t("1.weight")(h).pop("data_crc32"), None, "1.weight: malformed"),
+        (lambda h: _t("1.weight")(h)["tree"].pop("meta"), None, "1.weight: malformed"),
+        (lambda h: _t("0.bias")(h).__setitem__("dtype", "float128"), None,
+         "0.bias: malformed entry"),
+        (lambda h: _t("0.bias")(h).__setitem__("kind", "sparse"), None, "unknown entry kind"),
+        # a checksum that does not match the bytes
+        (lambda h: _t("1.weight")(h).__setitem__("data_crc32", _t("1.weight")(h)[
+            "data_crc32"] ^ 1), None, r"1\.weight: checksum mismatch"),
+    ],
+)
+def test_v3_bad_tensor_table(tmp_path, edit, body_edit, match):
+    """Version 3 derives every offset from the table: a wrong size, a missing part or bytes
+    added or cut anywhere is caught by the sum against the file size, before any decoding."""
+    bad = tmp_path / "bad.dnnz"
+    bad.write_bytes(_rewrite(FIXTURES[3][0].read_bytes(), edit, body_edit))
+    with pytest.raises(FileFormatError, match=match):
+        dnn_adapter.load(bad, _blank(3))
+
+
+def test_v3_every_compressed_byte_is_checked(tmp_path):
+    """A flipped byte in any compressed entry's data, padding between its parts included,
+    is a checksum error naming that entry."""
+    data = FIXTURES[3][0].read_bytes()
+    _outer, _z, body = _split(data)
+    data0 = len(data) - len(body)
+    f = dnn_adapter.io._File(FIXTURES[3][0])
+    regions = dict(f.regions)
+    f.close()
+    assert set(regions) == {k for k, v in read_header(FIXTURES[3][0])["tensors"].items()
+                            if v["kind"] == "compressed"}
+    bad = tmp_path / "bad.dnnz"
+    for fqn, (a, b, _crc) in regions.items():
+        for pos in {a, (a + b) // 2, b - 1}:
+            flipped = bytearray(data)
+            flipped[data0 + pos] ^= 0x10
+            bad.write_bytes(bytes(flipped))
+            with pytest.raises(FileFormatError, match=rf"{fqn}: checksum mismatch"):
+                dnn_adapter.load(bad, _blank(3), verify=False)
