@@ -424,6 +424,26 @@ class _File:
         self.data0 = start + nb
         return self._json(raw, "compressed header")
 
+    def span(self, rec) -> tuple[int, int]:
+        """The file bytes [start, end) of a (validated) compressed entry's buffers."""
+        bs = [(int(b["offset"]), int(b["nbytes"])) for b in rec["buffers"].values()]
+        if not bs:
+            return self.data0, self.data0
+        return self.data0 + min(o for o, _ in bs), self.data0 + max(o + n for o, n in bs)
+
+    def release(self, start: int, end: int) -> None:
+        """Drop the mapped pages of file bytes [start, end) from this process's resident set
+        (cached mode, once a tensor is decoded). The mapping is private and never written,
+        so the pages are only dropped, not lost: a later read (save, unwrap) faults them in
+        from the file again. A no-op without mmap or madvise."""
+        adv = getattr(_mmap, "MADV_DONTNEED", None)
+        if adv is None or not isinstance(self.buf, _mmap.mmap) or end <= start:
+            return
+        a = start - start % _mmap.PAGESIZE
+        b = min(self.size, end + -end % _mmap.PAGESIZE)
+        if b > a:
+            self.buf.madvise(adv, a, b - a)
+
     def close(self) -> None:
         """Unmap the file; no array of it may be used after."""
         if isinstance(self.buf, _mmap.mmap):
@@ -502,7 +522,9 @@ def load(
 
     Compressed entries are installed as compressed weights (``mode``: ``"streaming"`` or
     ``"cached"``, default from the file); dense entries are copied into the model's
-    parameters/buffers bit for bit. Any mismatch (missing/unexpected layer, shape, dtype),
+    parameters/buffers bit for bit. With *verify*, every compressed entry is decoded and
+    checked first (cached mode keeps that decode). Cached mode with *mmap* then drops each
+    decoded entry's file pages from memory (they are read back from the file if needed). Any mismatch (missing/unexpected layer, shape, dtype),
     truncation or corruption raises :class:`FileFormatError` naming the layer.
     """
     f = _File(path, use_mmap=mmap)
@@ -541,13 +563,17 @@ def load(
             )
         if rec.get("kind") == "compressed":
             enc = _decode_entry(f, fqn, rec)
-            if verify:
-                _verify_enc(fqn, enc)
             owner, _, pname = fqn.rpartition(".")
             mod = model.get_submodule(owner)
             if pname not in mod._parameters:
                 raise FileFormatError(f"{fqn}: compressed entry is not a parameter of the model")
-            plan.append(("c", owner, pname, enc, bool(rec.get("requires_grad", True))))
+            got = None
+            if verify:
+                got = _verify_enc(fqn, enc)
+                # cached mode keeps this decode; streaming needs none until the forward
+                got = got if mode == "cached" and not enc.meta.get("quant") else None
+            plan.append(("c", owner, pname, enc, bool(rec.get("requires_grad", True)), got,
+                         f.span(rec)))
         elif rec.get("kind") == "dense":
             try:
                 dt = dtype_info(rec["dtype"])
@@ -564,8 +590,10 @@ def load(
                 _, fqn, cur, a, dt = item
                 out_bits(cur.data, dt)[...] = a.reshape(-1)
             else:
-                _, owner, pname, enc, rg = item
-                attach_encoded(model, owner, pname, enc, mode, rg)
+                _, owner, pname, enc, rg, got, span = item
+                attach_encoded(model, owner, pname, enc, mode, rg, decoded=got)
+                if mode == "cached":
+                    f.release(*span)  # decoded: its file pages need not stay resident
     _install_scopes(model)
     cj = {**cfg.to_json(), "mode": mode}
     if mode != "streaming":  # streaming-only options do not apply to a cached load

@@ -668,9 +668,13 @@ def _cached_tensor(e: _Entry) -> torch.Tensor:
 
 
 def attach_encoded(
-    model, owner_name: str, pname: str, enc: Encoded, mode: str, requires_grad: bool = True
+    model, owner_name: str, pname: str, enc: Encoded, mode: str, requires_grad: bool = True,
+    decoded: torch.Tensor | None = None,
 ) -> None:
-    """Install an (already verified) encoding as the compressed form of a parameter."""
+    """Install an (already verified) encoding as the compressed form of a parameter.
+
+    In cached mode, *decoded* (the encoding's decoded tensor, when the caller has it already:
+    a verified load) is kept instead of decoding again."""
     owner = model.get_submodule(owner_name)
     st = _state(owner)
     if st is None:
@@ -690,7 +694,9 @@ def attach_encoded(
     st.entries[pname] = e
     e.buffer_names = _register_parts(owner, pname, enc)
     if mode == "cached":
-        e.cached = _cached_tensor(e)
+        ok = (decoded is not None and decoded.dtype == dtype and tuple(decoded.shape) == shape
+              and decoded.is_contiguous() and not decoded.requires_grad)
+        e.cached = decoded if ok else _cached_tensor(e)
         object.__setattr__(owner, pname, e.cached)
     else:
         object.__setattr__(owner, pname, _placeholder(e))

@@ -259,6 +259,74 @@ def test_save_load(tmp_path, name, wrapped):
 
 
 
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_cached_load_decodes_once_and_drops_the_file_pages(tmp_path, monkeypatch, verify):
+    """A cached load keeps the decode its verification made (no second decode), and once a
+    tensor is decoded its compressed bytes' pages are released; they fault back in from the
+    file when read again (save, unwrap), bit for bit."""
+    import dnn_adapter.io as dio
+    import dnn_adapter.wrapping as dw
+
+    ref, x = make("cnn", variant="pruned")
+    path = tmp_path / "m.dnnz"
+    D.save(D.wrap(copy.deepcopy(ref), D.WrapConfig(min_numel=256)), path)
+    decodes, spans = [], []
+    real_cached, real_release = dw._cached_tensor, dio._File.release
+    monkeypatch.setattr(dw, "_cached_tensor", lambda e: decodes.append(e) or real_cached(e))
+    monkeypatch.setattr(dio._File, "release",
+                        lambda self, a, b: spans.append((a, b)) or real_release(self, a, b))
+    m = D.load(path, make("cnn")[0], mode="cached", verify=verify)
+    compressed = [k for k, v in dio.read_header(path)["tensors"].items()
+                  if v["kind"] == "compressed"]
+    assert len(decodes) == (0 if verify else len(compressed)) and len(spans) == len(compressed)
+    check_same(ref, m, x)
+    D.save(m, tmp_path / "again.dnnz")  # reads every released page again
+    (a, b) = (dio._File(p) for p in (path, tmp_path / "again.dnnz"))
+    try:  # the same tensors and bytes (the header differs only in its config's mode)
+        assert a.header["tensors"] == b.header["tensors"]
+        assert a.buf[a.data0:] == b.buf[b.data0:]
+    finally:
+        a.close()
+        b.close()
+    D.unwrap(m)
+    check_same(ref, m, x)
+    spans.clear()
+    D.load(path, make("cnn")[0], mode="streaming", verify=verify)
+    assert not spans  # streaming reads the compressed bytes on every forward: kept
+
+
+def test_file_release_drops_resident_pages(tmp_path):
+    """_File.release really takes the pages out of the resident set (Linux smaps)."""
+    if not os.path.exists("/proc/self/smaps"):
+        pytest.skip("needs /proc/self/smaps")
+    import numpy as np
+
+    from dnn_adapter.io import _File
+
+    big = nn.Linear(1024, 1024)  # 4 MiB of float32: many pages
+    path = tmp_path / "big.dnnz"
+    D.save(nn.Sequential(big), path)
+    f = _File(path)
+
+    def rss_kb():
+        with open("/proc/self/smaps") as fh:
+            lines = fh.read().splitlines()
+        for i, ln in enumerate(lines):
+            if ln.endswith(str(path)):
+                return next(int(x.split()[1]) for x in lines[i + 1:] if x.startswith("Rss:"))
+        raise AssertionError("mapping not found")
+
+    try:
+        int(np.frombuffer(f.buf, np.uint8).sum())  # touch every page
+        before = rss_kb()
+        f.release(0, f.size)
+        after = rss_kb()
+        assert before >= 2048 and after <= before // 8, (before, after)
+        assert f.buf[: f.size] == path.read_bytes()  # the bytes are still there
+    finally:
+        f.close()
+
 def test_save_file_mode_is_that_of_a_plain_open(tmp_path):
     """save's atomic write leaves the mode a plain open would (mkstemp alone makes 0o600)."""
     m = mlp()
