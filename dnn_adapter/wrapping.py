@@ -694,8 +694,9 @@ def attach_encoded(
     st.entries[pname] = e
     e.buffer_names = _register_parts(owner, pname, enc)
     if mode == "cached":
-        ok = (decoded is not None and decoded.dtype == dtype and tuple(decoded.shape) == shape
-              and decoded.is_contiguous() and not decoded.requires_grad)
+        ok = (isinstance(decoded, torch.Tensor) and decoded.dtype == dtype
+              and tuple(decoded.shape) == shape and decoded.is_contiguous()
+              and not decoded.requires_grad)
         e.cached = decoded if ok else _cached_tensor(e)
         object.__setattr__(owner, pname, e.cached)
     else:
