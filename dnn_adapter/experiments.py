@@ -1090,6 +1090,18 @@ HEAVY = ("resnet101", "vgg16", "deit_base")
 DEFAULT_HEAVY = ["none", "u90", "u97", "f70", "q8", "q2"]
 
 
+def _cpu_name() -> str:
+    """The CPU model (timings depend on it: dense PyTorch kernels differ by ISA)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def _csv(s: str, allowed) -> list[str]:
     if s in ("all", "*"):
         return list(allowed)
@@ -1373,7 +1385,8 @@ def main(argv=None) -> int:
         "command": "python -m dnn_adapter.experiments"
         + (" " + " ".join(argv if argv is not None else __import__("sys").argv[1:])).rstrip(),
         "when": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
+        "machine": f"{_cpu_name()}, {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{platform.system()}",
         "reps": reps,
         "finetune": a.finetune,
         "res": res_used,
