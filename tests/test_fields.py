@@ -324,9 +324,10 @@ SMALL = [(np.uint16, 5, 10), (np.uint16, 8, 7), (np.uint32, 8, 23)]
 
 
 def small_alphabet_words(data, dt, e, m):
-    """Words whose e-bit field takes at most 64 distinct values; n crosses 16 and 2048."""
+    """Words whose e-bit field takes at most 128 distinct values (the byte-table kernels: one
+    vpermb up to 64, vpermi2b up to 128); n crosses 16, 64 and 2048."""
     W = 8 * np.dtype(dt).itemsize
-    nvals = data.draw(st.integers(1, min(64, 1 << e)))
+    nvals = data.draw(st.one_of(st.integers(1, min(64, 1 << e)), st.integers(1, min(128, 1 << e))))
     vals = data.draw(st.lists(st.integers(0, (1 << e) - 1), min_size=nvals, max_size=nvals,
                               unique=True))
     n = data.draw(st.one_of(st.integers(0, 70), st.integers(2030, 4200)))
@@ -372,13 +373,18 @@ def test_small_tables_every_isa_level(level, dt, e, m, data):
 
 @pytest.mark.parametrize("level", isa_levels())
 @pytest.mark.parametrize("dt,e,m", SMALL)
-@pytest.mark.parametrize("where", [0, 15, 16, 1000, 2047, 2048, 2999])
+@pytest.mark.parametrize("where", [0, 15, 16, 63, 64, 1000, 2047, 2048, 2999])
 @pytest.mark.parametrize("bad_code", ["next", "in_subtable", "255"])
-def test_small_tables_reject_bad_codes(level, dt, e, m, where, bad_code):
-    """A code outside the table is caught in the vector part and in the scalar tail."""
+@pytest.mark.parametrize("nfield", [10, 100])
+def test_small_tables_reject_bad_codes(level, dt, e, m, where, bad_code, nfield):
+    """A code outside the table is caught in the vector part and in the scalar tail (tables
+    of up to 64 entries and of more)."""
     gen = np.random.default_rng(where)
     n = 3000
-    field = np.asarray([1, 2, 3, 5, 7, 11, 13, 17, 19, 23][: min(10, 1 << e)], np.uint64)
+    if nfield == 10:
+        field = np.asarray([1, 2, 3, 5, 7, 11, 13, 17, 19, 23][: min(10, 1 << e)], np.uint64)
+    else:
+        field = np.arange(min(nfield, 1 << e), dtype=np.uint64)
     W = 8 * np.dtype(dt).itemsize
     rest = gen.integers(0, 1 << 62, n, dtype=np.uint64) & np.uint64((1 << W) - 1)
     rest &= ~(np.uint64((1 << e) - 1) << np.uint64(m))
@@ -386,8 +392,8 @@ def test_small_tables_reject_bad_codes(level, dt, e, m, where, bad_code):
     words = (rest | (field << np.uint64(m))).astype(dt)
     codes, table, planes, top = split(words, e, m)
     bad = codes.copy()
-    bad[where] = {"next": table.size, "in_subtable": 15 if table.size < 15 else 63,
-                  "255": 255}[bad_code]
+    in_sub = 15 if table.size < 15 else 63 if table.size < 63 else 127
+    bad[where] = {"next": table.size, "in_subtable": in_sub, "255": 255}[bad_code]
     out = np.empty_like(words)
     with isa(level):
         with pytest.raises(wavelet.WaveletError):
@@ -400,7 +406,7 @@ def test_small_tables_reject_bad_codes(level, dt, e, m, where, bad_code):
 @given(data=st.data())
 def test_lookup_small_tables_every_isa_level(level, data):
     width = data.draw(st.sampled_from([np.uint8, np.uint16, np.uint32, np.uint64]))
-    table = data.draw(hnp.arrays(width, st.integers(1, 64)))
+    table = data.draw(hnp.arrays(width, st.integers(1, 128)))
     count = data.draw(st.one_of(st.integers(0, 70), st.integers(2030, 4200)))
     bl = data.draw(st.sampled_from([max(1, count), 16, 33, 2049]))
     gap = data.draw(st.integers(0, 2))

@@ -11,7 +11,9 @@ _ISA_NAMES = {0: "portable", 1: "x86-64 popcnt", 2: "x86-64 popcnt+bmi2"}
 
 
 def isa_level() -> int:
-    """The kernel level in use (0 portable, 1 POPCNT, 2 POPCNT+BMI2)."""
+    """The kernel level in use (0 portable, 1 POPCNT (and SSSE3 where the bulk kernels use
+    it), 2 POPCNT+BMI2; at level 2 a CPU with AVX-512 F/BW/VBMI also gets the AVX-512
+    byte-table and bit-field kernels of the float and dictionary decode)."""
     out = ffi.new("int *")
     check(lib.wv_isa_get(out), "isa_level")
     return int(out[0])

@@ -23,7 +23,7 @@
 #define WV_FM_CHUNK 2048u
 
 /* ---- SSSE3 byte-table kernel ------------------------------------------------------------
- * For 8-bit codes and at most 64 table entries, out words are assembled byte by byte, 16
+ * For 8-bit codes and at most 128 table entries, out words are assembled byte by byte, 16
  * elements at a time: byte b of a word is (pshufb lookups of the code in byte b of the
  * table, 16 entries per shuffle) | (raw byte b & mask byte b), plus the sign bit taken from
  * raw bit `sign_bit` into the word's top bit; bytes are then interleaved into words. This
@@ -39,7 +39,7 @@ typedef struct wv_bt {
     unsigned sign_bit;                /* raw bit moved to the word's top bit; 0xFF = none */
 } wv_bt_t;
 
-/* the kernel applies: 8-bit codes, words of at most 4 bytes, <= 64 entries, SSSE3 level */
+/* the kernel applies: 8-bit codes, words of at most 4 bytes, <= 128 entries, SSSE3 level */
 static int bt_usable(size_t code_width, size_t out_width, uint64_t ntable) {
     if (code_width != 1 || out_width > 4 || ntable > 16 * WV_BT_MAXSUB)
         return 0;
@@ -153,6 +153,100 @@ WV_BT_KERNELS(4)
 
 typedef uint64_t (*wv_bt_fn)(const wv_bt_t *, uint64_t, const uint8_t *, uint64_t,
                              const uint8_t *const *, unsigned, void *);
+
+/* ---- AVX-512 VBMI byte-table kernel: the same words, 64 elements per step. A byte of the
+ * table is one 128-byte vector pair (tab[b] holds entries 0..127 in order), so the lookup
+ * of 64 codes is one vpermi2b (vpermb up to 64 entries) instead of one pshufb per 16-entry
+ * sub-table. Codes >= ntable wrap in the permute and are caught by the max check. Taken at
+ * ISA level 2 on CPUs with AVX-512 F/BW/VBMI (level 1 keeps the SSSE3 kernel, so both are
+ * tested on such a CPU). */
+static int bt512_ok(void) {
+    static int ok = -1;
+    int v = __atomic_load_n(&ok, __ATOMIC_RELAXED);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vbmi");
+        __atomic_store_n(&ok, v, __ATOMIC_RELAXED);
+    }
+    return v && wv_isa_level_internal() >= 2;
+}
+
+#define WV_BT512_KERNEL(NAME, W)                                                                   \
+    __attribute__((target("avx512f,avx512bw,avx512vbmi"))) static uint64_t NAME(                  \
+        const wv_bt_t *t, uint64_t ntable, const uint8_t *c, uint64_t cnt,                        \
+        const uint8_t *const *raw, unsigned nraw, void *outp) {                                    \
+        uint8_t *out = (uint8_t *)outp;                                                            \
+        const uint64_t n64 = cnt & ~(uint64_t)63;                                                  \
+        const unsigned sb = t->sign_bit, big = t->nsub > 4;                                        \
+        const __m512i sbit = _mm512_set1_epi8((char)(1u << (sb & 7)));                             \
+        const __m512i k80 = _mm512_set1_epi8((char)0x80);                                          \
+        __m512i lo[W], hi[W], msk[W], maxv = _mm512_setzero_si512();                               \
+        for (unsigned b = 0; b < (W); b++) {                                                       \
+            lo[b] = _mm512_loadu_si512((const void *)t->tab[b][0]);                                \
+            hi[b] = _mm512_loadu_si512((const void *)t->tab[b][4]);                                \
+            msk[b] = _mm512_set1_epi8((char)t->mask[b]);                                           \
+        }                                                                                          \
+        for (uint64_t j = 0; j < n64; j += 64) {                                                   \
+            __m512i cv = _mm512_loadu_si512((const void *)(c + j));                                \
+            maxv = _mm512_max_epu8(maxv, cv);                                                      \
+            __m512i ob[W], rb[W];                                                                  \
+            for (unsigned b = 0; b < (W); b++) {                                                   \
+                __m512i e = _mm512_setzero_si512();                                                \
+                if (t->used[b])                                                                    \
+                    e = big ? _mm512_permutex2var_epi8(lo[b], cv, hi[b])                           \
+                            : _mm512_permutexvar_epi8(cv, lo[b]);                                  \
+                rb[b] = b < nraw ? _mm512_loadu_si512((const void *)(raw[b] + j))                  \
+                                 : _mm512_setzero_si512();                                         \
+                ob[b] = _mm512_or_si512(e, _mm512_and_si512(rb[b], msk[b]));                       \
+            }                                                                                      \
+            if (sb != 0xFF) {                                                                      \
+                __mmask64 sg = _mm512_test_epi8_mask(rb[sb >> 3], sbit);                           \
+                ob[(W)-1] = _mm512_or_si512(ob[(W)-1], _mm512_maskz_mov_epi8(sg, k80));            \
+            }                                                                                      \
+            WV_BT512_STORE_##W(out + j * (W), ob);                                                 \
+        }                                                                                          \
+        if (n64) {                                                                                 \
+            uint8_t mx[64];                                                                        \
+            _mm512_storeu_si512((void *)mx, maxv);                                                 \
+            for (unsigned i = 0; i < 64; i++)                                                      \
+                if (mx[i] >= ntable)                                                               \
+                    return UINT64_MAX;                                                             \
+        }                                                                                          \
+        return n64;                                                                                \
+    }
+#define WV_BT512_STORE_1(p, ob) _mm512_storeu_si512((void *)(p), ob[0])
+#define WV_BT512_STORE2_H(p, ob, H)                                                                \
+    _mm512_storeu_si512(                                                                           \
+        (void *)((p) + 64 * (H)),                                                                  \
+        _mm512_or_si512(_mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(ob[0], H)),                 \
+                        _mm512_slli_epi16(                                                         \
+                            _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(ob[1], H)), 8)))
+#define WV_BT512_STORE_2(p, ob)                                                                    \
+    do {                                                                                           \
+        WV_BT512_STORE2_H(p, ob, 0);                                                               \
+        WV_BT512_STORE2_H(p, ob, 1);                                                               \
+    } while (0)
+#define WV_BT512_B32(ob, B, Q) _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(ob[B], Q))
+#define WV_BT512_STORE4_Q(p, ob, Q)                                                                \
+    _mm512_storeu_si512(                                                                           \
+        (void *)((p) + 64 * (Q)),                                                                  \
+        _mm512_or_si512(_mm512_or_si512(WV_BT512_B32(ob, 0, Q),                                    \
+                                        _mm512_slli_epi32(WV_BT512_B32(ob, 1, Q), 8)),             \
+                        _mm512_or_si512(_mm512_slli_epi32(WV_BT512_B32(ob, 2, Q), 16),             \
+                                        _mm512_slli_epi32(WV_BT512_B32(ob, 3, Q), 24))))
+#define WV_BT512_STORE_4(p, ob)                                                                    \
+    do {                                                                                           \
+        WV_BT512_STORE4_Q(p, ob, 0);                                                               \
+        WV_BT512_STORE4_Q(p, ob, 1);                                                               \
+        WV_BT512_STORE4_Q(p, ob, 2);                                                               \
+        WV_BT512_STORE4_Q(p, ob, 3);                                                               \
+    } while (0)
+WV_BT512_KERNEL(bt512_run_1, 1)
+WV_BT512_KERNEL(bt512_run_2, 2)
+WV_BT512_KERNEL(bt512_run_4, 4)
+static const wv_bt_fn bt512_fns[3] = {bt512_run_1, bt512_run_2, bt512_run_4};
+
 static uint64_t bt_run(const wv_bt_t *t, uint64_t ntable, const uint8_t *c, uint64_t cnt,
                        const uint8_t *const *raw, unsigned nraw, void *out) {
     static const wv_bt_fn fns[3][WV_BT_MAXSUB] = {
@@ -166,7 +260,18 @@ static uint64_t bt_run(const wv_bt_t *t, uint64_t ntable, const uint8_t *c, uint
     unsigned wi = t->width == 1 ? 0 : t->width == 2 ? 1 : 2;
     if (t->nsub < 1 || t->nsub > WV_BT_MAXSUB)
         return 0;
-    return fns[wi][t->nsub - 1](t, ntable, c, cnt, raw, nraw, out);
+    uint64_t done = 0;
+    if (bt512_ok()) {
+        done = bt512_fns[wi](t, ntable, c, cnt, raw, nraw, out);
+        if (done == UINT64_MAX || cnt - done < 16)
+            return done;
+    }
+    const uint8_t *rawd[8];
+    for (unsigned b = 0; b < nraw && b < 8; b++)
+        rawd[b] = raw[b] + done;
+    uint64_t more = fns[wi][t->nsub - 1](t, ntable, c + done, cnt - done, rawd, nraw,
+                                         (uint8_t *)out + done * t->width);
+    return more == UINT64_MAX ? more : done + more;
 }
 #else
 static uint64_t bt_run(const wv_bt_t *t, uint64_t ntable, const uint8_t *c, uint64_t cnt,
@@ -220,6 +325,34 @@ __attribute__((target("ssse3"))) static uint64_t expand_top_ssse3(const uint8_t 
 }
 #endif
 
+#if WV_X86
+/* AVX-512 VBMI part of expand_top: 64 fields (8 groups of rem bytes) per step from i (a
+ * multiple of 8). vpermb puts group L's rem bytes at the start of 64-bit lane L, vpmultishiftqb
+ * takes the 8 bits at offset j * rem of each lane as byte j, and a mask keeps rem of them. The
+ * load is masked to the 8 * rem bytes the step uses, so it never reads past them. */
+__attribute__((target("avx512f,avx512bw,avx512vbmi"))) static uint64_t expand_top_512(
+    const uint8_t *top, unsigned rem, uint64_t i, uint64_t e, uint8_t *tv) {
+    uint8_t idx[64], ctl[64];
+    for (unsigned l = 0; l < 8; l++)
+        for (unsigned k = 0; k < 8; k++) {
+            idx[8 * l + k] = (uint8_t)(l * rem + k);
+            ctl[8 * l + k] = (uint8_t)(k * rem);
+        }
+    const __m512i vi = _mm512_loadu_si512((const void *)idx);
+    const __m512i vc = _mm512_loadu_si512((const void *)ctl);
+    const __m512i mk = _mm512_set1_epi8((char)((1u << rem) - 1));
+    const __mmask64 lm = ((__mmask64)1 << (8 * rem)) - 1;
+    uint64_t done = 0;
+    for (; e - i >= 64; i += 64, done += 64) {
+        __m512i x = _mm512_maskz_loadu_epi8(lm, (const void *)(top + (i >> 3) * rem));
+        __m512i g = _mm512_permutexvar_epi8(vi, x);
+        _mm512_storeu_si512((void *)(tv + done),
+                            _mm512_and_si512(_mm512_multishift_epi64_epi8(vc, g), mk));
+    }
+    return done;
+}
+#endif
+
 /* tv[0..cnt) = the rem-bit fields of elements i0..i0+cnt of top (top_bytes long). Eight
  * elements of rem bits fill exactly rem bytes, so aligned groups are read as one
  * little-endian word (16 at a time with SSSE3). */
@@ -229,6 +362,11 @@ static void expand_top(const uint8_t *top, uint64_t top_bytes, unsigned rem, uin
     for (; i < e && (i & 7); i++)
         *tv++ = (uint8_t)get_bits(top, i * rem, rem);
 #if WV_X86
+    if (rem <= 7 && bt512_ok()) {
+        uint64_t d = expand_top_512(top, rem, i, e, tv);
+        i += d;
+        tv += d;
+    }
     if (wv_merge_simd_ok() && wv_isa_level_internal() >= 1) {
         uint64_t d = expand_top_ssse3(top, top_bytes, rem, i, e, tv);
         i += d;
