@@ -160,10 +160,11 @@ def out_bits(out, dt: DType) -> np.ndarray:
     return out.reshape(-1).view(dt.uint)
 
 
-def crc32(a: np.ndarray) -> int:
-    """CRC-32 of an array's bytes (little-endian layout)."""
+def crc32(a: np.ndarray, value: int = 0) -> int:
+    """CRC-32 of an array's bytes (little-endian layout), continuing from *value* (the CRC-32
+    of the bytes before them)."""
     # a flat byte view: also for empty arrays of any shape (a (0, n) plane array)
-    return zlib.crc32(np.ascontiguousarray(a).reshape(-1).view(np.uint8)) & 0xFFFFFFFF
+    return zlib.crc32(np.ascontiguousarray(a).reshape(-1).view(np.uint8), value) & 0xFFFFFFFF
 
 
 def smallest_uint(maxval: int) -> np.dtype:

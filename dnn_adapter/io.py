@@ -182,24 +182,21 @@ def _write(path, header: dict, arrays, entries) -> None:
     # version 3: buffers follow the tensor table's order, each at the next offset its size
     # allows (_align_of); a compressed tensor lists its parts (name, dtype, shape) and has one
     # CRC-32 over its bytes in the file, from its first buffer's start to its last one's end
-    offset, starts, regions = 0, [], {}
+    offset, starts = 0, []
     for fqn, part, a in arrays:
         offset += -offset % _align_of(a.nbytes)
         starts.append(offset)
         if part:
-            entries[fqn]["buffers"].append([part, _np_dtype_str(a), list(a.shape)])
-            regions.setdefault(fqn, []).append((offset, a))
+            e = entries[fqn]
+            e["buffers"].append([part, _np_dtype_str(a), list(a.shape)])
+            if e["buffers"][1:]:  # the zero padding since the entry's previous buffer
+                e["data_crc32"] = zlib.crc32(bytes(offset - e["_end"]), e["data_crc32"])
+            e["data_crc32"], e["_end"] = crc32(a, e.get("data_crc32", 0)), offset + a.nbytes
         offset += a.nbytes
-    for fqn, bufs in regions.items():
-        c, pos = 0, bufs[0][0]
-        for start, a in bufs:
-            c = zlib.crc32(bytes(start - pos), c)
-            c = zlib.crc32(np.ascontiguousarray(a).reshape(-1).view(np.uint8), c)
-            pos = start + a.nbytes
-        entries[fqn]["data_crc32"] = c & 0xFFFFFFFF
     for e in entries.values():
         if e["kind"] == "compressed":
             e.setdefault("data_crc32", 0)  # no buffers: the CRC-32 of no bytes
+            e.pop("_end", None)
     raw = json.dumps(header, separators=(",", ":")).encode()
     z = zlib.compress(raw, 9)
     outer = {"format": MAGIC, "version": VERSION,
@@ -320,6 +317,16 @@ class _File:
         exactly at the end of the file."""
         end = self.size - self.data0
         off = 0
+
+        def place(fqn, nb):  # the next buffer's offset; the file must hold it
+            nonlocal off
+            at = off + -off % _align_of(nb, self.version)
+            off = at + nb
+            if off > end:
+                raise FileFormatError(f"{fqn}: buffer runs past the end of the file "
+                                      "(truncated)")
+            return at
+
         for fqn, rec in tensors.items():
             if not isinstance(rec, dict):
                 raise FileFormatError(f"{fqn}: malformed entry")
@@ -338,13 +345,9 @@ class _File:
                         raise FileFormatError(f"{fqn}: malformed buffer list entry {b!r}")
                     part, dt, shape = b
                     nb = self._nbytes(fqn, dt, shape)
-                    off += -off % _align_of(nb, self.version)
-                    start = off if start is None else start
-                    placed[part] = {"offset": off, "nbytes": nb, "dtype": dt, "shape": shape}
-                    off += nb
-                    if off > end:
-                        raise FileFormatError(f"{fqn}: buffer runs past the end of the file "
-                                              "(truncated)")
+                    at = place(fqn, nb)
+                    start = at if start is None else start
+                    placed[part] = {"offset": at, "nbytes": nb, "dtype": dt, "shape": shape}
                 rec.update(buffers=placed, dtype=meta.get("dtype"), shape=meta.get("shape"),
                            crc32=meta.get("crc32"))
                 self.regions[fqn] = (off if start is None else start, off, crc)
@@ -354,12 +357,7 @@ class _File:
                 except (KeyError, TypeError) as e:
                     raise FileFormatError(f"{fqn}: malformed entry ({e})") from None
                 nb = self._nbytes(fqn, dt, rec.get("shape"))
-                off += -off % _align_of(nb, self.version)
-                rec.update(offset=off, nbytes=nb)
-                off += nb
-                if off > end:
-                    raise FileFormatError(f"{fqn}: buffer runs past the end of the file "
-                                          "(truncated)")
+                rec.update(offset=place(fqn, nb), nbytes=nb)
             else:
                 raise FileFormatError(f"{fqn}: unknown entry kind {rec.get('kind')!r}")
         if off != end:
@@ -524,8 +522,9 @@ def load(
     ``"cached"``, default from the file); dense entries are copied into the model's
     parameters/buffers bit for bit. With *verify*, every compressed entry is decoded and
     checked first (cached mode keeps that decode). Cached mode with *mmap* then drops each
-    decoded entry's file pages from memory (they are read back from the file if needed). Any mismatch (missing/unexpected layer, shape, dtype),
-    truncation or corruption raises :class:`FileFormatError` naming the layer.
+    decoded entry's file pages from memory (they are read back from the file if needed).
+    Any mismatch (missing/unexpected layer, shape, dtype), truncation or corruption raises
+    :class:`FileFormatError` naming the layer.
     """
     f = _File(path, use_mmap=mmap)
     try:
