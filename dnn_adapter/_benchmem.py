@@ -44,4 +44,6 @@ def forward(state):
     model, x = state
     with torch.inference_mode():
         y = model(x)
+        if "_dnn_adapter_prefetch" in model.__dict__:  # it learns the order on the first
+            y = model(x)  # forward and decodes ahead from the second on
     return float(y.float().sum())

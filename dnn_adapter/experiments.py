@@ -44,7 +44,7 @@ from .io import load, read_header, save
 from .memory import peak_rss_of
 from .models import MLP, DigitsCNN
 from .reporting import count_macs, form_for
-from .wrapping import WrapConfig, wrap
+from .wrapping import WrapConfig, set_prefetch, wrap
 
 __all__ = [
     "SETTINGS",
@@ -427,17 +427,24 @@ def _mem_run(state) -> int:
         sd = torch.load(spec["path"], map_location="cpu", weights_only=True, mmap=False)
         m.load_state_dict(sd, assign=True)
         del sd
+    elif spec["mode"] == "prefetch":
+        load(spec["path"], m, mode="streaming", verify=False)
+        set_prefetch(m, True)
     else:
         load(spec["path"], m, mode=spec["mode"], verify=False)
     with torch.inference_mode():
         y = m(x)
+        if spec["mode"] == "prefetch":  # it decodes ahead from the second forward on
+            y = m(x)
     return int(y.numel())
 
 
 def measure_memory(arch: str, dense_path: str, dnnz_path: str, shape: tuple) -> dict:
-    """Peak RSS increase (bytes) of load + one forward, per mode, each in a fresh process."""
+    """Peak RSS increase (bytes) of load + one forward (prefetch: two, the second one
+    decoding ahead), per mode, each in a fresh process."""
     out = {}
-    for mode, path in (("dense", dense_path), ("streaming", dnnz_path), ("cached", dnnz_path)):
+    for mode, path in (("dense", dense_path), ("streaming", dnnz_path),
+                       ("prefetch", dnnz_path), ("cached", dnnz_path)):
         spec = {"arch": arch, "path": path, "mode": mode, "shape": shape}
         r = peak_rss_of(
             "dnn_adapter.experiments:_mem_run", spec, setup="dnn_adapter.experiments:_mem_setup"
@@ -553,10 +560,12 @@ def run_one(
             row.bound_bytes += sd[k].numel() * sd[k].element_size()
     row.codecs = ", ".join(f"{k}x{v}" for k, v in sorted(used.items()))
     row.exact_weights = _same_state(sd, w.state_dict())
-    cached = None
-    if latency:  # the file loaded back in cached mode (timed rows only: it costs a full decode)
+    cached = pre = None
+    if latency:  # the file loaded back in cached mode (timed rows only: it costs a full
+        # decode), and in streaming mode with prefetch (decoding ahead on a second thread)
         cached = load(path, copy.deepcopy(base), mode="cached", verify=False)
         row.exact_weights &= _same_state(sd, cached.state_dict())
+        pre = set_prefetch(load(path, copy.deepcopy(base), mode="streaming", verify=False))
 
     # outputs (and accuracy) -- dense eager vs streaming vs loaded cached
     g = torch.Generator().manual_seed(1)
@@ -571,21 +580,23 @@ def run_one(
         for x in xs.values():
             ref = m(x)
             exact &= torch.equal(ref, w(x))
-            if cached is not None:
-                exact &= torch.equal(ref, cached(x))
+            for other in (cached, pre, pre):  # pre twice: the second forward prefetches
+                if other is not None:
+                    exact &= torch.equal(ref, other(x))
         if test is not None:
             xt, yt = test
             ref = m(xt)
             exact &= torch.equal(ref, w(xt))
-            if cached is not None:
-                exact &= torch.equal(ref, cached(xt))
+            for other in (cached, pre):
+                if other is not None:
+                    exact &= torch.equal(ref, other(xt))
             row.acc_dense = float((ref.argmax(1) == yt).float().mean())
             row.acc_ours = float((w(xt).argmax(1) == yt).float().mean())
     row.exact_outputs = exact
     row.res = res if test is None else None
 
     if latency:
-        models = {"dense": m, "streaming": w, "cached": cached}
+        models = {"dense": m, "streaming": w, "prefetch": pre, "cached": cached}
         ts = {f"{k}/{b}": [] for k in models for b in xs}
         with torch.inference_mode():
             for _ in range(reps):
@@ -596,7 +607,7 @@ def run_one(
     if memory:
         dense_path = os.path.join(tmp, f"{name}-{setting.key}.pt")
         torch.save(sd, dense_path)
-        del cached, w
+        del cached, w, pre
         row.mem = measure_memory(name, dense_path, path, input_shape(name, res, 1))
         os.remove(dense_path)
     os.remove(path)
@@ -604,10 +615,11 @@ def run_one(
         f"  {row.model:<18} {setting.key:<6} CR {row.cr:7.2f} "
         f"(bound {row.dense_bytes / row.bound_bytes:7.2f})"
         f"  exact {row.exact_weights and row.exact_outputs}"
-        + (f"  stream b1 x{row.speedup('streaming', 1):.2f}" if row.lat else "")
+        + (f"  stream b1 x{row.speedup('streaming', 1):.2f}"
+           f"  prefetch b1 x{row.speedup('prefetch', 1):.2f}" if row.lat else "")
         + (
-            f"  mem MB d/s/c {row.mem['dense'] / 1e6:.0f}/{row.mem['streaming'] / 1e6:.0f}"
-            f"/{row.mem['cached'] / 1e6:.0f}"
+            f"  mem MB d/s/p/c {row.mem['dense'] / 1e6:.0f}/{row.mem['streaming'] / 1e6:.0f}"
+            f"/{row.mem['prefetch'] / 1e6:.0f}/{row.mem['cached'] / 1e6:.0f}"
             if row.mem
             else ""
         )
@@ -712,6 +724,7 @@ def _sp(r: Row) -> str:
         return "-"
     return (
         f"{_x(r.speedup('streaming', 1))} / {_x(r.speedup('streaming', 8))} ; "
+        f"{_x(r.speedup('prefetch', 1))} / {_x(r.speedup('prefetch', 8))} ; "
         f"{_x(r.speedup('cached', 1))} / {_x(r.speedup('cached', 8))}"
     )
 
@@ -752,7 +765,7 @@ def table_dense(rows) -> str:
             "CR",
             "bound CR",
             "ours % of bound",
-            "speedup stream b1/b8 ; cached b1/b8",
+            "speedup stream b1/b8 ; prefetch b1/b8 ; cached b1/b8",
             "codecs (tensors)",
             "paper CR / speedup",
             "bit-exact",
@@ -805,7 +818,7 @@ def table_pq(rows, kind: str) -> str:
             "CR improved",
             "bound: max CR improved",
             "ours % of bound",
-            "speedup stream b1/b8 ; cached b1/b8",
+            "speedup stream b1/b8 ; prefetch b1/b8 ; cached b1/b8",
             "paper (form/theirs)",
             "bit-exact",
         ],
@@ -844,7 +857,7 @@ def table_combined(rows) -> str:
             "CR improved",
             "bound CR",
             "ours % of bound",
-            "speedup stream b1/b8 ; cached b1/b8",
+            "speedup stream b1/b8 ; prefetch b1/b8 ; cached b1/b8",
             "paper: Our Method (OPQ + theirs)",
             "bit-exact",
         ],
@@ -870,11 +883,14 @@ def table_latency(rows) -> str:
                 r.res or "8x8",
                 f"{ms('dense/1')} / {ms('dense/8')}",
                 f"{ms('streaming/1')} / {ms('streaming/8')}",
+                f"{ms('prefetch/1')} / {ms('prefetch/8')}",
                 f"{ms('cached/1')} / {ms('cached/8')}",
                 f"{_x(r.speedup('streaming', 1))} / {_x(r.speedup('streaming', 8))}",
+                f"{_x(r.speedup('prefetch', 1))} / {_x(r.speedup('prefetch', 8))}",
                 f"{_x(r.speedup('cached', 1))} / {_x(r.speedup('cached', 8))}",
                 (
-                    f"{_mb(mem['dense'])} / {_mb(mem['streaming'])} / {_mb(mem['cached'])}"
+                    " / ".join(_mb(mem[k]) if k in mem else "-"
+                               for k in ("dense", "streaming", "prefetch", "cached"))
                     if mem
                     else "-"
                 ),
@@ -890,10 +906,12 @@ def table_latency(rows) -> str:
             "input res",
             "dense ms b1/b8",
             "streaming ms b1/b8",
+            "prefetch ms b1/b8",
             "cached ms b1/b8",
             "speedup stream b1/b8",
+            "speedup prefetch b1/b8",
             "speedup cached b1/b8",
-            "peak RSS MB dense/stream/cached",
+            "peak RSS MB dense/stream/prefetch/cached",
             "dense MB",
             "ours MB",
             "bit-exact",
@@ -1033,11 +1051,12 @@ def plots(rows: list[Row], img: str) -> list[str]:
         fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False)
         for ax, mk in zip(axes.flat, lat_models, strict=False):
             ss = [s for s in settings if (mk, s) in by and by[(mk, s)].lat]
-            for k, (mode, b) in enumerate(
-                (("streaming", 1), ("streaming", 8), ("cached", 1), ("cached", 8))
-            ):
+            modes = [(mo, b) for mo in ("streaming", "prefetch", "cached") for b in (1, 8)]
+            w = 0.8 / len(modes)
+            for k, (mode, b) in enumerate(modes):
                 ys = [by[(mk, s)].speedup(mode, b) or np.nan for s in ss]
-                ax.bar([j + (k - 1.5) * 0.2 for j in range(len(ss))], ys, 0.2, label=f"{mode} b{b}")
+                ax.bar([j + (k - (len(modes) - 1) / 2) * w for j in range(len(ss))], ys, w,
+                       label=f"{mode} b{b}")
             ax.axhline(1.0, color="k", lw=0.8)
             ax.set_xticks(range(len(ss)), ss, rotation=45, fontsize=7)
             res = by[(mk, ss[0])].res
@@ -1055,11 +1074,11 @@ def plots(rows: list[Row], img: str) -> list[str]:
     if mem_rows:
         fig, ax = plt.subplots(figsize=(max(7, 0.6 * len(mem_rows)), 4.5))
         labels = [f"{NAMES.get(r.key, r.key)}\n{r.setting}" for r in mem_rows]
-        for k, mode in enumerate(("dense", "streaming", "cached")):
+        for k, mode in enumerate(("dense", "streaming", "prefetch", "cached")):
             ax.bar(
-                [j + (k - 1) * 0.27 for j in range(len(mem_rows))],
-                [r.mem[mode] / 1e6 for r in mem_rows],
-                0.27,
+                [j + (k - 1.5) * 0.2 for j in range(len(mem_rows))],
+                [r.mem.get(mode, np.nan) / 1e6 for r in mem_rows],
+                0.2,
                 label=mode,
             )
         ax.set_yscale("log")
@@ -1142,8 +1161,8 @@ def write_report(rows, out, meta, forms_rows) -> str:
         "* Everything is **lossless**: `bit-exact` = the decoded state dict is bit-identical "
         "(integer views) to the transformed model's, for the wrapped (streaming) model and "
         "(timed rows) the file loaded back in cached mode, and the outputs are `torch.equal` "
-        "to dense eager at batch 1 (timed rows: 1 and 8, streaming and cached; digits models: "
-        "the whole test set too).",
+        "to dense eager at batch 1 (timed rows: 1 and 8, streaming, prefetch and cached; "
+        "digits models: the whole test set too).",
         "* Pruning/quantization are simple stand-ins for the paper's methods, applied to every "
         "conv/linear weight with no fine-tuning (except the digits models: "
         f"{meta['finetune']} epochs of masked fine-tuning after pruning): *magnitude* = "
@@ -1171,8 +1190,12 @@ def write_report(rows, out, meta, forms_rows) -> str:
         "training never updated): the `narrow` codec stores them in float16, which the "
         "bound's raw mantissa bits do not see.",
         f"* Latency: median of {meta['reps']} interleaved repetitions (dense eager, wrapped "
-        "streaming, loaded cached; batch 1 and 8, same inputs) in one process, one thread, "
-        "`torch.inference_mode()`, after one warm-up pass. Input resolution for the timings: "
+        "streaming, loaded streaming with prefetch, loaded cached; batch 1 and 8, same inputs) "
+        "in one process, torch on one thread, `torch.inference_mode()`, after one warm-up "
+        "pass. *Prefetch* = `dnn_adapter.set_prefetch(model)`: a second thread decodes the "
+        "layers that come next (up to the largest layer's decoded size ahead) while torch "
+        "computes, so it uses the machine's second core; the other modes use one. "
+        "Input resolution for the timings: "
         f"{res_txt} (the compression columns do not depend on it; RAS forms come from FPr at "
         "224x224, MiniLM at 128 tokens). Streaming decodes every weight on every forward (an "
         "embedding only the rows it looks up), so its cost is fixed per forward while the "
@@ -1180,10 +1203,12 @@ def write_report(rows, out, meta, forms_rows) -> str:
         "look worse. Speedups are dense time / ours (>1 = faster). This is a "
         "2-core shared CPU; the paper used an RTX 3090 with custom kernels.",
         "* Peak memory: `dnn_adapter.memory.peak_rss_of` runs load + one batch-1 forward in a "
-        "fresh spawned process per mode and reports the resident-set high-water mark above the "
+        "fresh spawned process per mode (prefetch: two forwards, the second decoding ahead) "
+        "and reports the resident-set high-water mark above the "
         f"baseline after imports and an unmaterialised model skeleton (method: "
         f"{meta.get('mem_method', '-')}). Dense = `torch.load` + `load_state_dict(assign=True)`;"
-        " streaming/cached = `dnn_adapter.load(path, mode=...)` (mmap'd file).",
+        " streaming/cached = `dnn_adapter.load(path, mode=...)` (mmap'd file), prefetch = "
+        "streaming + `set_prefetch`.",
         f"* Settings timed: {', '.join(meta['latency'])}; memory measured: "
         f"{', '.join(meta['memory']) or 'none'}. Compression columns: "
         f"{', '.join(meta['settings'])}"

@@ -599,7 +599,7 @@ def load(
         cj.update(fused=False, fused_cache=False, prefetch=False)
     model.__dict__["_dnn_adapter_config"] = WrapConfig(**cj)
     if cj["prefetch"]:
-        set_prefetch(model, True)
+        set_prefetch(model, cj["prefetch"])
     if cj["fused"]:
         from .fused import enable
 

@@ -23,10 +23,15 @@ Not thread-safe: one forward at a time per process (the workspace is shared).
 
 from __future__ import annotations
 
+import atexit
+import collections
 import contextlib
 import math
+import os
+import queue
 import threading
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -90,9 +95,10 @@ class WrapConfig:
         not bit for bit; the default (False) keeps ``torch.equal`` outputs.
     fused_cache : with *fused*, keep each sparse layer's decoded CSR form (O(nnz)) between
         calls instead of decoding the streams on every call.
-    prefetch : streaming mode: while one layer runs, decode the next one (the layer that
-        followed it in the previous forward) on a background thread, hiding decode time
-        behind compute when a second core is free. Costs one more decoded layer of memory.
+    prefetch : streaming mode: while one layer runs, decode the layers that followed it in
+        the previous forward on a background thread, hiding decode time behind compute when
+        a second core is free. ``True`` queues up to the largest layer's decoded size ahead
+        (memory: that much more than plain streaming); an int sets that budget in bytes.
         Switch it on/off on a wrapped or loaded model with :func:`set_prefetch`.
     """
 
@@ -104,7 +110,7 @@ class WrapConfig:
     verify: bool = True
     fused: bool = False
     fused_cache: bool = False
-    prefetch: bool = False
+    prefetch: bool | int = False
     version: int = 2
 
     def __post_init__(self):
@@ -114,6 +120,8 @@ class WrapConfig:
             raise ValueError("WrapConfig: fused kernels need mode='streaming'")
         if self.fused_cache and not self.fused:
             raise ValueError("WrapConfig: fused_cache needs fused=True")
+        if _prefetch_budget(self.prefetch, "WrapConfig") not in (None, False):
+            object.__setattr__(self, "prefetch", int(self.prefetch))  # JSON-ready
         if self.prefetch and self.mode != "streaming":
             raise ValueError("WrapConfig: prefetch needs mode='streaming'")
         for k, v in dict(self.overrides).items():
@@ -221,41 +229,118 @@ def clear_workspace() -> None:
     _WS.clear()
 
 
-class _Prefetcher:
-    """Decodes the scope expected next on one background thread (C decode releases the GIL).
+class _Job:
+    """One scope's background decode: a lighter stand-in for a ``Future`` (a queued job can
+    be cancelled; waiting is one lock acquire), because a forward queues one per layer."""
 
-    The prediction is the scope that ran after the current one in the previous forward, so
-    the first forward runs without prefetch and a model whose order changes only loses the
-    overlap (a prefetched scope is used whenever it runs, or drained before the next job).
+    __slots__ = ("scope", "nbytes", "state", "result", "error", "done")
+    QUEUED, RUNNING, DONE, CANCELLED = range(4)
+
+    def __init__(self, scope, nbytes: int):
+        self.scope, self.nbytes = scope, nbytes
+        self.state = _Job.QUEUED
+        self.result = self.error = None
+        self.done = threading.Lock()
+        self.done.acquire()  # released by the worker when the job has finished
+
+    def wait(self) -> dict:
+        self.done.acquire()
+        self.done.release()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class _Prefetcher:
+    """Decodes the scopes expected next on one background thread (C decode releases the GIL).
+
+    The prediction is the order the scopes ran in the previous forward (each scope's
+    successor), so the first forward runs without prefetch. While a scope runs, the queue is
+    topped up along that order with the scopes that follow, as long as the decoded bytes
+    waiting in it stay within *ahead* bytes (at least one scope is always queued): a deep
+    queue lets a large layer decode during several earlier, compute-heavy ones. A scope that
+    runs out of order is decoded in place, and the queue is cut back to the new order (jobs
+    not started are cancelled, finished ones released), so weights are never mixed up.
     Decoded weights live in buffers of this object's own pool (not the stack workspace).
     """
 
-    def __init__(self):
+    LOW = 0.5  # top the queue up once it is at most this full (fraction of the budget)
+
+    def __init__(self, ahead: int | None = None):
         self.succ: dict[int, _Scope] = {}
         self.last: _Scope | None = None
-        self.job = None  # (scope, future)
-        self.pool = None
+        self.jobs: collections.deque = collections.deque()  # queued _Job, in order
+        self.inbox = queue.SimpleQueue()  # the same jobs, for the worker thread
+        self.queued: set[int] = set()  # ids of the queued scopes
+        self.pending = 0  # decoded bytes of the queued jobs
+        self.ahead_bytes = ahead  # None: the largest scope's decoded bytes (_auto)
+        self.scopes: dict | None = None  # the model's scopes, for the default budget
+        self._auto: int | None = None
+        self._nbytes: dict[int, int] = {}
+        self.pool = None  # the worker thread
         self.lock = threading.Lock()
-        self.free: dict = {}  # dtype -> [flat tensors]
+        self.free: dict = {}  # dtype -> [(numel, flat tensor)]
+        self.free_bytes = 0
 
-    # buffers ----------------------------------------------------------------------------
+    # sizes --------------------------------------------------------------------------------
+    def reset_sizes(self) -> None:
+        """Forget cached scope sizes (the scopes were rebuilt)."""
+        self._nbytes.clear()
+        self._auto = None
+
+    def scope_bytes(self, scope) -> int:
+        nb = self._nbytes.get(id(scope))
+        if nb is None:
+            nb = 0
+            for owner, _fqn in scope.owners:
+                st = _state(owner)
+                if st is not None and st.mode == "streaming":
+                    nb += sum(e.dense_nbytes for e in st.entries.values() if e.fused is None)
+            self._nbytes[id(scope)] = nb
+        return nb
+
+    @property
+    def largest(self) -> int:
+        """The decoded bytes of the model's largest scope."""
+        if self._auto is None:
+            self._auto = max((self.scope_bytes(s) for s in (self.scopes or {}).values()),
+                             default=0)
+        return self._auto
+
+    @property
+    def ahead(self) -> int:
+        return self.largest if self.ahead_bytes is None else self.ahead_bytes
+
+    # buffers ------------------------------------------------------------------------------
     def acquire(self, dtype, numel: int) -> torch.Tensor:
         with self.lock:
-            bufs = self.free.setdefault(dtype, [])
-            for i, b in enumerate(bufs):
-                if b.numel() >= numel:
-                    return bufs.pop(i)
+            bufs = self.free.get(dtype)
+            best = None
+            if bufs:
+                for i, (n, _b) in enumerate(bufs):  # the smallest buffer that fits
+                    if n >= numel and (best is None or n < bufs[best][0]):
+                        best = i
+            if best is not None:
+                n, buf = bufs.pop(best)
+                self.free_bytes -= n * buf.element_size()
+                return buf
         return torch.empty(numel, dtype=dtype)
 
     def release(self, buf: torch.Tensor) -> None:
+        n, size = buf.numel(), buf.numel() * buf.element_size()
         with self.lock:
-            bufs = self.free.setdefault(buf.dtype, [])
-            bufs.append(buf)
-            if len(bufs) > 4:  # keep the largest few
-                bufs.sort(key=lambda b: b.numel())
-                del bufs[0]
+            self.free.setdefault(buf.dtype, []).append((n, buf))
+            self.free_bytes += size
+            # keep what a full queue plus the running scope use, not more: drop the
+            # smallest buffers first (the large ones are the costly ones to re-create)
+            keep = self.ahead + self.largest + (1 << 20)
+            while self.free_bytes > keep:
+                dt, i = min(((d, j) for d, bs in self.free.items() for j in range(len(bs))),
+                            key=lambda p: self.free[p[0]][p[1]][0])
+                n, b = self.free[dt].pop(i)
+                self.free_bytes -= n * b.element_size()
 
-    # jobs -------------------------------------------------------------------------------
+    # jobs ---------------------------------------------------------------------------------
     def _decode(self, scope) -> dict:
         out = {}
         try:
@@ -275,66 +360,180 @@ class _Prefetcher:
         return out
 
     def take(self, scope) -> dict | None:
-        """The decoded weights of *scope* if they were prefetched (waits for the job)."""
-        job, self.job = self.job, None
-        if job is None:
+        """The decoded weights of *scope* if they were prefetched (waits for its job); the
+        jobs queued before it were mispredicted and are dropped."""
+        if id(scope) not in self.queued:
             return None
-        if job[0] is scope:
-            return job[1].result()
-        self._drain(job)
-        return None
+        while True:
+            job = self.jobs.popleft()
+            self.queued.discard(id(job.scope))
+            self.pending -= job.nbytes
+            if job.scope is scope:
+                return job.wait()
+            self._drain(job)
 
     def _drain(self, job) -> None:
+        with self.lock:
+            if job.state == _Job.QUEUED:  # not started: nothing was decoded
+                job.state = _Job.CANCELLED
+                return
         try:
-            got = job[1].result()
+            got = job.wait()
         except Exception:  # a failed guess: the layer will decode (and raise) when it runs
             return
         for buf, _w in got.values():
             self.release(buf)
 
+    def _cut(self, keep: int) -> None:
+        """Drop the queued jobs after the first *keep* (newest first: not yet started)."""
+        while len(self.jobs) > keep:
+            job = self.jobs.pop()
+            self.queued.discard(id(job.scope))
+            self.pending -= job.nbytes
+            self._drain(job)
+
     def ran(self, scope) -> None:
-        """Record that *scope* runs now and start decoding the one predicted to follow."""
+        """Record that *scope* runs now and top the queue up with the scopes predicted to
+        follow it, within the byte budget (amortized O(1): each scope is queued once per
+        forward; the queue was built along the same order, so only its head is checked)."""
         if self.last is not None and self.last is not scope:
             self.succ[id(self.last)] = scope
         self.last = scope
-        nxt = self.succ.get(id(scope))
-        if nxt is None or nxt is scope:
-            return
-        if self.job is not None:
-            self._drain(self.job)
-            self.job = None
-        if self.pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self.pool = ThreadPoolExecutor(1, thread_name_prefix="dnn-prefetch")
-        self.job = (nxt, self.pool.submit(self._decode, nxt))
+        succ = self.succ
+        nxt = succ.get(id(scope))
+        if self.jobs and self.jobs[0].scope is not nxt:
+            self._cut(0)  # the order changed: the queue is stale
+        ahead = self.ahead
+        if self.jobs and self.pending > ahead * self.LOW:
+            return  # still half full: top up later, in one batch (each wake-up of the
+            # worker thread costs the running thread ~15 us on a virtual machine)
+        cur = self.jobs[-1].scope if self.jobs else scope
+        nxt = succ.get(id(cur))
+        batch = []
+        while nxt is not None and nxt is not scope and id(nxt) not in self.queued:
+            nb = self.scope_bytes(nxt)
+            if self.jobs and self.pending + nb > ahead:
+                break
+            job = _Job(nxt, nb)
+            self.jobs.append(job)
+            batch.append(job)
+            self.queued.add(id(nxt))
+            self.pending += nb
+            nxt = succ.get(id(nxt))
+        if batch:
+            if self.pool is None:
+                self.pool = threading.Thread(target=_prefetch_worker, name="dnn-prefetch",
+                                             args=(self.inbox, self.lock), daemon=True)
+                self.pool.start()
+                _LIVE_PREFETCHERS.add(self)
+            self.inbox.put((self._decode, batch))
 
     def close(self) -> None:
-        if self.job is not None:
-            self._drain(self.job)
-            self.job = None
+        self._cut(0)
         if self.pool is not None:
-            self.pool.shutdown(wait=True)
+            self.inbox.put(None)
+            self.pool.join()
             self.pool = None
+            _LIVE_PREFETCHERS.discard(self)
         self.free.clear()
+        self.free_bytes = 0
         self.succ.clear()
         self.last = None
+        self.reset_sizes()
+
+    def _after_fork(self) -> None:
+        """In a forked child: the worker thread did not come along, so forget its jobs
+        (their buffers stay with the parent's copy of memory) and start afresh."""
+        self.jobs.clear()
+        self.queued.clear()
+        self.pending = 0
+        self.inbox = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.pool = None
+
+    def __del__(self):  # a model dropped without unwrap: let its worker thread end
+        if self.pool is not None:
+            with contextlib.suppress(Exception):
+                self.inbox.put(None)
 
 
-def set_prefetch(model: nn.Module, enabled: bool = True) -> nn.Module:
-    """Switch background decoding of the next layer on or off for a wrapped/loaded *model*.
+def _prefetch_worker(inbox, lock) -> None:
+    """A prefetcher's background thread: decode the queued batches of jobs in order until
+    told to stop (None). It holds its prefetcher only while a batch runs."""
+    while True:
+        item = inbox.get()
+        if item is None:
+            return
+        decode, batch = item
+        job = None
+        for job in batch:
+            with lock:
+                if job.state == _Job.CANCELLED:
+                    job.done.release()  # nobody waits on it; released for good measure
+                    continue
+                job.state = _Job.RUNNING
+            try:
+                job.result = decode(job.scope)
+            except BaseException as e:  # re-raised (or ignored) by the waiting thread
+                job.error = e
+            job.state = _Job.DONE
+            job.done.release()
+        del item, decode, batch, job
 
-    Streaming mode only. While on, peak memory holds one more decoded layer.
+
+_LIVE_PREFETCHERS: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_prefetchers() -> None:
+    """At exit, stop every worker before the interpreter tears its threads down (a daemon
+    thread stopped inside torch's C++ code aborts the process)."""
+    for pf in list(_LIVE_PREFETCHERS):
+        with contextlib.suppress(Exception):
+            pf.close()
+
+
+def _prefetchers_after_fork() -> None:
+    for pf in list(_LIVE_PREFETCHERS):
+        pf._after_fork()
+    _LIVE_PREFETCHERS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_prefetchers_after_fork)
+
+
+def set_prefetch(model: nn.Module, enabled: bool | int = True) -> nn.Module:
+    """Switch background decoding of the layers that come next on or off for a wrapped or
+    loaded *model* (streaming mode only).
+
+    *enabled*: ``True`` lets the queue of decoded-ahead layers hold up to the largest
+    layer's decoded size, an int that many bytes (more lets a large layer start decoding
+    during several earlier ones), ``False`` switches it off. While on, peak memory holds that
+    budget of decoded weights on top of the running layer's.
     """
+    ahead = _prefetch_budget(enabled, "set_prefetch")
     old = model.__dict__.pop("_dnn_adapter_prefetch", None)
     if old is not None:
         old.close()
-    pf = _Prefetcher() if enabled else None
+    pf = None if ahead is False else _Prefetcher(ahead)
+    scopes = model.__dict__.get("_dnn_adapter_scopes", {})
     if pf is not None:
+        pf.scopes = scopes
         model.__dict__["_dnn_adapter_prefetch"] = pf
-    for sc in model.__dict__.get("_dnn_adapter_scopes", {}).values():
+    for sc in scopes.values():
         sc.pf = pf
     return model
+
+
+def _prefetch_budget(v, where: str):
+    """False (off), None (on, default budget) or a byte budget, from a prefetch setting."""
+    if isinstance(v, bool):
+        return None if v else False
+    if isinstance(v, int | np.integer) and v >= 1:
+        return int(v)
+    raise ValueError(f"{where}: prefetch must be True, False or a positive number of bytes, "
+                     f"not {v!r}")
 
 
 # ---- per-module state -------------------------------------------------------------------------
@@ -718,6 +917,9 @@ def _install_scopes(model) -> None:
             scopes[sname] = _Scope(model.get_submodule(sname))
         scopes[sname].owners.append((mod, name))
     pf = model.__dict__.get("_dnn_adapter_prefetch")
+    if pf is not None:
+        pf.close()  # jobs and sizes of the old scopes
+        pf.scopes = scopes
     for sc in scopes.values():
         sc.pf = pf
         sc.attach()
@@ -782,7 +984,7 @@ def wrap(
         enable(model, cache=config.fused_cache)
     model.__dict__["_dnn_adapter_config"] = config
     if config.prefetch:
-        set_prefetch(model, True)
+        set_prefetch(model, config.prefetch)
     return model
 
 

@@ -103,6 +103,13 @@ def test_quick_run(tmp_path):
     assert all(r["acc_dense"] == r["acc_ours"] for r in rows)
     mem = [r for r in rows if r["mem"]]
     assert mem and all(r["mem"]["dense"] > 0 for r in mem)
+    assert all({"dense", "streaming", "prefetch", "cached"} <= r["mem"].keys() for r in mem)
+    timed = [r for r in rows if r["lat"]]
+    assert timed and all(
+        r["lat"][f"{mode}/{b}"] > 0
+        for r in timed for mode in ("dense", "streaming", "prefetch", "cached") for b in (1, 8)
+    )
+    assert "speedup prefetch b1/b8" in md
     # every bit-exact cell of the tables says yes
     assert "**NO**" not in md
 
