@@ -1175,7 +1175,7 @@ def write_report(rows, out, meta, forms_rows) -> str:
         'size ("pruning/quantization only"): every transformed weight counted as non-zeros x '
         "bits, with *no* position index, everything else dense; **ours MB** = the file "
         "`dnn_adapter.save` writes (every part, rank/select indexes, "
-        f"the zlib-compressed JSON header: file format {FILE_VERSION}). "
+        f"the JSON header, zlib-compressed with a preset dictionary: file format {FILE_VERSION}). "
         'CR = dense / ours; CR improved = form / ours (the paper\'s "CR Improved").',
         "* **bound** = zero-order entropy bound of the tensors dnn_adapter compresses "
         "(`entropy_bound_bits`: exponent H0 + raw sign/mantissa bits for dense floats; "

@@ -3,10 +3,11 @@
 Layout (little-endian), version 3 (``docs/dnn_format.md`` is the specification)::
 
     u64        length H of the outer header
-    H bytes    outer JSON header {"format", "version": 3, "header": {"codec": "zlib",
+    H bytes    outer JSON header {"format", "version": 3, "header": {"codec": "zlib-d1",
                "nbytes", "raw_nbytes", "crc32"}} (UTF-8, space-padded so the data starts
                64-byte aligned)
-    nbytes     the JSON header below, zlib-compressed
+    nbytes     the JSON header below, zlib-compressed with the preset dictionary of
+               ``_header_dict`` (codec "zlib-d1"; "zlib", no dictionary, is read too)
     ...        raw buffers in the order of the tensor table, each at the next multiple of 8
                bytes from the data start (of 64 for buffers of 4 KiB and more); the last
                one ends the file
@@ -50,6 +51,7 @@ import torch
 from torch import nn
 
 from ._bits import bits_of, crc32, dtype_info, out_bits
+from ._header_dict import HEADER_DICT_1
 from .codecs import CodecError, Encoded, encode_best, get_codec
 from .ras import RASError
 from .wrapping import (
@@ -72,6 +74,10 @@ ALIGN = 64  # the data start, and buffers of BIG_BUFFER bytes or more
 SMALL_ALIGN = 8  # smaller buffers (versions 2 and 3)
 BIG_BUFFER = 4096
 MAX_HEADER = 1 << 28
+# the inner header's codecs: plain zlib (files of versions 2 and 3 written before the
+# dictionary), and zlib with the fixed preset dictionary of _header_dict (written)
+_HEADER_DICTS = {"zlib": b"", "zlib-d1": HEADER_DICT_1}
+HEADER_CODEC = "zlib-d1"
 _ALLOWED_NP = {
     "<u1",
     "<u2",
@@ -198,9 +204,10 @@ def _write(path, header: dict, arrays, entries) -> None:
             e.setdefault("data_crc32", 0)  # no buffers: the CRC-32 of no bytes
             e.pop("_end", None)
     raw = json.dumps(header, separators=(",", ":")).encode()
-    z = zlib.compress(raw, 9)
+    c = zlib.compressobj(9, zdict=_HEADER_DICTS[HEADER_CODEC])
+    z = c.compress(raw) + c.flush()
     outer = {"format": MAGIC, "version": VERSION,
-             "header": {"codec": "zlib", "nbytes": len(z), "raw_nbytes": len(raw),
+             "header": {"codec": HEADER_CODEC, "nbytes": len(z), "raw_nbytes": len(raw),
                         "crc32": zlib.crc32(z)}}
     hj = json.dumps(outer, separators=(",", ":")).encode()
     hj += b" " * (-(8 + len(hj) + len(z)) % ALIGN)  # the data starts 64-byte aligned
@@ -399,7 +406,8 @@ class _File:
         except (KeyError, TypeError):
             raise FileFormatError(f"{self.path}: outer header has no compressed header "
                                   "record") from None
-        if codec != "zlib" or not all(type(v) is int for v in (nb, raw_nb, crc)):
+        if (not isinstance(codec, str) or codec not in _HEADER_DICTS
+                or not all(type(v) is int for v in (nb, raw_nb, crc))):
             raise FileFormatError(f"{self.path}: unsupported compressed header {rec!r}")
         start = self.data0
         if nb < 0 or start + nb > self.size:
@@ -412,7 +420,8 @@ class _File:
         z = bytes(self.buf[start : start + nb])
         if zlib.crc32(z) != crc:
             raise FileFormatError(f"{self.path}: header checksum mismatch (corrupt file)")
-        d = zlib.decompressobj()
+        zd = _HEADER_DICTS[codec]
+        d = zlib.decompressobj(zdict=zd) if zd else zlib.decompressobj()
         try:
             raw = d.decompress(z, raw_nb + 1)  # never more than the size it claims
         except zlib.error as e:

@@ -313,3 +313,65 @@ def test_v3_every_compressed_byte_is_checked(tmp_path):
             bad.write_bytes(bytes(flipped))
             with pytest.raises(FileFormatError, match=rf"{fqn}: checksum mismatch"):
                 dnn_adapter.load(bad, _blank(3), verify=False)
+
+
+# ---- the header codec with a preset dictionary (zlib-d1) -------------------------------------
+def _written(tmp_path):
+    path = tmp_path / "d1.dnnz"
+    cfg = dnn_adapter.WrapConfig(min_numel=256, overrides={"0": "block", "emb": "block",
+                                                           "emb32": "block"})
+    dnn_adapter.save(fixture_model_v2(), path, config=cfg)
+    return path
+
+
+def test_header_dictionary_layout_and_gain(tmp_path):
+    from dnn_adapter._header_dict import HEADER_DICT_1, HEADER_DICT_1_CRC32
+
+    path = _written(tmp_path)
+    outer, z, body = _split(path.read_bytes())
+    assert outer["version"] == 3 and outer["header"]["codec"] == "zlib-d1"
+    d = zlib.decompressobj(zdict=HEADER_DICT_1)
+    raw = d.decompress(z) + d.flush()
+    assert len(raw) == outer["header"]["raw_nbytes"] and json.loads(raw)["version"] == 3
+    with pytest.raises(zlib.error):  # it needs the dictionary
+        zlib.decompress(z)
+    assert len(z) < len(zlib.compress(raw, 9)) - 300  # the point of the dictionary
+    # the bytes are the format's: fixed, and the specification names them
+    assert zlib.crc32(HEADER_DICT_1) == HEADER_DICT_1_CRC32 and len(HEADER_DICT_1) == 6857
+    spec = (Path(__file__).parents[1] / "docs" / "dnn_format.md").read_text()
+    assert f"{HEADER_DICT_1_CRC32:#010x}" in spec and "6857" in spec
+    # the same header in plain zlib (what earlier writers used) reads the same
+    zp = zlib.compress(raw, 9)
+    outer["header"].update(codec="zlib", nbytes=len(zp), crc32=zlib.crc32(zp))
+    plain = tmp_path / "plain.dnnz"
+    plain.write_bytes(_join(outer, zp, body))
+    assert read_header(plain) == read_header(path)
+    m = dnn_adapter.load(plain, _blank(3))
+    for k, v in fixture_model_v2().state_dict().items():
+        assert torch.equal(m.state_dict()[k].view(INTV.get(v.element_size(), v.dtype)),
+                           v.view(INTV.get(v.element_size(), v.dtype))), k
+
+
+@pytest.mark.parametrize("codec", ["zlib-d2", ["zlib-d1"], {"a": 1}, None, 1])
+def test_header_codec_unknown_or_malformed(tmp_path, codec):
+    outer, z, body = _split(_written(tmp_path).read_bytes())
+    outer["header"]["codec"] = codec
+    bad = tmp_path / "bad.dnnz"
+    bad.write_bytes(_join(outer, z, body))
+    with pytest.raises(FileFormatError, match="unsupported compressed header"):
+        dnn_adapter.load(bad, _blank(3))
+
+
+def test_header_codec_mismatch_is_a_corrupt_header(tmp_path):
+    """Dictionary bytes read as plain zlib fail as a corrupt header (a zlib stream says
+    whether it needs a dictionary, so the reverse reads the same header: no harm)."""
+    outer, z, body = _split(_written(tmp_path).read_bytes())
+    outer["header"]["codec"] = "zlib"
+    bad = tmp_path / "bad.dnnz"
+    bad.write_bytes(_join(outer, z, body))
+    with pytest.raises(FileFormatError, match="compressed header is corrupt"):
+        dnn_adapter.load(bad, _blank(3))
+    outer, z, body = _split(FIXTURES[3][0].read_bytes())  # plain zlib, claimed as d1
+    outer["header"]["codec"] = "zlib-d1"
+    bad.write_bytes(_join(outer, z, body))
+    assert read_header(bad) == read_header(FIXTURES[3][0])
