@@ -281,6 +281,7 @@ class _Prefetcher:
         self.lock = threading.Lock()
         self.free: dict = {}  # dtype -> [(numel, flat tensor)]
         self.free_bytes = 0
+        self.out_bytes = 0  # bytes of the buffers handed out and not yet released
 
     # sizes --------------------------------------------------------------------------------
     def reset_sizes(self) -> None:
@@ -313,28 +314,37 @@ class _Prefetcher:
 
     # buffers ------------------------------------------------------------------------------
     def acquire(self, dtype, numel: int) -> torch.Tensor:
+        """A flat buffer of at least *numel* elements: the smallest pooled one that fits
+        without wasting more than half of it (a large layer's buffer is not spent on a
+        small one), else a new one."""
         with self.lock:
             bufs = self.free.get(dtype)
             best = None
             if bufs:
-                for i, (n, _b) in enumerate(bufs):  # the smallest buffer that fits
-                    if n >= numel and (best is None or n < bufs[best][0]):
+                for i, (n, _b) in enumerate(bufs):
+                    if numel <= n <= 2 * numel + 1024 and (best is None or n < bufs[best][0]):
                         best = i
             if best is not None:
                 n, buf = bufs.pop(best)
-                self.free_bytes -= n * buf.element_size()
+                size = n * buf.element_size()
+                self.free_bytes -= size
+                self.out_bytes += size
                 return buf
+            self.out_bytes += numel * torch.empty(0, dtype=dtype).element_size()
         return torch.empty(numel, dtype=dtype)
 
     def release(self, buf: torch.Tensor) -> None:
-        n, size = buf.numel(), buf.numel() * buf.element_size()
+        n = buf.numel()
+        size = n * buf.element_size()
         with self.lock:
+            self.out_bytes = max(0, self.out_bytes - size)
             self.free.setdefault(buf.dtype, []).append((n, buf))
             self.free_bytes += size
-            # keep what a full queue plus the running scope use, not more: drop the
-            # smallest buffers first (the large ones are the costly ones to re-create)
+            # pooled and handed-out buffers together stay within what a full queue plus the
+            # running scope use: drop the smallest free ones first (the large ones are the
+            # costly ones to re-create)
             keep = self.ahead + self.largest + (1 << 20)
-            while self.free_bytes > keep:
+            while self.free_bytes and self.free_bytes + self.out_bytes > keep:
                 dt, i = min(((d, j) for d, bs in self.free.items() for j in range(len(bs))),
                             key=lambda p: self.free[p[0]][p[1]][0])
                 n, b = self.free[dt].pop(i)
@@ -437,6 +447,7 @@ class _Prefetcher:
             _LIVE_PREFETCHERS.discard(self)
         self.free.clear()
         self.free_bytes = 0
+        self.out_bytes = 0
         self.succ.clear()
         self.last = None
         self.reset_sizes()
@@ -706,7 +717,13 @@ class _Scope:
                     buf, w = got.pop(id(e))
                     e.live.append((buf, w))  # a prefetch buffer: released to the prefetcher
                 else:
-                    flat, pooled = _WS.acquire(e.dtype, e.numel)
+                    # with prefetch, a layer decoded here (the first forward, a miss) uses
+                    # the prefetcher's pool too: one set of buffers, not two
+                    if self.pf is not None:
+                        pooled = self.pf.acquire(e.dtype, e.numel)
+                        flat = pooled[: e.numel]
+                    else:
+                        flat, pooled = _WS.acquire(e.dtype, e.numel)
                     w = flat.view(e.shape)
                     ids = _lookup_ids(owner, pname, args) if owner is mod else None
                     if ids is None or not e.decode_rows_into(w, ids):

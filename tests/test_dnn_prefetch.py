@@ -129,7 +129,27 @@ def test_prefetch_buffers_are_reused():
     assert len(made) <= 4
     kept = sum(n * b.element_size() for v in pf.free.values() for n, b in v)
     assert kept == pf.free_bytes <= pf.ahead + pf.largest + (1 << 20)
-    assert wrapping._WS.pools  # the synchronous path still uses the stack workspace
+    pf._cut(0)  # drop the jobs queued for the next forward: their buffers come back
+    assert pf.out_bytes == 0  # every buffer handed out came back
+
+
+def test_prefetching_model_keeps_one_set_of_buffers():
+    """Its first forward (no prefetch yet) decodes into the prefetcher's pool, not the
+    shared stack workspace, so the largest layer's buffer is not held twice; a large
+    layer's pooled buffer is not spent on a small one."""
+    m = dnn_adapter.wrap(deep(), dnn_adapter.WrapConfig(prefetch=True, min_numel=100))
+    pf = m.__dict__["_dnn_adapter_prefetch"]
+    wrapping.clear_workspace()
+    with torch.no_grad():
+        for _ in range(3):
+            m(torch.randn(2, 48))
+    assert not any(p["buf"] is not None for p in wrapping._WS.pools.values())
+    assert pf.free_bytes + pf.out_bytes <= pf.ahead + pf.largest + (1 << 20)
+    big = pf.acquire(torch.float32, 50_000)
+    pf.release(big)
+    small = pf.acquire(torch.float32, 100)
+    assert small is not big and small.numel() == 100
+    pf.release(small)
 
 
 def deep():
