@@ -4,7 +4,9 @@ Tensors are seeded Gaussian weights (std 0.02, the scale of trained layers), a 9
 magnitude-pruned copy and a 16-level quantized copy. time_* are seconds per call
 (1 thread). track_decode_speed_vs_zipnn times our decode and zipnn's decompression of
 the same tensor interleaved in one process and returns the median ratio (>1: we are
-faster); it is skipped when zipnn is not installed.
+faster); it is skipped when zipnn is not installed. StreamingSuite tracks a small CNN's
+forward in streaming mode, with and without prefetch, as dense time / ours (interleaved
+medians, torch on 1 thread; prefetch's decode thread uses a second core).
 """
 
 import statistics
@@ -102,6 +104,74 @@ class ZipnnCompareSuite:
         return statistics.median(ratios)
 
     track_decode_speed_vs_zipnn.unit = "x zipnn"
+
+
+def _cnn():
+    from torch import nn
+
+    torch.manual_seed(3)
+    layers, c = [], 3
+    for co in (64, 128, 128, 256, 256, 512):
+        layers += [nn.Conv2d(c, co, 3, padding=1, stride=2 if co != c else 1), nn.ReLU()]
+        c = co
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(c, 1000)).eval()
+
+
+class StreamingSuite:
+    """A 7-layer CNN (2.8M weights, 96x96 input, batch 1): dense eager against the
+    wrapped model in streaming mode, and with prefetch; bit-exact outputs are checked in
+    setup."""
+
+    def setup(self):
+        if torch is None:
+            raise NotImplementedError("torch not installed")
+        import copy
+
+        import dnn_adapter
+
+        torch.set_num_threads(1)
+        self.dense = _cnn()
+        self.x = torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(4))
+        cfg = dnn_adapter.WrapConfig(verify=False)
+        self.stream = dnn_adapter.wrap(copy.deepcopy(self.dense), cfg)
+        self.pre = dnn_adapter.set_prefetch(dnn_adapter.wrap(copy.deepcopy(self.dense), cfg))
+        with torch.inference_mode():
+            ref = self.dense(self.x)
+            for m in (self.stream, self.pre, self.pre):  # the second prefetches
+                if not torch.equal(m(self.x), ref):
+                    raise AssertionError("wrapped output differs from dense")
+
+    def teardown(self):
+        import dnn_adapter
+
+        dnn_adapter.unwrap(self.pre)
+
+    def _ratio(self, model):
+        ratios = []
+        with torch.inference_mode():
+            for _ in range(7):
+                t0 = time.perf_counter()
+                self.dense(self.x)
+                t1 = time.perf_counter()
+                model(self.x)
+                t2 = time.perf_counter()
+                ratios.append((t1 - t0) / (t2 - t1))
+        return statistics.median(ratios)
+
+    def track_streaming_speedup(self):
+        return self._ratio(self.stream)
+
+    track_streaming_speedup.unit = "x dense"
+
+    def track_prefetch_speedup(self):
+        return self._ratio(self.pre)
+
+    track_prefetch_speedup.unit = "x dense"
+
+    def time_forward_streaming(self):
+        with torch.inference_mode():
+            self.stream(self.x)
 
 
 def _check_roundtrip():  # used by the test suite's smoke check of this file
