@@ -330,7 +330,7 @@ class _Prefetcher:
                 self.free_bytes -= size
                 self.out_bytes += size
                 return buf
-            self.out_bytes += numel * torch.empty(0, dtype=dtype).element_size()
+            self.out_bytes += numel * dtype.itemsize
         return torch.empty(numel, dtype=dtype)
 
     def release(self, buf: torch.Tensor) -> None:
@@ -572,7 +572,7 @@ class _Entry:
 
     @property
     def dense_nbytes(self) -> int:
-        return self.numel * torch.empty(0, dtype=self.dtype).element_size()
+        return self.numel * self.dtype.itemsize
 
     def decode_into(self, out: torch.Tensor) -> torch.Tensor:
         dec = self._decoder
