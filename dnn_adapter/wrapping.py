@@ -458,6 +458,7 @@ class _Prefetcher:
         self.jobs.clear()
         self.queued.clear()
         self.pending = 0
+        self.out_bytes = 0  # the dropped jobs' buffers are not coming back
         self.inbox = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.pool = None
