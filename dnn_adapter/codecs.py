@@ -238,9 +238,10 @@ class Codec:
         if index not in ("fast", "compact"):
             raise ValueError(f"index must be 'fast' or 'compact', got {index!r}")
         self.form = form
-        # rank/select index of the RAS trees: "compact" (0.49% of the tree bits) by default,
-        # since layers are decoded in bulk (one rank per tree node); "fast" (4.7%) for
-        # faster single-operand access
+        # rank/select index of the RAS trees in memory (files leave it out and the loader
+        # rebuilds it): "compact" (0.49% of the tree bits) by default, since layers are
+        # decoded in bulk (one rank per tree node); "fast" (4.7%) for faster single-operand
+        # access
         self.index = index
 
     # ---- numcodecs-style API ---------------------------------------------------------------
@@ -682,18 +683,18 @@ _JOINT_MAX_VALUES = 16
 # below this many elements the float codec builds every joint-bit choice and keeps the smallest
 _EXACT_K_BELOW = 1 << 16
 
-# stored bytes per tree bit (bits + rank/select index, by index kind) and per symbol
-# (SYMC entry + the code table it adds, format 1.1), as measured on wavelet.WaveletTree
-# (huffman shape); used only to rank encoding choices (k, escapes)
-_TREE_INDEX = {"fast": 1.047, "compact": 1.005}
+# stored bytes per distinct symbol of a tree (SYMC entry + the code table it adds, format
+# 1.1), as measured on wavelet.WaveletTree (huffman shape); used only to rank encoding
+# choices (k, escapes). The tree's bits are stored without their rank/select index (RAS
+# parts, wavelet format 1.3), so the index kind does not change the stored size.
 _TREE_BYTES_PER_SYMBOL = 3
 
 
 def _tree_bytes(counts, index: str, per_symbol: float) -> float:
     """Estimated stored bytes of a Huffman RAS tree over symbols with these counts: its
-    bits with the rank/select index, plus *per_symbol* bytes per distinct symbol."""
-    return (_huffman_bits(counts) * _TREE_INDEX[index] / 8
-            + int(np.count_nonzero(counts)) * per_symbol)
+    bits, plus *per_symbol* bytes per distinct symbol (*index* is kept for callers; the
+    index is not stored)."""
+    return _huffman_bits(counts) / 8 + int(np.count_nonzero(counts)) * per_symbol
 
 
 def _estimate_float_bytes(u, E, M, k, index="compact") -> float:

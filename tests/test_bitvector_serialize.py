@@ -77,7 +77,7 @@ def test_format_header_fields():
     data = BitVector([1, 1, 0]).to_bytes()
     assert data[:8] == b"\x89WVLT\r\n\x1a"
     major, minor, kind = struct.unpack_from("<HHH", data, 8)
-    assert (major, minor, kind) == (1, 2, 1)  # container version 1.2
+    assert (major, minor, kind) == (1, 3, 1)  # container version 1.3
     assert struct.unpack_from("<Q", data, 16)[0] == len(data)
     assert len(data) % 64 == 0
 

@@ -207,3 +207,25 @@ def test_against_wavelet_matrix_package():
         assert [(a, b) for a, b in zip(v.tolist(), cn.tolist())] == [
             (d["value"], d["count"]) for d in ref.range_list(l, r, 0, 20)
         ]
+
+
+def test_max_uint64_symbol_is_listed_and_counted():
+    # 2**64 - 1 is past any uint64 exclusive bound: hi=None / hi=2**64 must still count it
+    top = 2**64 - 1
+    seq = np.array([top, 5, top, 0, top], dtype=np.uint64)
+    wm = WaveletMatrix(seq)
+    v, c = wm.range_list()
+    assert list(zip(v.tolist(), c.tolist())) == [(0, 1), (5, 1), (top, 3)]
+    assert v.dtype == np.uint64
+    v, c = wm.range_list(1, 4, 1, 2**64)
+    assert list(zip(v.tolist(), c.tolist())) == [(5, 1), (top, 1)]
+    assert wm.range_list(0, 5, 0, top)[0].tolist() == [0, 5]
+    tv, tc = wm.top_k(0, 5, 1)
+    assert tv.tolist() == [top] and tc.tolist() == [3]
+    assert wm.range_freq(0, 5, 1, 2**64) == 4
+    assert wm.range_freq(0, 5, 0, top) == 2
+    with pytest.raises(ValueError, match="outside"):
+        wm.range_freq(0, 5, 0, 2**64 + 1)
+    # without the maximal symbol, hi=2**64 changes nothing
+    small = WaveletMatrix(np.array([3, 1, 3], dtype=np.uint64))
+    assert small.range_list(0, 3, 0, 2**64)[0].tolist() == [1, 3]

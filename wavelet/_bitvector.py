@@ -288,7 +288,7 @@ class BitVector:
         return f"BitVector(nbits={n}, ones={self.count()}, bits='{head}{more}')"
 
     # ---- serialization ------------------------------------------------------
-    def _to_parts(self):
+    def _to_parts(self, store_index: bool = True):
         meta = [len(self), self.count()] + ([1] if self._bv.index else [])
         secs = [
             ("WRDS", self._words),
@@ -297,7 +297,7 @@ class BitVector:
             ("SEL1", self._sel1),
             ("SEL0", self._sel0),
         ]
-        return meta, secs
+        return meta, secs if store_index else secs[:1]
 
     def _device_parts(self):
         """``(meta, sections)`` with the fast index, which the GPU kernels read (a compact
@@ -310,36 +310,51 @@ class BitVector:
     def _from_parts(cls, meta, sections):
         index = index_from_meta(meta, 2, "BitVector")
         need = ("WRDS", "BLKS", "SUPR", "SEL1", "SEL0")
-        if set(sections) != set(need):
-            raise WaveletError(f"BitVector: expected sections {need}, got {tuple(sections)}")
+        if set(sections) not in (set(need), {"WRDS"}):
+            raise WaveletError(f"BitVector: expected sections {need} or WRDS alone, got "
+                               f"{tuple(sections)}")
         arrs = []
-        for t in need:
+        for t in need[: len(sections)]:
             a = sections[t]
-            if a.dtype != np.uint64:
-                raise WaveletError(f"BitVector: section {t} must be uint64")
+            if a.dtype != np.uint64 or a.ndim != 1:
+                raise WaveletError(f"BitVector: section {t} must be 1-D uint64")
             arrs.append(a)
         nbits, ones = meta[:2]
         if ones > nbits or nbits > 1 << 58:
             raise WaveletError("BitVector: bad bit or one count")
         self = cls.__new__(cls)
+        if len(arrs) == 1:  # format 1.3: no stored index; rebuilt from the bits
+            if arrs[0].size != -(-nbits // 64):
+                raise WaveletError(f"BitVector: {arrs[0].size} words cannot hold {nbits} bits")
+            try:
+                self._build(arrs[0], nbits, index)
+            except ValueError:
+                raise WaveletError("BitVector: bits past nbits are set (corrupt data)") from None
+            if self.count() != ones:
+                raise WaveletError(f"BitVector: the bits hold {self.count()} ones, the meta "
+                                   f"says {ones} (corrupt data)")
+            return self
         self._attach(*arrs, nbits, ones, index)
         st = lib.wv_bv_validate(self._bv)
         if st != lib.WV_OK:
             raise WaveletError("BitVector: index does not match the bits (corrupt data)")
         return self
 
-    def to_bytes(self) -> bytes:
-        """Serialize (docs/format.md)."""
-        return _format.pack(self._KIND, *self._to_parts())
+    def to_bytes(self, *, store_index: bool = True) -> bytes:
+        """Serialize (docs/format.md). ``store_index=False`` leaves out the rank/select
+        index (format 1.3: about 0.5% (compact) or 4.7% (fast) of the bits smaller; the
+        reader rebuilds it in O(n), so only the bits are zero-copy)."""
+        return _format.pack(self._KIND, *self._to_parts(store_index))
 
     @classmethod
     def from_bytes(cls, data, *, max_bytes=None, verify=True) -> BitVector:
         """Deserialize and validate; the result views *data* when it is aligned."""
         return _format.from_buffer(data, expect=cls, max_bytes=max_bytes, verify=verify)
 
-    def save(self, path) -> None:
-        """Write to *path* atomically (temporary file, then rename)."""
-        _format.save(self, path)
+    def save(self, path, *, store_index: bool = True) -> None:
+        """Write to *path* atomically (temporary file, then rename); *store_index* as for
+        :meth:`to_bytes`."""
+        _format.save(self, path, store_index=store_index)
 
     @classmethod
     def load(cls, path, *, mmap: bool = False, max_bytes=None, verify=True) -> BitVector:

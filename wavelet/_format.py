@@ -28,7 +28,9 @@ from ._core import WaveletError
 
 MAGIC = b"\x89WVLT\r\n\x1a"
 VERSION_MAJOR = 1
-VERSION_MINOR = 2  # 1.1: WaveletTree symbol tables as one SYMC section; 1.2: compact index
+# 1.1: WaveletTree symbol tables as one SYMC section; 1.2: compact index; 1.3: the index
+# sections may be left out (store_index=False) and are then rebuilt by the reader
+VERSION_MINOR = 3
 HEADER_SIZE = 64
 SECTION_ENTRY = 32
 ALIGN = 64
@@ -226,11 +228,11 @@ def _new_file_mode(path: str) -> int:
     return 0o666 & ~um
 
 
-def save(obj, path) -> None:
+def save(obj, path, *, store_index: bool = True) -> None:
     """Write atomically: a temporary file in the same directory, fsync, rename."""
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
-    meta, sections = obj._to_parts()
+    meta, sections = obj._to_parts(store_index)
     mode = _new_file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=".wvtmp-", dir=d)
     try:

@@ -238,8 +238,14 @@ class WaveletTree(_SeqMixin):
     @property
     def stored_nbytes(self) -> int:
         """Bytes of the arrays a file stores (the sections; without the container's header,
-        section table and alignment): the symbol tables are smaller on disk than in memory."""
+        section table and alignment): the symbol tables are smaller on disk than in memory.
+        With the rank/select index; ``stored_nbytes - index_nbytes`` without it."""
         return sum(int(a.nbytes) for _t, a in self._to_parts()[1])
+
+    @property
+    def index_nbytes(self) -> int:
+        """Bytes of the rank/select index arrays (what ``store_index=False`` leaves out)."""
+        return sum(int(a.nbytes) for a in self._lb.arrays[1:])
 
     def size_bits(self) -> int:
         out = ffi.new("uint64_t *")
@@ -515,7 +521,7 @@ class WaveletTree(_SeqMixin):
                                 ("CNTS", cnt), ("NACT", nact)]
         return meta, secs
 
-    def _to_parts(self):
+    def _to_parts(self, store_index: bool = True):
         syms, skey, spos, cnt, nact = self._tabs
         meta = [self._n, self._nlevels, int(syms.size), self._shape, CODES[self._dtype],
                 self._kind, self._max_code_len, self._max_symbol, int(self._lb.nbits),
@@ -526,7 +532,7 @@ class WaveletTree(_SeqMixin):
         if self._lb.index:  # format 1.2 (with the compact index): CNTS/NACT narrowed too
             cnt = cnt.astype(_smallest_uint(int(cnt.max())))
             nact = nact.astype(_smallest_uint(int(nact.max())))
-        secs = self._lb.sections() + [("SYMC", syms.astype(width)), ("CNTS", cnt),
+        secs = self._lb.sections(store_index) + [("SYMC", syms.astype(width)), ("CNTS", cnt),
                                       ("NACT", nact)]
         return meta, secs
 
@@ -535,9 +541,10 @@ class WaveletTree(_SeqMixin):
         op = "WaveletTree"
         index = index_from_meta(meta, 10, op)
         n, L, sigma, shape, code, kind, mcl, mx, nbits, ones = (int(x) for x in meta[:10])
-        v10 = set(BV_TAGS) | {"SYMS", "SKEY", "SPOS", "CNTS", "NACT"}  # format 1.0
-        v11 = set(BV_TAGS) | {"SYMC", "CNTS", "NACT"}  # format 1.1
-        if set(sections) not in (v10, v11):
+        v10 = {"SYMS", "SKEY", "SPOS", "CNTS", "NACT"}  # format 1.0
+        v11 = {"SYMC", "CNTS", "NACT"}  # format 1.1
+        # format 1.3: the index sections may be left out (rebuilt from WRDS)
+        if set(sections) not in [b | t for b in (set(BV_TAGS), {"WRDS"}) for t in (v10, v11)]:
             raise WaveletError(f"{op}: unexpected sections {tuple(sections)}")
         if "SYMC" in sections:
             sections = dict(sections)

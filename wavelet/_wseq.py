@@ -13,6 +13,9 @@ DTYPES = {1: "u1", 2: "u2", 3: "u4", 4: "u8", 5: "i1", 6: "i2", 7: "i4", 8: "i8"
 CODES = {np.dtype(v): k for k, v in DTYPES.items()}
 KIND_ARRAY, KIND_BYTES, KIND_STR = 0, 1, 2
 BV_TAGS = ("WRDS", "BLKS", "SUPR", "SEL1", "SEL0")
+# the rank/select index sections: derived from the bits, so a file may leave them out (format
+# 1.3, ``store_index=False``) and the reader rebuilds them
+INDEX_TAGS = BV_TAGS[1:]
 
 
 def as_symbols(seq, name: str, alphabet_size=None):
@@ -129,27 +132,53 @@ class LevelBits:
         bv.nbits, bv.ones, bv.index = nbits, ones, index
         self.index = index
         w, b, s, s1, s0 = self.arrays
-        bv.nwords, bv.nblocks, bv.nsuper, bv.nsel1, bv.nsel0 = w.size, b.size, s.size, s1.size, s0.size
+        bv.nwords, bv.nblocks, bv.nsuper = w.size, b.size, s.size
+        bv.nsel1, bv.nsel0 = s1.size, s0.size
         self.bv, self.keep, self.nbits, self.ones = bv, keep, nbits, ones
         return self
 
     @classmethod
     def from_sections(cls, sections, nbits: int, ones: int, op: str, index: int = 0) -> LevelBits:
+        """The level bits from a structure's sections: the stored index is checked against
+        the bits, or (format 1.3: no index section at all) rebuilt from them, O(n) either
+        way; *ones* must match the bits."""
+        if ones > nbits or nbits > 1 << 58:
+            raise WaveletError(f"{op}: bad bit or one count")
+        stored = [t for t in INDEX_TAGS if t in sections]
+        if not stored:
+            return cls._rebuild(sections.get("WRDS"), nbits, ones, op, index)
         arrs = []
         for t in BV_TAGS:
             a = sections.get(t)
             if a is None or a.dtype != np.uint64 or a.ndim != 1:
                 raise WaveletError(f"{op}: section {t} missing or not uint64")
             arrs.append(a)
-        if ones > nbits or nbits > 1 << 58:
-            raise WaveletError(f"{op}: bad bit or one count")
         self = cls.attach(arrs, nbits, ones, index)
         if lib.wv_bv_validate(self.bv) != lib.WV_OK:
-            raise WaveletError(f"{op}: level bitvector index does not match its bits (corrupt data)")
+            raise WaveletError(
+                f"{op}: level bitvector index does not match its bits (corrupt data)")
         return self
 
-    def sections(self):
-        return list(zip(BV_TAGS, self.arrays, strict=True))
+    @classmethod
+    def _rebuild(cls, words, nbits: int, ones: int, op: str, index: int) -> LevelBits:
+        if words is None or words.dtype != np.uint64 or words.ndim != 1:
+            raise WaveletError(f"{op}: section WRDS missing or not uint64")
+        if words.size != -(-nbits // 64):
+            raise WaveletError(f"{op}: section WRDS holds {words.size} words, expected "
+                               f"{-(-nbits // 64)} for {nbits} bits")
+        try:
+            self = cls.build(words, nbits, op, index)
+        except WaveletError:
+            raise WaveletError(f"{op}: level bits have set padding bits (corrupt data)") from None
+        if self.ones != ones:
+            raise WaveletError(f"{op}: level bits hold {self.ones} ones, the meta says {ones} "
+                               "(corrupt data)")
+        return self
+
+    def sections(self, store_index: bool = True):
+        """``[(tag, array)]``: the bits and, if *store_index*, the index arrays."""
+        secs = list(zip(BV_TAGS, self.arrays, strict=True))
+        return secs if store_index else secs[:1]
 
     def meta_tail(self) -> list:
         """Meta words after a kind's own: none for the fast index (1.1 readers keep
