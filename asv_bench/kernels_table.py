@@ -43,8 +43,8 @@ def _weight(shape, sp, seed=0):
 def _encode(w, sp):
     if sp == 0:
         return FloatCodec("element").encode(w)  # the element-wise dense path
-    return encode_best(w, form="element", candidates=[{"id": "sparse", "joint": False}],
-                       verify=True)
+    fusable = {"id": "sparse", "joint": False, "max_rows_per_block": 1}
+    return encode_best(w, form="element", candidates=[fusable], verify=True)
 
 
 def _time(fns: dict, reps: int) -> dict:

@@ -455,7 +455,8 @@ class FusedWeight:
             gaps, table = enc.ras["gaps"], enc.arrays["gap_table"]
             nnz = int(enc.meta["nnz"])
             if int(enc.meta["block_len"]) != self.ncols or gaps.nblocks != self.nrows:
-                raise NotFusable("sparse blocks are not the weight's rows")
+                raise NotFusable("sparse blocks are not the weight's rows (encode with "
+                                 "max_rows_per_block=1)")
             if len(gaps) != nnz or table.dtype.kind != "u" or table.size != gaps.k:
                 raise CodecError("fused: sparse gap parts do not match")
             sym = table.astype(np.int64)

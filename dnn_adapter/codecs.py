@@ -984,29 +984,33 @@ class SparseCodec(Codec):
     distances spread over hundreds of values and a symbol per distance would cost more in
     the tree's per-symbol tables than it saves; ``T`` is picked per tensor by estimated size
     (no ``esc``: every distance is a symbol).
+
+    A block is ``meta["block_len"]`` elements: one kernel (row) by default, or up to
+    ``max_rows_per_block`` consecutive rows (a power of two dividing the row count) when
+    that is smaller by estimate: at high sparsity a row holds a few non-zeros and its
+    delimiter costs about as much as they do. The fused kernels read one row per block
+    (their codec config sets ``max_rows_per_block=1``).
     """
 
     codec_id = "sparse"
 
     def __init__(self, form: str = BLOCK, min_zero_fraction: float = 0.2,
-                 index: str = "compact", joint: bool = True):
+                 index: str = "compact", joint: bool = True, max_rows_per_block: int = 64):
         super().__init__(form, index)
         self.min_zero_fraction = float(min_zero_fraction)
         self.joint = bool(joint)  # False: never tuple symbols (the fused kernels' form)
+        self.max_rows_per_block = int(max_rows_per_block)
+        if self.max_rows_per_block < 1:
+            raise ValueError("sparse: max_rows_per_block must be at least 1")
 
     def get_config(self):
         return {**super().get_config(), "min_zero_fraction": self.min_zero_fraction,
-                "joint": self.joint}
+                "joint": self.joint, "max_rows_per_block": self.max_rows_per_block}
 
-    def _encode_bits(self, u, dt, block_len):
-        n = u.size
-        L = int(block_len) if np.ndim(block_len) == 0 else 0
-        if not L and n:
-            raise NotApplicable("sparse: needs equal-length blocks")
-        nz = np.flatnonzero(u)
-        if n == 0 or (n - nz.size) < self.min_zero_fraction * n:
-            raise NotApplicable("sparse: not sparse enough")
-        nb = n // L
+    @staticmethod
+    def _block_gaps(nz, L):
+        """``(distances, block of each non-zero)`` for blocks of *L* elements: the distance
+        to the previous non-zero of the same block, or from the block's start."""
         b = nz // L
         o = nz - b * L
         prev = np.empty_like(o)
@@ -1016,7 +1020,43 @@ class SparseCodec(Codec):
         first = np.ones(nz.size, dtype=bool)
         first[1:] = b[1:] != b[:-1]
         prev[first] = -1
-        gaps = o - prev - 1
+        return o - prev - 1, b
+
+    def _rows_per_block(self, nz, n: int, L: int) -> int:
+        """The rows per block (a power of two up to ``max_rows_per_block`` dividing the row
+        count) with the smallest estimated distance stream: its tree bits, delimiters
+        included, and the escapes' raw bits."""
+        rows = n // L
+        best_m, best = 1, None
+        per_symbol = _TREE_BYTES_PER_SYMBOL + 2
+        m = 1
+        while m <= min(self.max_rows_per_block, rows) and rows % m == 0:
+            gaps, _ = self._block_gaps(nz, L * m)
+            esc = _choose_escape(gaps, self.index)
+            extra = 0
+            sym = gaps
+            if esc is not None:
+                sym, xb = _escape_gaps(gaps, esc)
+                extra = xb.size
+            cnt = np.bincount(sym.astype(np.int64)) if sym.size else np.zeros(0, np.int64)
+            size = _tree_bytes(np.append(cnt, rows // m), self.index, per_symbol) + extra
+            if best is None or size < best:
+                best_m, best = m, size
+            m *= 2
+        return best_m
+
+    def _encode_bits(self, u, dt, block_len):
+        n = u.size
+        L = int(block_len) if np.ndim(block_len) == 0 else 0
+        if not L and n:
+            raise NotApplicable("sparse: needs equal-length blocks")
+        nz = np.flatnonzero(u)
+        if n == 0 or (n - nz.size) < self.min_zero_fraction * n:
+            raise NotApplicable("sparse: not sparse enough")
+        if self.max_rows_per_block > 1 and nz.size:
+            L *= self._rows_per_block(nz, n, L)
+        nb = n // L
+        gaps, b = self._block_gaps(nz, L)
         counts = np.bincount(b, minlength=nb).astype(np.int64)
         esc = _choose_escape(gaps, self.index)
         arrays = {}
@@ -1046,7 +1086,9 @@ class SparseCodec(Codec):
         separate value stream of 2-4 symbols pays most of a bit per value over its entropy
         (Huffman cannot go below one bit per symbol); inside the distance symbol the value
         costs close to its entropy. Parts: ``gap_table`` and ``val_table`` map a tuple code
-        to its distance symbol and its value's bits; there is no ``values`` child."""
+        to its distance symbol and its value's bits; or, when smaller, ``val_table`` holds
+        the distinct values and ``val_index`` each tuple code's index into it. There is no
+        ``values`` child."""
         vtable, vcodes = _freq_table(vals)
         if vtable.size > _JOINT_MAX_VALUES or vals.size == 0:
             return None
@@ -1056,7 +1098,14 @@ class SparseCodec(Codec):
         ja = dict(arrays)
         g = gtable[jtable // V]
         ja["gap_table"] = g.astype(smallest_uint(int(g.max()) if g.size else 0))
-        ja["val_table"] = np.ascontiguousarray(vtable[jtable % V])
+        vi = (jtable % V).astype(smallest_uint(V - 1))
+        if vtable.nbytes + vi.nbytes < vi.size * vtable.itemsize:
+            # the V values once and a small index per tuple code (part val_index), not
+            # every tuple code's value in full width
+            ja["val_table"] = np.ascontiguousarray(vtable)
+            ja["val_index"] = vi
+        else:
+            ja["val_table"] = np.ascontiguousarray(vtable[vi])
         ras = RAS.build(jcodes, jtable.size, self.form, counts, index=self.index)
         return Encoded(self.codec_id, {**meta, "joint": 1}, ja, {"gaps": ras})
 
@@ -1149,7 +1198,15 @@ class SparseCodec(Codec):
         """The non-zeros in element order from the tuple codes (``meta["joint"]``) of the
         gap stream *seq* (:meth:`_gap_body`)."""
         ras, vt = enc.ras["gaps"], enc.arrays.get("val_table")
-        if vt is None or vt.dtype != dtype or vt.ndim != 1 or vt.size != ras.k:
+        if vt is None or vt.dtype != dtype or vt.ndim != 1:
+            raise CodecError("sparse: bad val_table part")
+        vi = enc.arrays.get("val_index")
+        if vi is not None:  # the distinct values, and each tuple code's value index
+            if (vi.dtype.kind != "u" or vi.ndim != 1 or vi.size != ras.k
+                    or (vi.size and int(vi.max()) >= vt.size)):
+                raise CodecError("sparse: bad val_index part")
+            vt = vt[vi]
+        if vt.size != ras.k:
             raise CodecError("sparse: bad val_table part")
         codes = seq[seq < ras.k]
         if codes.size != nnz:

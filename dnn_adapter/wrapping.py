@@ -762,9 +762,9 @@ class _Scope:
 
 def _fusable(codecs) -> tuple:
     """The codec candidates in the forms the fused kernels read: the sparse codec's separate
-    distance and value streams (no tuple symbols), the dictionary codec's one code per
-    value (no runs); no ``narrow`` (its values are converted on decode, which the kernels
-    do not do)."""
+    distance and value streams (no tuple symbols) with one row per block, the dictionary
+    codec's one code per value (no runs); no ``narrow`` (its values are converted on
+    decode, which the kernels do not do)."""
     out = []
     for c in codecs:
         cfg = {"id": c} if isinstance(c, str) else dict(c)
@@ -772,6 +772,7 @@ def _fusable(codecs) -> tuple:
             continue
         if cfg["id"] == "sparse":
             cfg["joint"] = False
+            cfg["max_rows_per_block"] = 1
         elif cfg["id"] == "dict":
             cfg["max_group"] = 1
         out.append(cfg)

@@ -162,7 +162,10 @@ def test_ras_figure1_text():
     s = torch.tensor([[0.5, 0.0, 0.0, -1.25], [0.0, 0.0, 3.0, 0.0]])
     assert C.FloatCodec("block").encode(s).to_text() == "<B> [0.5 0 0 -1.25] [0 0 3 0] #"
     assert C.FloatCodec("element").encode(s).to_text() == "<E> |0.5 0 0 -1.25|0 0 3 0| #"
-    assert C.SparseCodec("block").encode(s).to_text() == "<B> [(0,0.5) (2,-1.25)] [(2,3)] #"
+    one_row = C.SparseCodec("block", max_rows_per_block=1)
+    assert one_row.encode(s).to_text() == "<B> [(0,0.5) (2,-1.25)] [(2,3)] #"
+    # by default rows share a block where the delimiter would cost more than it saves
+    assert C.SparseCodec("block").encode(s).to_text() == "<B> [(0,0.5) (2,-1.25) (2,3)] #"
     assert "<B>" in repr(C.FloatCodec("block").encode(s))
 
 
@@ -548,6 +551,72 @@ def test_sparse_joint_tuples_beat_separate_streams_and_reject_bad_parts():
     bad = C.Encoded(enc.codec_id, {**enc.meta, "joint": 2}, enc.arrays, enc.ras)
     with pytest.raises(C.CodecError):
         C.decode(bad)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_sparse_rows_per_block_roundtrip(data):
+    """Several rows per RAS block (a power of two dividing the row count, at most
+    max_rows_per_block): bit-exact through decode, prepare and the flat parts."""
+    rows = data.draw(st.sampled_from([1, 2, 3, 7, 8, 12, 64, 97, 128]))
+    cols = data.draw(st.integers(1, 200))
+    density = data.draw(st.sampled_from([0.0, 0.002, 0.01, 0.05, 0.4]))
+    mx = data.draw(st.sampled_from([1, 2, 8, 64]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    x = np.where(rng.random((rows, cols)) < density, rng.standard_normal((rows, cols)), 0)
+    t = torch.from_numpy(x.astype(np.float32))
+    try:
+        enc = C.SparseCodec(max_rows_per_block=mx).encode(t)
+    except C.NotApplicable:
+        return
+    L = int(enc.meta["block_len"])
+    m = L // cols
+    assert L == m * cols and rows % m == 0 and m <= mx and m & (m - 1) == 0
+    assert enc.ras["gaps"].nblocks == rows // m
+    assert_exact(C.decode(enc), t)
+    out = torch.full_like(t, 7.0)
+    C.prepare(enc)(out)
+    assert_exact(out, t)
+    tree, bufs = enc.flatten()
+    assert_exact(C.decode(C.Encoded.unflatten(tree, {k: v.copy() for k, v in bufs.items()})), t)
+
+
+def test_sparse_very_sparse_rows_share_blocks():
+    rng = np.random.default_rng(4)
+    x = np.where(rng.random((1000, 1280)) < 0.005, rng.standard_normal((1000, 1280)), 0)
+    t = torch.from_numpy(x.astype(np.float32))
+    grouped = C.SparseCodec().encode(t)
+    per_row = C.SparseCodec(max_rows_per_block=1).encode(t)
+    assert int(per_row.meta["block_len"]) == 1280
+    assert int(grouped.meta["block_len"]) in (2 * 1280, 4 * 1280, 8 * 1280)  # 1000 = 8 * 125
+    assert grouped.nbytes < 0.99 * per_row.nbytes  # the float values are most of it
+    assert grouped.ras["gaps"].nbytes < 0.9 * per_row.ras["gaps"].nbytes
+    assert_exact(C.decode(grouped), t)
+    # a prime row count leaves one row per block
+    assert int(C.SparseCodec().encode(t[:997]).meta["block_len"]) == 1280
+    with pytest.raises(ValueError, match="max_rows_per_block"):
+        C.SparseCodec(max_rows_per_block=0)
+
+
+def test_sparse_joint_value_index_parts():
+    """Ternary non-zeros: the values once (val_table) and one small index per tuple code
+    (val_index); the old layout (a value per tuple code) still decodes; bad indexes are a
+    CodecError."""
+    rng = np.random.default_rng(5)
+    x = np.where(rng.random((64, 700)) < 0.03, rng.choice([-0.5, 0.5], (64, 700)), 0)
+    t = torch.from_numpy(x.astype(np.float32))
+    enc = C.SparseCodec().encode(t)
+    assert enc.meta.get("joint") == 1 and "val_index" in enc.arrays
+    vt, vi = enc.arrays["val_table"], enc.arrays["val_index"]
+    assert vt.size == 2 and vi.dtype == np.uint8 and vi.size == enc.ras["gaps"].k
+    assert_exact(C.decode(enc), t)
+    old = {k: v for k, v in enc.arrays.items() if k != "val_index"}
+    old["val_table"] = vt[vi]
+    assert_exact(C.decode(C.Encoded(enc.codec_id, enc.meta, old, enc.ras)), t)
+    for bad in (vi[:-1], np.full_like(vi, 2), vi.astype(np.int16)):
+        e = C.Encoded(enc.codec_id, enc.meta, {**enc.arrays, "val_index": bad}, enc.ras)
+        with pytest.raises(C.CodecError, match="val_index"):
+            C.decode(e)
 
 
 def test_dict_runs_of_codes_for_wide_values():

@@ -16,7 +16,7 @@ from dnn_adapter.codecs import DictCodec, FloatCodec, encode_best
 from dnn_adapter.fused import fused_layers
 
 # the sparse form even when dense-ish, with separate distance/value streams (the kernels' form)
-SP = [{"id": "sparse", "min_zero_fraction": 0.0, "joint": False}]
+SP = [{"id": "sparse", "min_zero_fraction": 0.0, "joint": False, "max_rows_per_block": 1}]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
