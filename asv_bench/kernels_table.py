@@ -42,8 +42,8 @@ def _weight(shape, sp, seed=0):
 
 def _encode(w, sp):
     if sp == 0:
-        return FloatCodec("element").encode(w)  # the element-wise dense path
-    fusable = {"id": "sparse", "joint": False, "max_rows_per_block": 1}
+        return FloatCodec("element", max_joint_bits=0).encode(w)  # as wrap(fused=True) stores
+    fusable = {"id": "sparse", "joint": False, "max_rows_per_block": 1, "value_joint_bits": 0}
     return encode_best(w, form="element", candidates=[fusable], verify=True)
 
 

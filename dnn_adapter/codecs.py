@@ -995,17 +995,24 @@ class SparseCodec(Codec):
     codec_id = "sparse"
 
     def __init__(self, form: str = BLOCK, min_zero_fraction: float = 0.2,
-                 index: str = "compact", joint: bool = True, max_rows_per_block: int = 64):
+                 index: str = "compact", joint: bool = True, max_rows_per_block: int = 64,
+                 value_joint_bits: int | None = None):
         super().__init__(form, index)
         self.min_zero_fraction = float(min_zero_fraction)
         self.joint = bool(joint)  # False: never tuple symbols (the fused kernels' form)
         self.max_rows_per_block = int(max_rows_per_block)
         if self.max_rows_per_block < 1:
             raise ValueError("sparse: max_rows_per_block must be at least 1")
+        # max_joint_bits of a float values child (None: FloatCodec's default); 0 gives the
+        # fused kernels' fast value path (whole byte planes, no bit-packed remainder)
+        self.value_joint_bits = None if value_joint_bits is None else int(value_joint_bits)
+        if self.value_joint_bits is not None and not 0 <= self.value_joint_bits <= 8:
+            raise ValueError("sparse: value_joint_bits must be in 0..8")
 
     def get_config(self):
         return {**super().get_config(), "min_zero_fraction": self.min_zero_fraction,
-                "joint": self.joint, "max_rows_per_block": self.max_rows_per_block}
+                "joint": self.joint, "max_rows_per_block": self.max_rows_per_block,
+                "value_joint_bits": self.value_joint_bits}
 
     @staticmethod
     def _block_gaps(nz, L):
@@ -1070,7 +1077,7 @@ class SparseCodec(Codec):
         ras = RAS.build(codes, table.size, self.form, counts, index=self.index)
         vals = np.ascontiguousarray(u[nz])
         child = _best_bits(vals, dt, counts, self.form, (FloatCodec, DictCodec, RawCodec),
-                           self.index)
+                           self.index, {"max_joint_bits": self.value_joint_bits})
         meta = {"form": self.form, "block_len": L, "nnz": int(nz.size)}
         if esc is not None:
             meta["esc"] = esc
@@ -1660,11 +1667,12 @@ class NarrowCodec(Codec):
 
 
 # ---------------------------------------------------------------------------------------------
-def _best_bits(u, dt, block_len, form, classes, index="compact") -> Encoded:
+def _best_bits(u, dt, block_len, form, classes, index="compact", float_kw=None) -> Encoded:
     best = None
     for cls in classes:
         try:
-            enc = cls(form, index=index)._encode_bits(u, dt, block_len)
+            kw = float_kw if float_kw and cls is FloatCodec else {}
+            enc = cls(form, index=index, **kw)._encode_bits(u, dt, block_len)
         except NotApplicable:
             continue
         if best is None or enc.nbytes < best.nbytes:

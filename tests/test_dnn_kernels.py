@@ -103,6 +103,37 @@ def test_dense_elementwise_product_matches_reference(nrows, ncols, dtype, batch,
     _check(w, x, fw.matmul_t(x))
 
 
+@pytest.mark.parametrize("dtype", list(DTYPES))
+@pytest.mark.parametrize("cid", ["float", "dict"])
+@pytest.mark.parametrize("band", [1, 7, 1 << 18])
+def test_dense_band_decode_equals_code_extract_path(monkeypatch, dtype, cid, band):
+    """Dense rows are decoded a band at a time by the codec's table-driven row decoder and
+    multiplied from a float32 buffer; the result is bit-identical to the other path (codes
+    extracted, values merged inside the kernel), with bands that split the rows unevenly."""
+    monkeypatch.setattr(K, "_BAND_ELEMS", band * 50)
+    g = torch.Generator().manual_seed(band)
+    if cid == "dict":
+        w = torch.tensor([0.0, -2.0, 0.5, 7.0])[torch.randint(0, 4, (23, 50), generator=g)]
+        enc = DictCodec("element").encode(w.to(DTYPES[dtype]))
+    else:
+        w = torch.randn(23, 50, generator=g)
+        enc = FloatCodec("element").encode(w.to(DTYPES[dtype]))
+    fw = K.FusedWeight(enc)
+    assert fw._rows_dec is not None
+    for batch in (1, 4):
+        x = torch.randn(50, batch, generator=g).numpy()
+        y_band = fw.matmul_t(x)
+        dec, fw._rows_dec = fw._rows_dec, None
+        try:
+            y_codes = fw.matmul_t(x)
+        finally:
+            fw._rows_dec = dec
+        assert np.array_equal(y_band, y_codes)
+        _check(w.to(DTYPES[dtype]), x, y_band)
+        out = np.full((23, batch), np.nan, np.float32)
+        assert fw.matmul_t(x, out=out) is out and np.array_equal(out, y_band)
+
+
 def test_isa_levels_agree(kisa):
     g = torch.Generator().manual_seed(1)
     w = torch.randn(50, 3000, generator=g)
@@ -390,5 +421,35 @@ def test_elementwise_dense_layer_fused():
                                                  overrides={"0": "element", "2": "element"}))
     assert "0" in fused_layers(m)  # (a small layer may stay raw, i.e. dense)
     x = torch.randn(6, 300)
+    with torch.inference_mode():
+        assert torch.allclose(m(x).double(), _ref64(ref, x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_fused_wrap_stores_fast_value_planes(cache):
+    """wrap(fused=True) decodes values on every call, so float values are stored without
+    joint mantissa bits (k = 0: whole byte planes, the kernels' fast path); with the CSR
+    cache they are decoded once and keep the smaller default encoding."""
+    from dnn_adapter.wrapping import compressed_entries
+
+    torch.manual_seed(4)
+    ref = nn.Sequential(nn.Linear(600, 400), nn.ReLU(), nn.Linear(400, 300)).eval()
+    with torch.no_grad():
+        ref[0].weight[torch.rand(400, 600) < 0.9] = 0  # sparse; ref[2] stays dense
+    cfg = D.WrapConfig(min_numel=256, fused=True, fused_cache=cache,
+                       overrides={"0": "element", "2": "element"})
+    m = D.wrap(copy.deepcopy(ref), cfg)
+    ks = {}
+    for fqn, _mod, _p, e in compressed_entries(m):
+        enc = e.enc
+        vals = enc.children["values"] if enc.codec_id == "sparse" else enc
+        if vals.codec_id == "float" and fqn.endswith("weight"):
+            ks[fqn] = int(vals.meta.get("k", 0))
+    assert set(ks) == {"0.weight", "2.weight"}
+    if cache:
+        assert ks["2.weight"] > 0  # the default picks joint bits for gaussian weights
+    else:
+        assert set(ks.values()) == {0}
+    x = torch.randn(3, 600)
     with torch.inference_mode():
         assert torch.allclose(m(x).double(), _ref64(ref, x), rtol=1e-4, atol=1e-5)
