@@ -19,7 +19,7 @@ import threading
 import numpy as np
 
 from ._kernels import ffi, lib
-from .codecs import CodecError, Encoded, get_codec
+from .codecs import CodecError, Encoded, _rice_of, get_codec
 
 __all__ = [
     "CSRWeight",
@@ -452,7 +452,7 @@ class FusedWeight:
         n = self.nrows * self.ncols
         cid = enc.codec_id
         if cid == "sparse":
-            _known(enc, {"form", "block_len", "nnz", "esc"}, {"gap_table", "gap_extra"})
+            _known(enc, {"form", "block_len", "nnz", "esc", "rice"}, {"gap_table", "gap_extra"})
             gaps, table = enc.ras["gaps"], enc.arrays["gap_table"]
             nnz = int(enc.meta["nnz"])
             if int(enc.meta["block_len"]) != self.ncols or gaps.nblocks != self.nrows:
@@ -465,13 +465,24 @@ class FusedWeight:
                 raise CodecError("fused: bad gap table")
             self.xbits = self.extra = None
             esc = enc.meta.get("esc")
-            if esc is not None:
-                T = int(esc)
-                is_esc = sym >= T
-                b = np.where(is_esc, sym - T, 0)
-                if T < 0 or (b > 32).any():
-                    raise CodecError("fused: bad escape symbols")
-                sym = np.where(is_esc, T + (np.int64(1) << b) - 1, sym)
+            rice = _rice_of(enc)
+            if rice and esc is not None:
+                raise CodecError("fused: Rice-coded distances with an escape threshold")
+            if esc is not None or rice:
+                # per code: the smallest distance it stands for (step - 1) and the extra
+                # bits the kernel adds to it (escapes: 2**b - 1 + bits; Rice: the low bits)
+                if rice:
+                    if table.size and int(sym.max()) >= self.ncols:
+                        raise CodecError("fused: a gap is longer than a row")
+                    b = np.full(sym.size, rice, dtype=np.int64)
+                    sym = sym << rice
+                else:
+                    T = int(esc)
+                    is_esc = sym >= T
+                    b = np.where(is_esc, sym - T, 0)
+                    if T < 0 or (b > 32).any():
+                        raise CodecError("fused: bad escape symbols")
+                    sym = np.where(is_esc, T + (np.int64(1) << b) - 1, sym)
                 self.xbits = b.astype(np.uint8)
                 extra = enc.arrays["gap_extra"]
                 if extra.dtype != np.uint8 or extra.ndim != 1:
@@ -480,7 +491,7 @@ class FusedWeight:
                 self.extra[: extra.size] = extra
                 self.extra.setflags(write=False)
             elif "gap_extra" in enc.arrays:
-                raise CodecError("fused: gap_extra without an escape threshold")
+                raise CodecError("fused: gap_extra without an escape threshold or Rice width")
             if table.size and int(sym.max()) >= self.ncols:
                 raise CodecError("fused: a gap is longer than a row")
             self.gaps = gaps

@@ -983,7 +983,11 @@ class SparseCodec(Codec):
     (part ``gap_extra``, bit-packed LSB first, in element order). At high sparsity the
     distances spread over hundreds of values and a symbol per distance would cost more in
     the tree's per-symbol tables than it saves; ``T`` is picked per tensor by estimated size
-    (no ``esc``: every distance is a symbol).
+    (no ``esc``: every distance is a symbol). Or the distances are Rice-coded
+    (``meta["rice"] = r``): the symbol is ``g >> r`` and ``gap_extra`` holds the ``r`` low
+    bits of every distance. Random pruning leaves geometric distances, for which this is
+    within a few hundredths of a bit of their entropy, with an alphabet of a few dozen
+    quotients. Whichever of the three is smallest by estimate is kept.
 
     A block is ``meta["block_len"]`` elements: one kernel (row) by default, or up to
     ``max_rows_per_block`` consecutive rows (a power of two dividing the row count) when
@@ -1039,12 +1043,8 @@ class SparseCodec(Codec):
         m = 1
         while m <= min(self.max_rows_per_block, rows) and rows % m == 0:
             gaps, _ = self._block_gaps(nz, L * m)
-            esc = _choose_escape(gaps, self.index)
-            extra = 0
-            sym = gaps
-            if esc is not None:
-                sym, xb = _escape_gaps(gaps, esc)
-                extra = xb.size
+            sym, xb, _ = _code_gaps(gaps, _choose_gap_coding(gaps, self.index))
+            extra = xb.size
             cnt = np.bincount(sym.astype(np.int64)) if sym.size else np.zeros(0, np.int64)
             size = _tree_bytes(np.append(cnt, rows // m), self.index, per_symbol) + extra
             if best is None or size < best:
@@ -1065,27 +1065,26 @@ class SparseCodec(Codec):
         nb = n // L
         gaps, b = self._block_gaps(nz, L)
         counts = np.bincount(b, minlength=nb).astype(np.int64)
-        esc = _choose_escape(gaps, self.index)
-        arrays = {}
-        if esc is None:
-            sym = gaps
-        else:
-            sym, extra = _escape_gaps(gaps, esc)
-            arrays["gap_extra"] = extra
-        table, codes = _freq_table(sym.astype(np.uint64))
-        arrays["gap_table"] = table.astype(smallest_uint(int(table.max()) if table.size else 0))
-        ras = RAS.build(codes, table.size, self.form, counts, index=self.index)
         vals = np.ascontiguousarray(u[nz])
         child = _best_bits(vals, dt, counts, self.form, (FloatCodec, DictCodec, RawCodec),
                            self.index, {"max_joint_bits": self.value_joint_bits})
-        meta = {"form": self.form, "block_len": L, "nnz": int(nz.size)}
-        if esc is not None:
-            meta["esc"] = esc
-        enc = Encoded(self.codec_id, meta, arrays, {"gaps": ras}, {"values": child})
-        if not self.joint:
-            return enc
-        joint = self._joint(table, codes, vals, counts, meta, arrays)
-        return joint if joint is not None and joint.nbytes < enc.nbytes else enc
+        best = None
+        # the distance codings worth building (estimates cannot see how the joint tuples'
+        # alphabet grows with the distance alphabet): the smallest is kept
+        for coding in _gap_codings(gaps, self.index):
+            sym, extra, coding = _code_gaps(gaps, coding)
+            arrays = {"gap_extra": extra} if coding else {}
+            table, codes = _freq_table(sym.astype(np.uint64))
+            arrays["gap_table"] = table.astype(smallest_uint(int(table.max()) if table.size
+                                                             else 0))
+            ras = RAS.build(codes, table.size, self.form, counts, index=self.index)
+            meta = {"form": self.form, "block_len": L, "nnz": int(nz.size), **coding}
+            for enc in (Encoded(self.codec_id, meta, arrays, {"gaps": ras}, {"values": child}),
+                        self._joint(table, codes, vals, counts, meta, arrays)
+                        if self.joint else None):
+                if enc is not None and (best is None or enc.nbytes < best.nbytes):
+                    best = enc
+        return best
 
     def _joint(self, gtable, gcodes, vals, counts, meta, arrays):
         """The tuple ``(distance, value)`` as one symbol (``meta["joint"] = 1``), when the
@@ -1120,6 +1119,16 @@ class SparseCodec(Codec):
         """The distances (int64) of the operands, from their codes (escapes resolved)."""
         table = enc.arrays["gap_table"]
         sym = table[codes].astype(np.int64)
+        rice = _rice_of(enc)
+        if rice:
+            extra = enc.arrays.get("gap_extra")
+            if extra is None or extra.dtype != np.uint8 or extra.ndim != 1:
+                raise CodecError("sparse: missing or bad gap_extra part")
+            if extra.size != (sym.size * rice + 7) // 8:
+                raise CodecError("sparse: gap_extra has the wrong size")
+            bits = np.unpackbits(extra, bitorder="little")[: sym.size * rice]
+            low = (bits.reshape(-1, rice).astype(np.int64) << np.arange(rice)).sum(1)
+            return (sym << rice) | low
         esc = enc.meta.get("esc")
         if esc is None:
             return sym
@@ -1161,8 +1170,15 @@ class SparseCodec(Codec):
             raise CodecError("sparse: block layout does not match the tensor")
         nb = ras.nblocks
         esc = enc.meta.get("esc")
+        rice = _rice_of(enc)
         extra = None
-        if esc is not None:
+        if rice:
+            if esc is not None:
+                raise CodecError("sparse: Rice-coded distances with an escape threshold")
+            extra = enc.arrays.get("gap_extra")
+            if extra is None or extra.dtype != np.uint8 or extra.ndim != 1:
+                raise CodecError("sparse: missing or bad gap_extra part")
+        elif esc is not None:
             try:
                 esc = int(esc)
             except (TypeError, ValueError):
@@ -1183,12 +1199,13 @@ class SparseCodec(Codec):
             vals, out = scatter
             try:
                 wavelet.gap_scatter(seq, table, ras.DELIM, L, nb, vals, out, esc=esc,
-                                    extra=extra)
+                                    extra=extra, rice=rice or None)
             except (wavelet.WaveletError, ValueError) as e:
                 raise CodecError(f"sparse: corrupt gap stream ({e})") from None
             return None, None
         try:
-            pos = wavelet.gap_positions(seq, table, ras.DELIM, L, nb, nnz, esc=esc, extra=extra)
+            pos = wavelet.gap_positions(seq, table, ras.DELIM, L, nb, nnz, esc=esc, extra=extra,
+                                        rice=rice or None)
         except (wavelet.WaveletError, ValueError) as e:
             raise CodecError(f"sparse: corrupt gap stream ({e})") from None
         if not counts:
@@ -1281,6 +1298,78 @@ def _escape_gaps(gaps: np.ndarray, T: int):
     else:
         packed = np.zeros(0, np.uint8)
     return sym, packed
+
+
+def _rice_of(enc) -> int:
+    """The Rice width of a sparse encoding's distances (``meta["rice"]``), 0 if none."""
+    r = enc.meta.get("rice")
+    if r is None:
+        return 0
+    if not isinstance(r, int) or isinstance(r, bool) or not 1 <= r <= 32:
+        raise CodecError("sparse: bad Rice width")
+    return r
+
+
+def _rice_gaps(gaps: np.ndarray, r: int):
+    """``(quotient symbols, packed low bits)``: Rice coding with *r* low bits per distance,
+    bit-packed LSB first in element order (part ``gap_extra``)."""
+    g = gaps.astype(np.int64)
+    low = (g[:, None] >> np.arange(r, dtype=np.int64)) & 1
+    return g >> r, np.packbits(low.astype(np.uint8).reshape(-1), bitorder="little")
+
+
+def _code_gaps(gaps: np.ndarray, coding: dict):
+    """``(symbols, extra bits, meta)`` for a coding from :func:`_choose_gap_coding`."""
+    if "esc" in coding:
+        sym, extra = _escape_gaps(gaps, coding["esc"])
+    elif "rice" in coding:
+        sym, extra = _rice_gaps(gaps, coding["rice"])
+    else:
+        sym, extra = gaps, np.zeros(0, np.uint8)
+    return sym, extra, coding
+
+
+def _gap_codings_est(gaps: np.ndarray, index="compact"):
+    """``((plain-or-escape coding, its estimated bytes), (best Rice coding, bytes) or
+    None)``, see :func:`_choose_gap_coding`."""
+    per_symbol = _TREE_BYTES_PER_SYMBOL + 2
+    g = gaps.astype(np.int64)
+    T = _choose_escape(gaps, index)
+    esc = {} if T is None else {"esc": T}
+    sym, extra, _ = _code_gaps(gaps, esc)
+    first = (esc, _tree_bytes(np.bincount(sym.astype(np.int64)), index, per_symbol)
+             + extra.size)
+    rice = None
+    for r in range(1, min(16, int(g.max()).bit_length()) + 1):
+        size = (_tree_bytes(np.bincount(g >> r), index, per_symbol) + (g.size * r + 7) // 8)
+        if rice is None or size < rice[1]:
+            rice = ({"rice": r}, size)
+    return first, rice
+
+
+def _choose_gap_coding(gaps: np.ndarray, index="compact") -> dict:
+    """The distance coding with the smallest estimated size: ``{}`` (every distance a
+    symbol), ``{"esc": T}`` (long distances escaped, :func:`_choose_escape`) or
+    ``{"rice": r}`` (symbol ``g >> r`` + ``r`` raw bits: near the entropy of the
+    geometric distances of random pruning, with a small alphabet, so small tables, also
+    inside joint (distance, value) symbols)."""
+    if gaps.size == 0:
+        return {}
+    first, rice = _gap_codings_est(gaps, index)
+    return rice[0] if rice is not None and rice[1] < first[1] else first[0]
+
+
+def _gap_codings(gaps: np.ndarray, index="compact") -> list:
+    """The distance codings the encoder builds and measures: the best plain-or-escape one
+    and the best Rice one (by estimate), the latter only if its estimate is within 5% of
+    the former's (a joint tuple alphabet can still make it the smaller)."""
+    if gaps.size == 0:
+        return [{}]
+    first, rice = _gap_codings_est(gaps, index)
+    out = [first[0]]
+    if rice is not None and rice[1] < 1.05 * first[1]:
+        out.append(rice[0])
+    return out
 
 
 def _choose_escape(gaps: np.ndarray, index="compact"):

@@ -379,10 +379,12 @@ def test_sparse_long_rows_escape(density, L):
     enc = C.SparseCodec().encode(x)
     assert_exact(C.SparseCodec().decode(enc), x)
     if density <= 0.03 and L > 1000:
-        assert "esc" in enc.meta  # long distances are escaped
+        # long distances carry raw bits: escaped, or Rice-coded
+        assert "esc" in enc.meta or "rice" in enc.meta
 
 
-def test_sparse_corrupt_escape_parts():
+def test_sparse_corrupt_escape_parts(monkeypatch):
+    monkeypatch.setattr(C, "_gap_codings", lambda g, index="compact": [{"esc": 16}])
     torch.manual_seed(3)
     x = torch.randn(4, 5000)
     x[torch.rand(4, 5000) > 0.01] = 0
@@ -616,6 +618,66 @@ def test_sparse_joint_value_index_parts():
     for bad in (vi[:-1], np.full_like(vi, 2), vi.astype(np.int16)):
         e = C.Encoded(enc.codec_id, enc.meta, {**enc.arrays, "val_index": bad}, enc.ras)
         with pytest.raises(C.CodecError, match="val_index"):
+            C.decode(e)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_sparse_gap_codings_roundtrip(data):
+    """Every distance coding (plain, escapes, Rice with any width) decodes bit-exactly,
+    through decode, prepare, to_text, the joint tuples and the fused kernels' tables."""
+    rows = data.draw(st.integers(1, 12))
+    cols = data.draw(st.integers(1, 3000))
+    density = data.draw(st.sampled_from([0.001, 0.01, 0.05, 0.3]))
+    coding = data.draw(st.sampled_from([{}, {"esc": 4}, {"esc": 64}, {"rice": 1},
+                                        {"rice": 3}, {"rice": 9}, {"rice": 16}]))
+    levels = data.draw(st.booleans())
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    x = np.where(rng.random((rows, cols)) < density,
+                 rng.choice([-1.5, 0.25, 3.0], (rows, cols)) if levels
+                 else rng.standard_normal((rows, cols)), 0)
+    t = torch.from_numpy(x.astype(np.float32))
+    orig = C._gap_codings
+    C._gap_codings = lambda g, index="compact": [dict(coding)]
+    try:
+        enc = C.SparseCodec(min_zero_fraction=0.0).encode(t)
+    finally:
+        C._gap_codings = orig
+    nz = np.flatnonzero(x)
+    if nz.size:
+        for key, v in coding.items():
+            assert enc.meta.get(key) == v
+    assert_exact(C.decode(enc), t)
+    out = torch.full_like(t, 2.0)
+    C.prepare(enc)(out)
+    assert_exact(out, t)
+    tree, bufs = enc.flatten()
+    assert_exact(C.decode(C.Encoded.unflatten(tree, {k: v.copy() for k, v in bufs.items()})), t)
+    if nz.size and x.size <= 200:
+        assert enc.to_text().startswith("<B>")
+
+
+def test_sparse_rice_chosen_for_random_pruning_and_corrupt_parts_rejected():
+    rng = np.random.default_rng(7)
+    x = np.where(rng.random((256, 1024)) < 0.05, rng.standard_normal((256, 1024)), 0)
+    t = torch.from_numpy(x.astype(np.float32))
+    enc = C.SparseCodec().encode(t)
+    assert enc.meta.get("rice", 0) >= 2 and "esc" not in enc.meta
+    assert_exact(C.decode(enc), t)
+    gaps = C.SparseCodec._block_gaps(np.flatnonzero(x), int(enc.meta["block_len"]))[0]
+    assert np.array_equal(C.SparseCodec()._gap_values(enc, enc.ras["gaps"].decode()), gaps)
+    good = enc.arrays["gap_extra"]
+    for bad in [good[:-1], np.concatenate([good, [0]]).astype(np.uint8), good.astype(np.int16)]:
+        e = C.Encoded(enc.codec_id, enc.meta, {**enc.arrays, "gap_extra": bad}, enc.ras,
+                      enc.children)
+        with pytest.raises(C.CodecError):
+            C.decode(e)
+    r = enc.meta["rice"]
+    for meta in ({**enc.meta, "rice": r + 1}, {**enc.meta, "rice": 0},
+                 {**enc.meta, "rice": "3"}, {**enc.meta, "rice": True},
+                 {**enc.meta, "esc": 8}):
+        e = C.Encoded(enc.codec_id, meta, enc.arrays, enc.ras, enc.children)
+        with pytest.raises(C.CodecError):
             C.decode(e)
 
 

@@ -453,3 +453,29 @@ def test_fused_wrap_stores_fast_value_planes(cache):
     x = torch.randn(3, 600)
     with torch.inference_mode():
         assert torch.allclose(m(x).double(), _ref64(ref, x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("coding", [{}, {"esc": 8}, {"rice": 1}, {"rice": 5}, {"rice": 12}])
+def test_fused_sparse_every_gap_coding(monkeypatch, kisa, coding):
+    """Plain, escaped and Rice-coded distances: the kernel's per-code (step, extra bits)
+    tables give the reference product; corrupt Rice parts are a CodecError."""
+    from dnn_adapter import codecs as C
+
+    monkeypatch.setattr(C, "_gap_codings", lambda g, index="compact": [dict(coding)])
+    g = torch.Generator().manual_seed(len(str(coding)))
+    w = torch.randn(40, 3000, generator=g)
+    w[torch.rand(40, 3000, generator=g) < 0.97] = 0
+    w[3] = 0  # an empty row
+    w[5, -1] = 2.0  # the last column
+    enc = encode_best(w, form="element", candidates=SP, verify=True)
+    for key, v in coding.items():
+        assert enc.meta.get(key) == v
+    fw = K.FusedWeight(enc)
+    for batch in (1, 6):
+        x = torch.randn(3000, batch, generator=g).numpy()
+        _check(w, x, fw.matmul_t(x))
+    _check(w, x, fw.to_csr().matmul_t(x))
+    if "rice" in coding:
+        bad = C.Encoded(enc.codec_id, {**enc.meta, "esc": 4}, enc.arrays, enc.ras, enc.children)
+        with pytest.raises(C.CodecError):
+            K.FusedWeight(bad)

@@ -152,15 +152,19 @@ def test_range_and_row_errors():
 # ---- gap_positions ---------------------------------------------------------------------------
 
 
-def _encode_gaps(rows, L, esc):
-    """Reference encoder: (seq with a delimiter after each row, table, extra bits)."""
+def _encode_gaps(rows, L, esc, rice=None):
+    """Reference encoder: (seq with a delimiter after each row, table, extra bits); with
+    *rice* the symbols are the quotients ``g >> rice`` and the low bits go to extra."""
     syms, extra_bits, nblocks = [], [], len(rows)
     for r in rows:
         prev = -1
         for p in r:
             g = p - prev - 1
             prev = p
-            if esc is not None and g >= esc:
+            if rice:
+                syms.append(g >> rice)
+                extra_bits += [g >> t & 1 for t in range(rice)]
+            elif esc is not None and g >= esc:
                 v = g - esc + 1
                 b = v.bit_length() - 1
                 syms.append(esc + b)
@@ -184,9 +188,11 @@ def test_gap_positions_against_python(data):
         sorted(data.draw(st.sets(st.integers(0, L - 1), max_size=min(L, 40)))) for _ in range(nb)
     ]
     esc = data.draw(st.sampled_from([None, 0, 1, 3, 64]))
-    seq, table, delim, extra, nblocks = _encode_gaps(rows, L, esc)
+    rice = data.draw(st.sampled_from([None, 1, 2, 5, 13])) if esc is None else None
+    seq, table, delim, extra, nblocks = _encode_gaps(rows, L, esc, rice)
     npos = sum(len(r) for r in rows)
-    pos = wavelet.gap_positions(seq, table, delim, L, nblocks, npos, esc=esc, extra=extra)
+    pos = wavelet.gap_positions(seq, table, delim, L, nblocks, npos, esc=esc, extra=extra,
+                                rice=rice)
     want = [j * L + p for j, r in enumerate(rows) for p in r]
     assert pos.dtype == np.int64 and pos.tolist() == want
 
@@ -227,19 +233,50 @@ def test_gap_scatter_against_numpy(data):
         sorted(data.draw(st.sets(st.integers(0, L - 1), max_size=min(L, 40)))) for _ in range(nb)
     ]
     esc = data.draw(st.sampled_from([None, 0, 1, 3, 64]))
-    seq, table, delim, extra, nblocks = _encode_gaps(rows, L, esc)
+    rice = data.draw(st.sampled_from([None, 1, 4])) if esc is None else None
+    seq, table, delim, extra, nblocks = _encode_gaps(rows, L, esc, rice)
     if data.draw(st.booleans()):
         seq = seq.astype(np.uint8) if int(seq.max(initial=0)) < 256 else seq
     npos = sum(len(r) for r in rows)
     dt = data.draw(st.sampled_from([np.uint8, np.uint16, np.uint32, np.uint64]))
     vals = data.draw(hnp.arrays(dt, npos))
-    pos = wavelet.gap_positions(seq, table, delim, L, nblocks, npos, esc=esc, extra=extra)
+    pos = wavelet.gap_positions(seq, table, delim, L, nblocks, npos, esc=esc, extra=extra,
+                                rice=rice)
+    assert pos.tolist() == [j * L + p for j, r in enumerate(rows) for p in r]
     want = np.zeros(nblocks * L, dt)
     want[pos] = vals
     out = np.full(nblocks * L, 7, dt)  # junk: the scatter zeroes it first
     assert wavelet.gap_scatter(seq, table, delim, L, nblocks, vals, out, esc=esc,
-                               extra=extra) is out
+                               extra=extra, rice=rice) is out
     np.testing.assert_array_equal(out, want)
+
+
+def test_gap_rice_rejects_corrupt_streams():
+    rows = [[0, 5, 900], [], [3, 4000]]
+    seq, table, delim, extra, nb = _encode_gaps(rows, 5000, None, 6)
+    ok = dict(rice=6, extra=extra)
+    assert wavelet.gap_positions(seq, table, delim, 5000, nb, 5, **ok).tolist() == [
+        0, 5, 900, 10003, 14000]
+    vals = np.arange(1, 6, dtype=np.uint16)
+    bad_calls = [
+        dict(rice=6, extra=extra[:-1]),  # low bits run out
+        dict(rice=6, extra=np.concatenate([extra, [0]]).astype(np.uint8)),  # bits left over
+        dict(rice=7, extra=extra),  # other width: offsets / bit counts do not match
+    ]
+    for kw in bad_calls:
+        with pytest.raises(wavelet.WaveletError):
+            wavelet.gap_positions(seq, table, delim, 5000, nb, 5, **kw)
+        guard = np.full(nb * 5000 + 2, 9, np.uint16)
+        with pytest.raises(wavelet.WaveletError):
+            wavelet.gap_scatter(seq, table, delim, 5000, nb, vals, guard[1:-1], **kw)
+        assert guard[0] == 9 and guard[-1] == 9
+    huge = np.array([2**63, 1], dtype=np.uint64)  # (q << r) overflows: corrupt, no wrap
+    with pytest.raises(wavelet.WaveletError):
+        wavelet.gap_positions(np.array([0, 3], np.uint16), huge, 3, 5000, 1, 1, rice=2,
+                              extra=np.zeros(1, np.uint8))
+    for kw in (dict(rice=57), dict(rice=-1), dict(rice=2, esc=4)):
+        with pytest.raises(ValueError):
+            wavelet.gap_positions(seq, table, delim, 5000, nb, 5, extra=extra, **kw)
 
 
 def test_gap_scatter_rejects_corrupt_streams_within_bounds():

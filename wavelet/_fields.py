@@ -127,9 +127,9 @@ def merge_float_fields(
 _NO_ESC = (1 << 64) - 1
 
 
-def _gap_head(seq, table, delim, block_len, nblocks, esc, extra, op):
+def _gap_head(seq, table, delim, block_len, nblocks, esc, extra, op, rice=None):
     """Checked leading C arguments shared by gap_positions and gap_scatter: (seq, width,
-    nseq, delim, table, ntable, esc, extra, extra bytes, block_len, nblocks)."""
+    nseq, delim, table, ntable, esc, rice, extra, extra bytes, block_len, nblocks)."""
     _req(seq, "seq", (np.uint8, np.uint16, np.uint32))
     if not isinstance(table, np.ndarray) or table.dtype.kind != "u":
         raise TypeError(f"{op}: table must be a numpy unsigned-integer array")
@@ -139,22 +139,27 @@ def _gap_head(seq, table, delim, block_len, nblocks, esc, extra, op):
         raise ValueError(f"{op}: negative size")
     if delim < table.size:
         raise ValueError(f"{op}: the delimiter must not be an operand code")
-    if esc is None:
+    rice_v = 0 if rice is None else int(rice)
+    if not 0 <= rice_v <= 56:
+        raise ValueError(f"{op}: rice must be in 1..56")
+    if rice_v and esc is not None:
+        raise ValueError(f"{op}: rice and esc do not mix")
+    if esc is None and not rice_v:
         esc_v, extra = _NO_ESC, np.zeros(0, np.uint8)
     else:
-        esc_v = int(esc)
-        if not 0 <= esc_v < _NO_ESC:
+        esc_v = _NO_ESC if esc is None else int(esc)
+        if not 0 <= esc_v <= _NO_ESC or (esc is not None and esc_v == _NO_ESC):
             raise ValueError(f"{op}: esc out of range")
         if extra is None:
             extra = np.zeros(0, np.uint8)
     _req(extra, "extra", (np.uint8,))
     return (ffi.from_buffer(seq), seq.itemsize, seq.size, delim,
-            ffi.from_buffer("uint64_t[]", table), table.size, esc_v,
+            ffi.from_buffer("uint64_t[]", table), table.size, esc_v, rice_v,
             ffi.from_buffer("uint8_t[]", extra), extra.size, block_len, nblocks)
 
 
 def gap_positions(seq, table, delim: int, block_len: int, nblocks: int, npos: int, *,
-                  esc: int | None = None, extra=None):
+                  esc: int | None = None, extra=None, rice: int | None = None):
     """Positions of the non-zeros of a gap-coded sparse sequence (one pass in C).
 
     *seq* holds, for each of *nblocks* blocks, its operand codes followed by the code
@@ -162,6 +167,8 @@ def gap_positions(seq, table, delim: int, block_len: int, nblocks: int, npos: in
     distance to the previous non-zero of the block (to the block start for the first); a
     symbol ``s >= esc`` is an escape whose ``s - esc`` raw bits, taken in order from the
     LSB-first bit-packed *extra*, give the distance ``esc + 2**(s - esc) - 1 + bits``.
+    With ``rice=r`` (1..56, no *esc*) every symbol is a quotient and the next ``r`` bits of
+    *extra* its low bits: the distance is ``(s << r) | bits`` (Rice coding).
     Returns ``int64`` positions ``block * block_len + offset``, *npos* of them.
 
     Raises
@@ -175,7 +182,7 @@ def gap_positions(seq, table, delim: int, block_len: int, nblocks: int, npos: in
     npos = int(npos)
     if npos < 0:
         raise ValueError("gap_positions: negative size")
-    head = _gap_head(seq, table, delim, block_len, nblocks, esc, extra, "gap_positions")
+    head = _gap_head(seq, table, delim, block_len, nblocks, esc, extra, "gap_positions", rice)
     pos = np.empty(npos, dtype=np.int64)
     st = lib.wv_fields_gap_positions(
         *head,
@@ -186,7 +193,7 @@ def gap_positions(seq, table, delim: int, block_len: int, nblocks: int, npos: in
 
 
 def gap_scatter(seq, table, delim: int, block_len: int, nblocks: int, vals, out, *,
-                esc: int | None = None, extra=None):
+                esc: int | None = None, extra=None, rice: int | None = None):
     """Zero *out* and write ``out[p] = vals[k]`` at the positions :func:`gap_positions`
     would list (same arguments, ``npos = vals.size``), in one C pass with no position array.
 
@@ -194,7 +201,7 @@ def gap_scatter(seq, table, delim: int, block_len: int, nblocks: int, vals, out,
     *vals* an array of the same dtype. On a corrupt stream :class:`WaveletError` is raised
     and *out* holds partial data.
     """
-    head = _gap_head(seq, table, delim, block_len, nblocks, esc, extra, "gap_scatter")
+    head = _gap_head(seq, table, delim, block_len, nblocks, esc, extra, "gap_scatter", rice)
     _req(out, "out", (np.uint8, np.uint16, np.uint32, np.uint64), writable=True)
     _req(vals, "vals", (out.dtype,))
     block_len, nblocks = head[-2:]

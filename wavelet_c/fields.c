@@ -600,17 +600,14 @@ static inline uint64_t load_le64(const uint8_t *p) {
 }
 
 
-/* An escaped distance: b extra bits at *bitpos of extra (nbits of data, extra_bytes
- * readable) give esc + 2^b - 1 + value. Bad data (a width past the data or > 56 bits, a
- * wrapped distance) sets *bad and reads nothing out of bounds. */
-static inline uint64_t gap_escape(uint64_t g, uint64_t esc, const uint8_t *extra,
-                                  uint64_t extra_bytes, uint64_t nbits, uint64_t *bitpos,
-                                  uint64_t *bad) {
-    uint64_t b = g - esc;
+/* b <= 56 bits at *bitpos of extra (nbits of data, extra_bytes readable), LSB first; the
+ * position moves past them. Bits past the data set *bad and read nothing out of bounds. */
+static inline uint64_t gap_bits(uint64_t b, const uint8_t *extra, uint64_t extra_bytes,
+                                uint64_t nbits, uint64_t *bitpos, uint64_t *bad) {
     const uint64_t at = *bitpos;
     if (b > 56 || b > nbits - at) {
         *bad = 1;
-        return g;
+        return 0;
     }
     const uint64_t byte = at >> 3;
     uint64_t v;
@@ -627,20 +624,45 @@ static inline uint64_t gap_escape(uint64_t g, uint64_t esc, const uint8_t *extra
         }
     }
     *bitpos = at + b;
+    return v;
+}
+
+/* An escaped distance: b = g - esc extra bits give esc + 2^b - 1 + value. Bad data (a width
+ * past the data or > 56 bits, a wrapped distance) sets *bad. */
+static inline uint64_t gap_escape(uint64_t g, uint64_t esc, const uint8_t *extra,
+                                  uint64_t extra_bytes, uint64_t nbits, uint64_t *bitpos,
+                                  uint64_t *bad) {
+    const uint64_t b = g - esc;
+    if (b > 56) {
+        *bad = 1;
+        return g;
+    }
+    const uint64_t v = gap_bits(b, extra, extra_bytes, nbits, bitpos, bad);
     const uint64_t ge = esc + ((UINT64_C(1) << b) - 1) + v;
     *bad |= ge < esc; /* wrapped: no such distance */
     return ge;
 }
 
-/* The decode loop, once per code type, escape use and value type VT (positions go to pos
- * when it is given, else VT values are scattered into out), so the per-operand work is
- * resolved at compile time. Escapes are rare (long distances), so they take a branch to
- * gap_escape and the common path stays short; the only loop-carried chains are the offset,
- * the operand count and (escapes only) the bit position. Data errors are or-ed into bad and
- * checked after the loop; every write is bounds-checked before it happens. */
-#define WV_GAP_DEFINE(NAME, CODE_T, ESC, VT)                                                       \
+/* A Rice-coded distance: the symbol is the quotient g, the next r extra bits the low bits:
+ * (g << r) | bits. A quotient that would overflow sets *bad. */
+static inline uint64_t gap_rice(uint64_t g, unsigned r, const uint8_t *extra,
+                                uint64_t extra_bytes, uint64_t nbits, uint64_t *bitpos,
+                                uint64_t *bad) {
+    *bad |= g > (UINT64_MAX >> r);
+    return (g << r) | gap_bits(r, extra, extra_bytes, nbits, bitpos, bad);
+}
+
+/* The decode loop, once per code type, distance coding (MODE 0 plain, 1 escapes, 2 Rice)
+ * and value type VT (positions go to pos when it is given, else VT values are scattered into
+ * out), so the per-operand work is resolved at compile time. Escapes are rare (long
+ * distances), so they take a branch to gap_escape and the common path stays short; the
+ * only loop-carried chains are the offset, the operand count and (escapes, Rice) the bit
+ * position. Data errors are or-ed into bad and checked after the loop; every write is
+ * bounds-checked before it happens. */
+#define WV_GAP_DEFINE(NAME, CODE_T, MODE, VT)                                                      \
     static int NAME(const CODE_T *restrict seq, uint64_t nseq, uint64_t delim,                     \
                     const uint64_t *restrict table, uint64_t ntable, uint64_t esc,                 \
+                    unsigned rice,                                                                 \
                     const uint8_t *restrict extra, uint64_t extra_bytes, uint64_t block_len,       \
                     uint64_t nblocks, int64_t *restrict pos, uint64_t npos,                        \
                     const VT *restrict vals, VT *restrict out) {                                   \
@@ -661,8 +683,10 @@ static inline uint64_t gap_escape(uint64_t g, uint64_t esc, const uint8_t *extra
             if (WV_UNLIKELY((c >= ntable) | (block == nblocks) | (k == npos)))                     \
                 return WV_ECORRUPT;                                                                \
             uint64_t g = table[c];                                                                 \
-            if (ESC && WV_UNLIKELY(g >= esc))                                                      \
+            if (MODE == 1 && WV_UNLIKELY(g >= esc))                                                \
                 g = gap_escape(g, esc, extra, extra_bytes, nbits, &bitpos, &bad);                  \
+            if (MODE == 2)                                                                         \
+                g = gap_rice(g, rice, extra, extra_bytes, nbits, &bitpos, &bad);                   \
             /* next offset: g after the block start, or g + 1 after the previous one (an       \
              * offset outside the block flags bad; positions are only used on success) */      \
             bad |= (g >= block_len) | (off + step + g >= block_len);                               \
@@ -686,7 +710,10 @@ static inline uint64_t gap_escape(uint64_t g, uint64_t esc, const uint8_t *extra
     WV_GAP_DEFINE(gaps_u32_##SFX, uint32_t, 0, VT)                                                 \
     WV_GAP_DEFINE(gaps_u8_esc_##SFX, uint8_t, 1, VT)                                               \
     WV_GAP_DEFINE(gaps_u16_esc_##SFX, uint16_t, 1, VT)                                             \
-    WV_GAP_DEFINE(gaps_u32_esc_##SFX, uint32_t, 1, VT)
+    WV_GAP_DEFINE(gaps_u32_esc_##SFX, uint32_t, 1, VT)                                             \
+    WV_GAP_DEFINE(gaps_u8_rice_##SFX, uint8_t, 2, VT)                                              \
+    WV_GAP_DEFINE(gaps_u16_rice_##SFX, uint16_t, 2, VT)                                            \
+    WV_GAP_DEFINE(gaps_u32_rice_##SFX, uint32_t, 2, VT)
 WV_GAP_DEFINE_ALL(p, uint8_t) /* positions and 1-byte scatter */
 WV_GAP_DEFINE_ALL(w2, uint16_t)
 WV_GAP_DEFINE_ALL(w4, uint32_t)
@@ -694,10 +721,13 @@ WV_GAP_DEFINE_ALL(w8, uint64_t)
 #undef WV_GAP_DEFINE_ALL
 
 static int gap_run(const void *seq, uint32_t code_width, uint64_t nseq, uint64_t delim,
-                   const uint64_t *table, uint64_t ntable, uint64_t esc, const uint8_t *extra,
-                   uint64_t extra_bytes, uint64_t block_len, uint64_t nblocks, int64_t *pos,
-                   uint64_t npos, const void *vals, uint32_t vwidth, void *out) {
+                   const uint64_t *table, uint64_t ntable, uint64_t esc, uint32_t rice,
+                   const uint8_t *extra, uint64_t extra_bytes, uint64_t block_len,
+                   uint64_t nblocks, int64_t *pos, uint64_t npos, const void *vals,
+                   uint32_t vwidth, void *out) {
     if (code_width != 1 && code_width != 2 && code_width != 4)
+        return WV_EINVAL;
+    if (rice > 56 || (rice && esc != UINT64_MAX)) /* Rice and escapes do not mix */
         return WV_EINVAL;
     if ((nseq && !seq) || (ntable && !table) || (extra_bytes && !extra))
         return WV_EINVAL;
@@ -711,10 +741,17 @@ static int gap_run(const void *seq, uint32_t code_width, uint64_t nseq, uint64_t
     for (uint64_t c = 0; c < ntable; c++)
         use_esc |= table[c] >= esc;
 #define WV_GAP_CALL(F, VT)                                                                         \
-    F((const void *)seq, nseq, delim, table, ntable, esc, extra, extra_bytes, block_len, nblocks,  \
-      pos, npos, (const VT *)vals, (VT *)out)
+    F((const void *)seq, nseq, delim, table, ntable, esc, rice, extra, extra_bytes, block_len,     \
+      nblocks, pos, npos, (const VT *)vals, (VT *)out)
 #define WV_GAP_PICK(SFX, VT)                                                                       \
     do {                                                                                           \
+        if (rice) {                                                                                \
+            if (code_width == 1)                                                                   \
+                return WV_GAP_CALL(gaps_u8_rice_##SFX, VT);                                        \
+            if (code_width == 2)                                                                   \
+                return WV_GAP_CALL(gaps_u16_rice_##SFX, VT);                                       \
+            return WV_GAP_CALL(gaps_u32_rice_##SFX, VT);                                           \
+        }                                                                                          \
         if (code_width == 1)                                                                       \
             return use_esc ? WV_GAP_CALL(gaps_u8_esc_##SFX, VT) : WV_GAP_CALL(gaps_u8_##SFX, VT);  \
         if (code_width == 2)                                                                       \
@@ -734,18 +771,18 @@ static int gap_run(const void *seq, uint32_t code_width, uint64_t nseq, uint64_t
 }
 
 int wv_fields_gap_positions(const void *seq, uint32_t code_width, uint64_t nseq, uint64_t delim,
-                            const uint64_t *table, uint64_t ntable, uint64_t esc,
+                            const uint64_t *table, uint64_t ntable, uint64_t esc, uint32_t rice,
                             const uint8_t *extra, uint64_t extra_bytes, uint64_t block_len,
                             uint64_t nblocks, int64_t *pos, uint64_t npos) {
     static int64_t dummy;
     if (npos && !pos)
         return WV_EINVAL;
-    return gap_run(seq, code_width, nseq, delim, table, ntable, esc, extra, extra_bytes,
+    return gap_run(seq, code_width, nseq, delim, table, ntable, esc, rice, extra, extra_bytes,
                    block_len, nblocks, pos ? pos : &dummy, npos, NULL, 0, NULL);
 }
 
 int wv_fields_gap_scatter(const void *seq, uint32_t code_width, uint64_t nseq, uint64_t delim,
-                          const uint64_t *table, uint64_t ntable, uint64_t esc,
+                          const uint64_t *table, uint64_t ntable, uint64_t esc, uint32_t rice,
                           const uint8_t *extra, uint64_t extra_bytes, uint64_t block_len,
                           uint64_t nblocks, const void *vals, uint64_t nvals, uint32_t width,
                           void *out) {
@@ -760,7 +797,7 @@ int wv_fields_gap_scatter(const void *seq, uint32_t code_width, uint64_t nseq, u
         return WV_EINVAL;
     if (nout > 0)
         memset(out, 0, (size_t)(nout * width));
-    return gap_run(seq, code_width, nseq, delim, table, ntable, esc, extra, extra_bytes,
+    return gap_run(seq, code_width, nseq, delim, table, ntable, esc, rice, extra, extra_bytes,
                    block_len, nblocks, NULL, nvals, vals, width, out);
 }
 

@@ -392,14 +392,16 @@ int wv_fields_merge_float(const void *codes, uint32_t code_width, uint64_t ncode
  * each block's operand codes followed by the code `delim`. An operand code c <
  * ntable stands for the symbol table[c]; a symbol s < esc is a distance, s >= esc
  * an escape: b = s - esc <= 56 raw bits (LSB first, consumed in order from extra) give
- * distance esc + 2^b - 1 + bits (esc = UINT64_MAX: no escapes). Inside block j the
+ * distance esc + 2^b - 1 + bits (esc = UINT64_MAX: no escapes). With rice = r in 1..56
+ * (and no escapes) every symbol is a quotient: the next r bits of extra are the low bits,
+ * distance (s << r) | bits (Rice coding). Inside block j the
  * first operand sits at offset distance, every later one distance + 1 after the
  * previous; pos[i] = j * block_len + offset. WV_ECORRUPT if a code is neither an
  * operand nor the delimiter, an offset leaves its block, the escape bits run out
  * or are not all consumed (up to byte padding), or the counts of delimiters and
  * operands are not nblocks and npos. */
 int wv_fields_gap_positions(const void *seq, uint32_t code_width, uint64_t nseq, uint64_t delim,
-                            const uint64_t *table, uint64_t ntable, uint64_t esc,
+                            const uint64_t *table, uint64_t ntable, uint64_t esc, uint32_t rice,
                             const uint8_t *extra, uint64_t extra_bytes, uint64_t block_len,
                             uint64_t nblocks, int64_t *pos, uint64_t npos);
 
@@ -408,7 +410,7 @@ int wv_fields_gap_positions(const void *seq, uint32_t code_width, uint64_t nseq,
  * no position array. WV_ECORRUPT as for wv_fields_gap_positions (npos = nvals); a position
  * outside out is never written. */
 int wv_fields_gap_scatter(const void *seq, uint32_t code_width, uint64_t nseq, uint64_t delim,
-                          const uint64_t *table, uint64_t ntable, uint64_t esc,
+                          const uint64_t *table, uint64_t ntable, uint64_t esc, uint32_t rice,
                           const uint8_t *extra, uint64_t extra_bytes, uint64_t block_len,
                           uint64_t nblocks, const void *vals, uint64_t nvals, uint32_t width,
                           void *out);

@@ -116,6 +116,8 @@ static void merge_case(unsigned width, unsigned exp_bits, uint64_t n) {
 
 static void gaps_case(void) {
     uint64_t L = 1 + below(3000), nb = below(5), esc = below(2) ? 1 + below(20) : UINT64_MAX;
+    /* without escapes, half the cases are Rice-coded: quotient symbols + rice low bits */
+    uint32_t rice = (esc == UINT64_MAX && below(2)) ? (uint32_t)(1 + below(6)) : 0;
     uint64_t maxn = nb * 40 + 1;
     uint64_t *pos_ref = malloc(8 * maxn);
     uint32_t *seq = malloc(4 * (maxn + nb + 1));
@@ -130,11 +132,18 @@ static void gaps_case(void) {
         int first = 1;
         unsigned cnt = (unsigned)below(40);
         for (unsigned q = 0; q < cnt; q++) {
-            uint64_t g = below(esc == UINT64_MAX ? 40 : 300);
+            uint64_t g = below(esc == UINT64_MAX && !rice ? 40 : 300);
             uint64_t np_ = first ? g : p + 1 + g;
             if (np_ >= L)
                 break;
-            if (esc != UINT64_MAX && g >= esc) {
+            if (rice) {
+                if ((g >> rice) >= ntab)
+                    break;
+                seq[nseq++] = (uint32_t)(g >> rice);
+                for (uint32_t t = 0; t < rice; t++, nbit++)
+                    if ((g >> t) & 1)
+                        bits[nbit >> 3] |= (uint8_t)(1u << (nbit & 7));
+            } else if (esc != UINT64_MAX && g >= esc) {
                 uint64_t v = g - esc + 1, b = 63 - (uint64_t)__builtin_clzll(v);
                 if (esc + b >= ntab)
                     break;
@@ -157,8 +166,8 @@ static void gaps_case(void) {
     uint8_t *extra = malloc(eb ? eb : 1);
     memcpy(extra, bits, eb);
     int64_t *pos = malloc(8 * (npos ? npos : 1));
-    int st = wv_fields_gap_positions(seq, 4, nseq, 100, table, ntab, esc, extra, eb, L, nb, pos,
-                                     npos);
+    int st = wv_fields_gap_positions(seq, 4, nseq, 100, table, ntab, esc, rice, extra, eb, L, nb,
+                                     pos, npos);
     CHECK(st == WV_OK);
     for (uint64_t i = 0; i < npos; i++)
         CHECK((uint64_t)pos[i] == pos_ref[i]);
@@ -167,8 +176,8 @@ static void gaps_case(void) {
         uint32_t *s2 = malloc(4 * nseq);
         memcpy(s2, seq, 4 * nseq);
         s2[below(nseq)] = (uint32_t)below(ntab + 40);
-        st = wv_fields_gap_positions(s2, 4, nseq, 100, table, ntab, esc, extra, eb, L, nb, pos,
-                                     npos);
+        st = wv_fields_gap_positions(s2, 4, nseq, 100, table, ntab, esc, rice, extra, eb, L, nb,
+                                     pos, npos);
         if (st == WV_OK)
             for (uint64_t i = 0; i < npos; i++)
                 CHECK(pos[i] >= 0 && (uint64_t)pos[i] < L * nb);
