@@ -1170,8 +1170,9 @@ def write_report(rows, out, meta, forms_rows) -> str:
         "* Sizes: **dense MB** = the whole fp32 state dict; **form MB** = the paper's left-hand "
         'size ("pruning/quantization only"): every transformed weight counted as non-zeros x '
         "bits, with *no* position index, everything else dense; **ours MB** = the file "
-        "`dnn_adapter.save` writes (every part, rank/select indexes, "
-        f"the JSON header, zlib-compressed with a preset dictionary: file format {FILE_VERSION}). "
+        "`dnn_adapter.save` writes (every part; the wavelet trees' rank/select indexes are "
+        "rebuilt on load, not stored; the JSON header, zlib-compressed with a preset "
+        f"dictionary: file format {FILE_VERSION}). "
         'CR = dense / ours; CR improved = form / ours (the paper\'s "CR Improved").',
         "* **bound** = zero-order entropy bound of the tensors dnn_adapter compresses "
         "(`entropy_bound_bits`: exponent H0 + raw sign/mantissa bits for dense floats; "
