@@ -198,9 +198,10 @@ def main():
     print("*-valued fp32 rows: half-precision values saved as float32; their bound is the float32"
           " one, which the narrow codec (values stored in the half format) is not held to.")
     print(
-        "CR = raw bytes / compressed bytes (dnn_adapter counts every part incl. the rank/select"
-        " index and JSON meta); file CR = raw bytes / the .dnnz file of these tensors (the"
-        " container too: compressed header, buffer alignment)."
+        "CR = raw bytes / compressed bytes (dnn_adapter counts every stored part and the JSON"
+        " meta; the trees' rank/select index is rebuilt on load, not stored); file CR = raw"
+        " bytes / the .dnnz file of these tensors (the container too: compressed header,"
+        " buffer alignment)."
     )
 
 
