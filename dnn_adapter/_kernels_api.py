@@ -471,7 +471,7 @@ class FusedWeight:
             if esc is not None or rice:
                 # per code: the smallest distance it stands for (step - 1) and the extra
                 # bits the kernel adds to it (escapes: 2**b - 1 + bits; Rice: the low bits)
-                if rice:
+                if rice:  # bound the quotients before the shift can overflow int64
                     if table.size and int(sym.max()) >= self.ncols:
                         raise CodecError("fused: a gap is longer than a row")
                     b = np.full(sym.size, rice, dtype=np.int64)
@@ -531,7 +531,7 @@ class FusedWeight:
     def sparse(self) -> bool:
         return self.gaps is not None
 
-    def _dense_bands(self, xt, out, kw):
+    def _dense_bands(self, xt, out):
         """Dense rows: decode bands of about ``_BAND_ELEMS`` values with the codec's row
         decoder into one reused buffer (float32 once widened), multiply each band."""
         from ._bits import dtype_info
@@ -571,7 +571,7 @@ class FusedWeight:
             out = np.empty((self.nrows, xt.shape[1]), dtype=np.float32)
         if self._rows_dec is not None:
             _check_xy(xt, out, self.nrows, self.ncols, "FusedWeight.matmul_t")
-            return self._dense_bands(xt, out, kw)
+            return self._dense_bands(xt, out)
         for r0 in range(0, self.nrows, self.band):
             r1 = min(self.nrows, r0 + self.band)
             layer_mm(xt, values=self.src.values((r0, r1)), rows=(r0, r1), yt=out, **kw)

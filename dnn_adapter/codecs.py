@@ -450,7 +450,7 @@ class FloatCodec(Codec):
             cands = [self._encode_k(u, dt, block_len, kk) for kk in range(kmax + 1)]
             sizes = [c.nbytes for c in cands]
         else:
-            cands, sizes = None, [_estimate_float_bytes(u, E, M, kk, self.index)
+            cands, sizes = None, [_estimate_float_bytes(u, E, M, kk)
                                   for kk in range(kmax + 1)]
         k = int(np.argmin(sizes))
         if sizes[k] > sizes[0] * (1.0 - self.joint_min_gain):
@@ -690,23 +690,24 @@ _EXACT_K_BELOW = 1 << 16
 # choices (k, escapes). The tree's bits are stored without their rank/select index (RAS
 # parts, wavelet format 1.3), so the index kind does not change the stored size.
 _TREE_BYTES_PER_SYMBOL = 3
+# per distance symbol of the sparse codec: the tree's tables and its gap_table entry
+_GAP_BYTES_PER_SYMBOL = _TREE_BYTES_PER_SYMBOL + 2
 
 
-def _tree_bytes(counts, index: str, per_symbol: float) -> float:
+def _tree_bytes(counts, per_symbol: float) -> float:
     """Estimated stored bytes of a Huffman RAS tree over symbols with these counts: its
-    bits, plus *per_symbol* bytes per distinct symbol (*index* is kept for callers; the
-    index is not stored)."""
+    bits, plus *per_symbol* bytes per distinct symbol."""
     return _huffman_bits(counts) / 8 + int(np.count_nonzero(counts)) * per_symbol
 
 
-def _estimate_float_bytes(u, E, M, k, index="compact") -> float:
+def _estimate_float_bytes(u, E, M, k) -> float:
     ut = u.dtype.type
     field = (u >> ut(M - k)) & ut((1 << (E + k)) - 1)
     counts = np.bincount(field.astype(np.int64), minlength=1)
     # per symbol: the tree's tables and the uint16 exp_table entry; 3 more symbols for the
     # RAS's flag/delimiter/end
     per_symbol = _TREE_BYTES_PER_SYMBOL + 2
-    tree = _tree_bytes(counts, index, per_symbol) + 3 * per_symbol
+    tree = _tree_bytes(counts, per_symbol) + 3 * per_symbol
     return tree + u.size * (M + 1 - k) / 8
 
 
@@ -816,7 +817,7 @@ class DictCodec(Codec):
         if L <= 0 or K <= 1 and codes.size == 0:
             return best_g, best_keys
         per_sym = _TREE_BYTES_PER_SYMBOL
-        best = _tree_bytes(np.bincount(codes), self.index, itemsize + per_sym)
+        best = _tree_bytes(np.bincount(codes), itemsize + per_sym)
         g = 2
         while (g <= self.max_group and L % g == 0 and K ** g < 1 << 62
                and (g * itemsize <= 8 or K <= 256)):
@@ -830,7 +831,7 @@ class DictCodec(Codec):
             # a run is g values, or (when g values do not fit a word) g 1-byte codes plus
             # the value table
             run = g * itemsize if g * itemsize <= 8 else g
-            size = (_tree_bytes(cnt, self.index, run + per_sym)
+            size = (_tree_bytes(cnt, run + per_sym)
                     + (K * itemsize if run == g else 0))
             if size < best * 0.99:
                 best, best_g, best_keys = size, g, keys
@@ -1041,14 +1042,12 @@ class SparseCodec(Codec):
         included, and the escapes' raw bits."""
         rows = n // L
         best_m, best = 1, None
-        per_symbol = _TREE_BYTES_PER_SYMBOL + 2
         m = 1
         while m <= min(self.max_rows_per_block, rows) and rows % m == 0:
             gaps, _ = self._block_gaps(nz, L * m)
-            sym, xb, _ = _code_gaps(gaps, _choose_gap_coding(gaps, self.index))
-            extra = xb.size
+            sym, extra = _code_gaps(gaps, _choose_gap_coding(gaps))
             cnt = np.bincount(sym.astype(np.int64)) if sym.size else np.zeros(0, np.int64)
-            size = _tree_bytes(np.append(cnt, rows // m), self.index, per_symbol) + extra
+            size = _tree_bytes(np.append(cnt, rows // m), _GAP_BYTES_PER_SYMBOL) + extra.size
             if best is None or size < best:
                 best_m, best = m, size
             m *= 2
@@ -1073,8 +1072,8 @@ class SparseCodec(Codec):
         best = None
         # the distance codings worth building (estimates cannot see how the joint tuples'
         # alphabet grows with the distance alphabet): the smallest is kept
-        for coding in _gap_codings(gaps, self.index):
-            sym, extra, coding = _code_gaps(gaps, coding)
+        for coding in _gap_codings(gaps):
+            sym, extra = _code_gaps(gaps, coding)
             arrays = {"gap_extra": extra} if coding else {}
             table, codes = _freq_table(sym.astype(np.uint64))
             arrays["gap_table"] = table.astype(smallest_uint(int(table.max()) if table.size
@@ -1123,9 +1122,7 @@ class SparseCodec(Codec):
         sym = table[codes].astype(np.int64)
         rice = _rice_of(enc)
         if rice:
-            extra = enc.arrays.get("gap_extra")
-            if extra is None or extra.dtype != np.uint8 or extra.ndim != 1:
-                raise CodecError("sparse: missing or bad gap_extra part")
+            extra = _gap_extra(enc)
             if extra.size != (sym.size * rice + 7) // 8:
                 raise CodecError("sparse: gap_extra has the wrong size")
             bits = np.unpackbits(extra, bitorder="little")[: sym.size * rice]
@@ -1140,9 +1137,7 @@ class SparseCodec(Codec):
             raise CodecError("sparse: bad escape threshold") from None
         if T < 0 or (sym.size and int(sym.max()) >= T + 63):
             raise CodecError("sparse: bad escape symbols")
-        extra = enc.arrays.get("gap_extra")
-        if extra is None or extra.dtype != np.uint8 or extra.ndim != 1:
-            raise CodecError("sparse: missing or bad gap_extra part")
+        extra = _gap_extra(enc)
         is_esc = sym >= T
         nbits = sym[is_esc] - T
         total = int(nbits.sum())
@@ -1177,17 +1172,13 @@ class SparseCodec(Codec):
         if rice:
             if esc is not None:
                 raise CodecError("sparse: Rice-coded distances with an escape threshold")
-            extra = enc.arrays.get("gap_extra")
-            if extra is None or extra.dtype != np.uint8 or extra.ndim != 1:
-                raise CodecError("sparse: missing or bad gap_extra part")
+            extra = _gap_extra(enc)
         elif esc is not None:
             try:
                 esc = int(esc)
             except (TypeError, ValueError):
                 raise CodecError("sparse: bad escape threshold") from None
-            extra = enc.arrays.get("gap_extra")
-            if extra is None or extra.dtype != np.uint8 or extra.ndim != 1:
-                raise CodecError("sparse: missing or bad gap_extra part")
+            extra = _gap_extra(enc)
             if esc < 0:
                 raise CodecError("sparse: bad escape threshold")
         if seq is None:
@@ -1302,6 +1293,15 @@ def _escape_gaps(gaps: np.ndarray, T: int):
     return sym, packed
 
 
+def _gap_extra(enc) -> np.ndarray:
+    """A sparse encoding's ``gap_extra`` part (the escapes' or Rice coding's raw bits),
+    checked to be a 1-D uint8 array."""
+    extra = enc.arrays.get("gap_extra")
+    if extra is None or extra.dtype != np.uint8 or extra.ndim != 1:
+        raise CodecError("sparse: missing or bad gap_extra part")
+    return extra
+
+
 def _rice_of(enc) -> int:
     """The Rice width of a sparse encoding's distances (``meta["rice"]``), 0 if none."""
     r = enc.meta.get("rice")
@@ -1321,35 +1321,32 @@ def _rice_gaps(gaps: np.ndarray, r: int):
 
 
 def _code_gaps(gaps: np.ndarray, coding: dict):
-    """``(symbols, extra bits, meta)`` for a coding from :func:`_choose_gap_coding`."""
+    """``(symbols, packed extra bits)`` for a coding from :func:`_choose_gap_coding`."""
     if "esc" in coding:
-        sym, extra = _escape_gaps(gaps, coding["esc"])
-    elif "rice" in coding:
-        sym, extra = _rice_gaps(gaps, coding["rice"])
-    else:
-        sym, extra = gaps, np.zeros(0, np.uint8)
-    return sym, extra, coding
+        return _escape_gaps(gaps, coding["esc"])
+    if "rice" in coding:
+        return _rice_gaps(gaps, coding["rice"])
+    return gaps, np.zeros(0, np.uint8)
 
 
-def _gap_codings_est(gaps: np.ndarray, index="compact"):
+def _gap_codings_est(gaps: np.ndarray):
     """``((plain-or-escape coding, its estimated bytes), (best Rice coding, bytes) or
     None)``, see :func:`_choose_gap_coding`."""
-    per_symbol = _TREE_BYTES_PER_SYMBOL + 2
     g = gaps.astype(np.int64)
-    T = _choose_escape(gaps, index)
+    T = _choose_escape(gaps)
     esc = {} if T is None else {"esc": T}
-    sym, extra, _ = _code_gaps(gaps, esc)
-    first = (esc, _tree_bytes(np.bincount(sym.astype(np.int64)), index, per_symbol)
+    sym, extra = _code_gaps(gaps, esc)
+    first = (esc, _tree_bytes(np.bincount(sym.astype(np.int64)), _GAP_BYTES_PER_SYMBOL)
              + extra.size)
     rice = None
     for r in range(1, min(16, int(g.max()).bit_length()) + 1):
-        size = (_tree_bytes(np.bincount(g >> r), index, per_symbol) + (g.size * r + 7) // 8)
+        size = _tree_bytes(np.bincount(g >> r), _GAP_BYTES_PER_SYMBOL) + (g.size * r + 7) // 8
         if rice is None or size < rice[1]:
             rice = ({"rice": r}, size)
     return first, rice
 
 
-def _choose_gap_coding(gaps: np.ndarray, index="compact") -> dict:
+def _choose_gap_coding(gaps: np.ndarray) -> dict:
     """The distance coding with the smallest estimated size: ``{}`` (every distance a
     symbol), ``{"esc": T}`` (long distances escaped, :func:`_choose_escape`) or
     ``{"rice": r}`` (symbol ``g >> r`` + ``r`` raw bits: near the entropy of the
@@ -1357,31 +1354,31 @@ def _choose_gap_coding(gaps: np.ndarray, index="compact") -> dict:
     inside joint (distance, value) symbols)."""
     if gaps.size == 0:
         return {}
-    first, rice = _gap_codings_est(gaps, index)
+    first, rice = _gap_codings_est(gaps)
     return rice[0] if rice is not None and rice[1] < first[1] else first[0]
 
 
-def _gap_codings(gaps: np.ndarray, index="compact") -> list:
+def _gap_codings(gaps: np.ndarray) -> list:
     """The distance codings the encoder builds and measures: the best plain-or-escape one
     and the best Rice one (by estimate), the latter only if its estimate is within 5% of
     the former's (a joint tuple alphabet can still make it the smaller)."""
     if gaps.size == 0:
         return [{}]
-    first, rice = _gap_codings_est(gaps, index)
+    first, rice = _gap_codings_est(gaps)
     out = [first[0]]
     if rice is not None and rice[1] < 1.05 * first[1]:
         out.append(rice[0])
     return out
 
 
-def _choose_escape(gaps: np.ndarray, index="compact"):
+def _choose_escape(gaps: np.ndarray):
     """The escape threshold with the smallest estimated size, or None (no escapes)."""
     if gaps.size == 0:
         return None
-    per_symbol = _TREE_BYTES_PER_SYMBOL + 2
+    per_symbol = _GAP_BYTES_PER_SYMBOL
 
     def est(sym, extra_bits):  # + the RAS's 3 control symbols
-        return _tree_bytes(np.bincount(sym), index, per_symbol) + 3 * per_symbol + extra_bits / 8
+        return _tree_bytes(np.bincount(sym), per_symbol) + 3 * per_symbol + extra_bits / 8
 
     g = gaps.astype(np.int64)
     best_T, best = None, est(g, 0)

@@ -384,7 +384,7 @@ def test_sparse_long_rows_escape(density, L):
 
 
 def test_sparse_corrupt_escape_parts(monkeypatch):
-    monkeypatch.setattr(C, "_gap_codings", lambda g, index="compact": [{"esc": 16}])
+    monkeypatch.setattr(C, "_gap_codings", lambda g: [{"esc": 16}])
     torch.manual_seed(3)
     x = torch.randn(4, 5000)
     x[torch.rand(4, 5000) > 0.01] = 0
@@ -555,6 +555,17 @@ def test_sparse_joint_tuples_beat_separate_streams_and_reject_bad_parts():
         C.decode(bad)
 
 
+def _assert_decodes_everywhere(enc, t, fill):
+    """*enc* gives *t* bit-exactly through decode, prepare into a tensor prefilled with
+    *fill*, and its flattened parts unflattened from copies."""
+    assert_exact(C.decode(enc), t)
+    out = torch.full_like(t, fill)
+    C.prepare(enc)(out)
+    assert_exact(out, t)
+    tree, bufs = enc.flatten()
+    assert_exact(C.decode(C.Encoded.unflatten(tree, {k: v.copy() for k, v in bufs.items()})), t)
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.data())
 def test_sparse_rows_per_block_roundtrip(data):
@@ -575,12 +586,7 @@ def test_sparse_rows_per_block_roundtrip(data):
     m = L // cols
     assert L == m * cols and rows % m == 0 and m <= mx and m & (m - 1) == 0
     assert enc.ras["gaps"].nblocks == rows // m
-    assert_exact(C.decode(enc), t)
-    out = torch.full_like(t, 7.0)
-    C.prepare(enc)(out)
-    assert_exact(out, t)
-    tree, bufs = enc.flatten()
-    assert_exact(C.decode(C.Encoded.unflatten(tree, {k: v.copy() for k, v in bufs.items()})), t)
+    _assert_decodes_everywhere(enc, t, 7.0)
 
 
 def test_sparse_very_sparse_rows_share_blocks():
@@ -638,7 +644,7 @@ def test_sparse_gap_codings_roundtrip(data):
                  else rng.standard_normal((rows, cols)), 0)
     t = torch.from_numpy(x.astype(np.float32))
     orig = C._gap_codings
-    C._gap_codings = lambda g, index="compact": [dict(coding)]
+    C._gap_codings = lambda g: [dict(coding)]
     try:
         enc = C.SparseCodec(min_zero_fraction=0.0).encode(t)
     finally:
@@ -647,12 +653,7 @@ def test_sparse_gap_codings_roundtrip(data):
     if nz.size:
         for key, v in coding.items():
             assert enc.meta.get(key) == v
-    assert_exact(C.decode(enc), t)
-    out = torch.full_like(t, 2.0)
-    C.prepare(enc)(out)
-    assert_exact(out, t)
-    tree, bufs = enc.flatten()
-    assert_exact(C.decode(C.Encoded.unflatten(tree, {k: v.copy() for k, v in bufs.items()})), t)
+    _assert_decodes_everywhere(enc, t, 2.0)
     if nz.size and x.size <= 200:
         assert enc.to_text().startswith("<B>")
 

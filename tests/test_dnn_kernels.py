@@ -461,7 +461,7 @@ def test_fused_sparse_every_gap_coding(monkeypatch, kisa, coding):
     tables give the reference product; corrupt Rice parts are a CodecError."""
     from dnn_adapter import codecs as C
 
-    monkeypatch.setattr(C, "_gap_codings", lambda g, index="compact": [dict(coding)])
+    monkeypatch.setattr(C, "_gap_codings", lambda g: [dict(coding)])
     g = torch.Generator().manual_seed(len(str(coding)))
     w = torch.randn(40, 3000, generator=g)
     w[torch.rand(40, 3000, generator=g) < 0.97] = 0
