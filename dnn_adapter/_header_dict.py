@@ -1,14 +1,17 @@
-"""The preset dictionary of the ``zlib-d1`` header codec (file format 3, ``docs/dnn_format.md``).
+"""The preset dictionaries of the header codecs ``zlib-d1`` (file format 3) and ``zlib-d2``
+(file format 4), ``docs/dnn_format.md``.
 
 A compressed file's JSON header is a fixed cost per model: on a small model it is several per
 cent of the file. Most of it is vocabulary every header repeats -- the codec trees' keys,
 the part names of the wavelet trees, config keys, common layer names -- so zlib is given
 this text as a preset dictionary (``zlib.compressobj(zdict=...)``): the first occurrence of
-each phrase then costs a back-reference instead of its letters. It saves about 450-650 bytes
-per file (the digits demo pruned to 97%: 2.4% of the file).
+each phrase then costs a back-reference instead of its letters. ``zlib-d1`` saves about
+450-650 bytes per file (the digits demo pruned to 97%: 2.4% of the file).
 
-The bytes are part of the file format: they never change. A different dictionary would be a
-new codec name (``zlib-d2``). Its length is 6857 bytes and its CRC-32 0x88b6fb23.
+The bytes are part of the file format: they never change. A different dictionary is a new
+codec name. HEADER_DICT_1 is 6857 bytes, CRC-32 0x88b6fb23. HEADER_DICT_2 (9187 bytes, CRC-32
+0x683c6b03) is the same list of layer names followed by a version 4 header of a synthetic
+model (index-free trees, checksums removed), made by ``tests/fixtures/make_header_dict.py``.
 """
 
 HEADER_DICT_1 = (
@@ -92,3 +95,112 @@ HEADER_DICT_1 = (
     b'YMC","|u1",[33]],["exp.CNTS","|u1",[16]],["exp.NACT","<u2",[16]]],"data_crc32":},'
 )
 HEADER_DICT_1_CRC32 = 0x88b6fb23
+
+
+
+HEADER_DICT_2 = (
+    b'"conv1.weight","bn1.weight","layer1.0.downsample.0.weight","fc.weight","classifier.1.weigh'
+    b't","blocks.0.attn.qkv.weight","blocks.0.attn.proj.weight","blocks.0.mlp.fc1.weight","block'
+    b's.0.norm1.weight","cls_token","pos_embed","patch_embed.proj.weight","head.weight","in_proj'
+    b'_weight","out_proj.weight","encoder.layer.0.attention.self.query.weight","encoder.layer.0.'
+    b'attention.self.key.weight","encoder.layer.0.attention.self.value.weight","encoder.layer.0.'
+    b'attention.output.dense.weight","encoder.layer.0.attention.output.LayerNorm.weight","encode'
+    b'r.layer.0.intermediate.dense.weight","encoder.layer.0.output.dense.weight","embeddings.wor'
+    b'd_embeddings.weight","embeddings.position_embeddings.weight","embeddings.token_type_embedd'
+    b'ings.weight","model.layers.0.self_attn.q_proj.weight","model.layers.0.mlp.gate_proj.weight'
+    b'","lm_head.weight","features.0.0.weight","running_mean","running_var","num_batches_tracked'
+    b'","float16","bfloat16","uint8","int8","int32","float64",{"format":"dnn_adapter","version":'
+    b'4,"config":{"mode":"streaming","fpr_threshold":8.0,"min_numel":1024,"overrides":{},"codecs'
+    b'":["narrow","sparse","dict","float","raw"],"verify":true,"fused":false,"fused_cache":false'
+    b',"prefetch":false,"version":2},"tensors":{"features.3.weight":{"kind":"compressed","requir'
+    b'es_grad":true,"tree":{"codec":"float","meta":{"form":"block","nplanes":2,"rem":6,"k":2,"v"'
+    b':1,"dtype":"float32","shape":[64,32,3,3],"torch":true,"crc32":},"arrays":["exp_table","raw'
+    b'","raw_top"],"ras":{"exp":{"k":55,"nblocks":64,"n":18432,"block_len":288,"wt":[18498,14,58'
+    b',1,1,0,32,58,83904,41578,1],"tags":["WRDS","SYMC","CNTS","NACT"]}}},"buffers":[["exp.WRDS"'
+    b',"<u8",[1311]],["exp_table","<u2",[55]],["exp.NACT","<u2",[15]],["raw","|u1",[2,18432]],["'
+    b'raw_top","|u1",[13824]],["exp.SYMC","|u1",[58]],["exp.CNTS","|u1",[15]]],"data_crc32":},"f'
+    b'eatures.5.weight":{"kind":"compressed","requires_grad":true,"tree":{"codec":"dict","meta":'
+    b'{"form":"block","v":1,"dtype":"float32","shape":[64,64,3,3],"torch":true,"crc32":},"arrays'
+    b'":["table"],"ras":{"codes":{"k":16,"nblocks":64,"n":36864,"block_len":576,"wt":[36930,15,1'
+    b'9,1,1,0,32,19,113792,57642,1],"tags":["WRDS","SYMC","CNTS","NACT"]}}},"buffers":[["codes.W'
+    b'RDS","<u8",[1778]],["table","<u4",[16]],["codes.NACT","<u2",[16]],["codes.SYMC","|u1",[19]'
+    b'],["codes.CNTS","|u1",[16]]],"data_crc32":},"features.6.weight":{"kind":"compressed","requ'
+    b'ires_grad":true,"tree":{"codec":"sparse","meta":{"form":"block","block_len":36864,"nnz":36'
+    b'87,"rice":3,"joint":1,"v":1,"dtype":"float32","shape":[64,64,3,3],"torch":true,"crc32":},"'
+    b'arrays":["gap_extra","gap_table","val_table","val_index"],"ras":{"gaps":{"k":19,"nblocks":'
+    b'1,"n":3687,"block_len":0,"wt":[3690,11,22,1,1,0,32,22,10560,4629,1],"tags":["WRDS","SYMC",'
+    b'"CNTS","NACT"]}}},"buffers":[["gaps.WRDS","<u8",[165]],["val_table","<u4",[2]],["gaps.NACT'
+    b'","<u2",[12]],["gap_extra","|u1",[1383]],["gap_table","|u1",[19]],["val_index","|u1",[19]]'
+    b',["gaps.SYMC","|u1",[22]],["gaps.CNTS","|u1",[12]]],"data_crc32":},"features.7.weight":{"k'
+    b'ind":"compressed","requires_grad":true,"tree":{"codec":"float","meta":{"form":"block","npl'
+    b'anes":0,"rem":7,"k":1,"v":1,"dtype":"bfloat16","shape":[64,64,3,3],"torch":true,"crc32":},'
+    b'"arrays":["exp_table","raw","raw_top"],"ras":{"exp":{"k":31,"nblocks":64,"n":36864,"block_'
+    b'len":576,"wt":[36930,14,34,1,1,0,32,34,131328,58610,1],"tags":["WRDS","SYMC","CNTS","NACT"'
+    b']}}},"buffers":[["exp.WRDS","<u8",[2052]],["exp_table","<u2",[31]],["exp.NACT","<u2",[15]]'
+    b',["raw","|u1",[0,36864]],["raw_top","|u1",[32256]],["exp.SYMC","|u1",[34]],["exp.CNTS","|u'
+    b'1",[15]]],"data_crc32":},"classifier.1.weight":{"kind":"compressed","requires_grad":true,"'
+    b'tree":{"codec":"sparse","meta":{"form":"element","block_len":65536,"nnz":26215,"rice":4,"v'
+    b'":1,"dtype":"float32","shape":[512,1024],"torch":true,"crc32":},"arrays":["gap_extra","gap'
+    b'_table"],"ras":{"gaps":{"k":12,"nblocks":8,"n":26215,"block_len":0,"wt":[26225,14,15,1,1,0'
+    b',32,15,47424,20747,1],"tags":["WRDS","SYMC","CNTS","NACT"]}},"children":{"values":{"codec"'
+    b':"float","meta":{"form":"element","nplanes":2,"rem":6,"k":2,"dtype":"float32","n":26215},"'
+    b'arrays":["exp_table","raw","raw_top"],"ras":{"exp":{"k":6,"nblocks":8,"n":26215,"block_len'
+    b'":0,"wt":[26225,8,9,1,1,0,32,9,49088,22600,1],"tags":["WRDS","SYMC","CNTS","NACT"]}}}}},"b'
+    b'uffers":[["gaps.WRDS","<u8",[741]],["values/exp.WRDS","<u8",[767]],["gaps.NACT","<u2",[15]'
+    b'],["values/exp_table","<u2",[6]],["values/exp.NACT","<u2",[9]],["gap_extra","|u1",[13108]]'
+    b',["gap_table","|u1",[12]],["gaps.SYMC","|u1",[15]],["gaps.CNTS","|u1",[15]],["values/raw",'
+    b'"|u1",[2,26215]],["values/raw_top","|u1",[19662]],["values/exp.SYMC","|u1",[9]],["values/e'
+    b'xp.CNTS","|u1",[9]]],"data_crc32":},"classifier.3.weight":{"kind":"compressed","requires_g'
+    b'rad":true,"tree":{"codec":"float","meta":{"form":"element","nplanes":3,"rem":0,"k":0,"v":1'
+    b',"dtype":"float32","shape":[10,512],"torch":true,"crc32":},"arrays":["exp_table","raw"],"r'
+    b'as":{"exp":{"k":14,"nblocks":10,"n":5120,"block_len":512,"wt":[5132,13,17,1,1,0,32,17,1382'
+    b'4,6420,1],"tags":["WRDS","SYMC","CNTS","NACT"]}}},"buffers":[["exp.WRDS","<u8",[216]],["ex'
+    b'p_table","<u2",[14]],["exp.NACT","<u2",[14]],["raw","|u1",[3,5120]],["exp.SYMC","|u1",[17]'
+    b'],["exp.CNTS","|u1",[14]]],"data_crc32":},"head.weight":{"kind":"compressed","requires_gra'
+    b'd":true,"tree":{"codec":"narrow","meta":{"form":"element","as":"float16","v":1,"dtype":"fl'
+    b'oat32","shape":[256,256],"torch":true,"crc32":},"arrays":[],"ras":{},"children":{"values":'
+    b'{"codec":"float","meta":{"form":"element","nplanes":1,"rem":2,"k":1,"dtype":"float16","n":'
+    b'65536},"arrays":["exp_table","raw","raw_top"],"ras":{"exp":{"k":26,"nblocks":256,"n":65536'
+    b',"block_len":256,"wt":[65794,13,29,1,1,0,32,29,234688,106048,1],"tags":["WRDS","SYMC","CNT'
+    b'S","NACT"]}}}}},"buffers":[["values/exp.WRDS","<u8",[3667]],["values/exp.NACT","<u4",[14]]'
+    b',["values/exp_table","<u2",[26]],["values/raw","|u1",[1,65536]],["values/raw_top","|u1",[1'
+    b'6384]],["values/exp.SYMC","|u1",[29]],["values/exp.CNTS","|u1",[14]]],"data_crc32":},"fc.w'
+    b'eight":{"kind":"compressed","requires_grad":true,"tree":{"codec":"sparse","meta":{"form":"'
+    b'element","block_len":16384,"nnz":3277,"rice":3,"zsign":1,"v":1,"dtype":"float32","shape":['
+    b'128,256],"torch":true,"crc32":},"arrays":["gap_extra","gap_table","zero_sign"],"ras":{"gap'
+    b's":{"k":9,"nblocks":2,"n":3277,"block_len":0,"wt":[3281,10,12,1,1,0,32,12,6144,2541,1],"ta'
+    b'gs":["WRDS","SYMC","CNTS","NACT"]}},"children":{"values":{"codec":"float","meta":{"form":"'
+    b'element","nplanes":2,"rem":6,"k":2,"dtype":"float32","n":3277},"arrays":["exp_table","raw"'
+    b',"raw_top"],"ras":{"exp":{"k":6,"nblocks":2,"n":3277,"block_len":0,"wt":[3281,8,9,1,1,0,32'
+    b',9,7232,3569,1],"tags":["WRDS","SYMC","CNTS","NACT"]}}}}},"buffers":[["gaps.WRDS","<u8",[9'
+    b'6]],["values/exp.WRDS","<u8",[113]],["gaps.NACT","<u2",[11]],["values/exp_table","<u2",[6]'
+    b'],["values/exp.NACT","<u2",[9]],["gap_extra","|u1",[1229]],["gap_table","|u1",[9]],["zero_'
+    b'sign","|u1",[3687]],["gaps.SYMC","|u1",[12]],["gaps.CNTS","|u1",[11]],["values/raw","|u1",'
+    b'[2,3277]],["values/raw_top","|u1",[2458]],["values/exp.SYMC","|u1",[9]],["values/exp.CNTS"'
+    b',"|u1",[9]]],"data_crc32":},"embed.weight":{"kind":"compressed","requires_grad":true,"tree'
+    b'":{"codec":"float","meta":{"form":"element","nplanes":1,"rem":2,"k":1,"v":1,"dtype":"float'
+    b'16","shape":[512,64],"torch":true,"crc32":},"arrays":["exp_table","raw","raw_top"],"ras":{'
+    b'"exp":{"k":26,"nblocks":512,"n":32768,"block_len":64,"wt":[33282,14,29,1,1,0,32,29,119744,'
+    b'61613,1],"tags":["WRDS","SYMC","CNTS","NACT"]}}},"buffers":[["exp.WRDS","<u8",[1871]],["ex'
+    b'p_table","<u2",[26]],["exp.NACT","<u2",[15]],["raw","|u1",[1,32768]],["raw_top","|u1",[819'
+    b'2]],["exp.SYMC","|u1",[29]],["exp.CNTS","|u1",[15]]],"data_crc32":},"features.0.weight":{"'
+    b'kind":"dense","dtype":"float32","shape":[32,1,3,3],"crc32":},"features.0.bias":{"kind":"de'
+    b'nse","dtype":"float32","shape":[32],"crc32":},"features.1.weight":{"kind":"dense","dtype":'
+    b'"float32","shape":[32],"crc32":},"features.1.bias":{"kind":"dense","dtype":"float32","shap'
+    b'e":[32],"crc32":},"features.1.running_mean":{"kind":"dense","dtype":"float32","shape":[32]'
+    b',"crc32":},"features.1.running_var":{"kind":"dense","dtype":"float32","shape":[32],"crc32"'
+    b':},"features.1.num_batches_tracked":{"kind":"dense","dtype":"int64","shape":[],"crc32":},"'
+    b'features.3.bias":{"kind":"dense","dtype":"float32","shape":[64],"crc32":},"features.4.weig'
+    b'ht":{"kind":"dense","dtype":"float32","shape":[64],"crc32":},"features.4.bias":{"kind":"de'
+    b'nse","dtype":"float32","shape":[64],"crc32":},"features.4.running_mean":{"kind":"dense","d'
+    b'type":"float32","shape":[64],"crc32":},"features.4.running_var":{"kind":"dense","dtype":"f'
+    b'loat32","shape":[64],"crc32":},"features.4.num_batches_tracked":{"kind":"dense","dtype":"i'
+    b'nt64","shape":[],"crc32":},"features.5.bias":{"kind":"dense","dtype":"float32","shape":[64'
+    b'],"crc32":},"features.6.bias":{"kind":"dense","dtype":"float32","shape":[64],"crc32":},"fe'
+    b'atures.7.bias":{"kind":"dense","dtype":"bfloat16","shape":[64],"crc32":},"classifier.1.bia'
+    b's":{"kind":"dense","dtype":"float32","shape":[512],"crc32":},"classifier.3.bias":{"kind":"'
+    b'dense","dtype":"float32","shape":[10],"crc32":},"head.bias":{"kind":"dense","dtype":"float'
+    b'32","shape":[256],"crc32":},"fc.bias":{"kind":"dense","dtype":"float32","shape":[128],"crc'
+    b'32":}}}'
+)
+HEADER_DICT_2_CRC32 = 0x683c6b03

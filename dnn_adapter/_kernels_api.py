@@ -452,7 +452,10 @@ class FusedWeight:
         n = self.nrows * self.ncols
         cid = enc.codec_id
         if cid == "sparse":
-            _known(enc, {"form", "block_len", "nnz", "esc", "rice"}, {"gap_table", "gap_extra"})
+            # zsign / zero_sign: the signs of the zeros (-0.0 from torch.nn.utils.prune's
+            # mask product); the product skips zeros of either sign alike
+            _known(enc, {"form", "block_len", "nnz", "esc", "rice", "zsign"},
+                   {"gap_table", "gap_extra", "zero_sign"})
             gaps, table = enc.ras["gaps"], enc.arrays["gap_table"]
             nnz = int(enc.meta["nnz"])
             if int(enc.meta["block_len"]) != self.ncols or gaps.nblocks != self.nrows:

@@ -15,7 +15,9 @@ Codecs (all bit-exact; they compare and decode on unsigned-integer views, never 
             distance to the previous non-zero (a code stream in its own RAS) and the value
             (stored with the best of ``float``/``dict``/``raw`` over the non-zeros, in a RAS
             aligned on the same blocks). "Zero" means the all-zero bit pattern (+0.0); a
-            ``-0.0`` is a value like any other.
+            ``-0.0`` is a value like any other -- or, when smaller (a tensor pruned by
+            ``torch.nn.utils.prune``, whose mask product leaves ``-0.0``), zeros of either
+            sign with one stored sign bit each.
 ``raw``     fallback: the bits as they are.
 
 :func:`encode_best` tries every applicable codec and keeps the smallest whose decode
@@ -1054,11 +1056,41 @@ class SparseCodec(Codec):
         return best_m
 
     def _encode_bits(self, u, dt, block_len):
+        """The smaller of: the +0.0 elements as zeros (``-0.0`` a value like any other); and,
+        for a float tensor holding ``-0.0`` (``torch.nn.utils.prune`` multiplies by its
+        mask, so every pruned negative weight is one), zeros of either sign plus one raw
+        sign bit per zero (``meta["zsign"] = 1``, part ``zero_sign``)."""
+        found, err = [], None
+        for signed in (False, True) if dt.is_float else (False,):
+            if signed:
+                sign = dt.uint.type(1 << (8 * dt.itemsize - 1))
+                is_zero = (u & ~sign) == 0
+                zbits = u[is_zero]
+                if not zbits.size or not zbits.any():  # no -0.0: the plain form says it all
+                    break
+                nz = np.flatnonzero(~is_zero)
+            else:
+                nz = np.flatnonzero(u)
+            try:
+                enc = self._encode_nz(u, dt, block_len, nz)
+            except NotApplicable as e:
+                err = e
+                continue
+            if signed:
+                signs = np.packbits(zbits != 0, bitorder="little")
+                enc = Encoded(enc.codec_id, {**enc.meta, "zsign": 1},
+                              {**enc.arrays, "zero_sign": signs}, enc.ras, enc.children)
+            found.append(enc)
+        if not found:
+            raise err
+        return min(found, key=lambda e: e.nbytes)
+
+    def _encode_nz(self, u, dt, block_len, nz):
+        """The encoding of the elements *nz* (sorted positions) as the non-zeros."""
         n = u.size
         L = int(block_len) if np.ndim(block_len) == 0 else 0
         if not L and n:
             raise NotApplicable("sparse: needs equal-length blocks")
-        nz = np.flatnonzero(u)
         if n == 0 or (n - nz.size) < self.min_zero_fraction * n:
             raise NotApplicable("sparse: not sparse enough")
         if self.max_rows_per_block > 1 and nz.size:
@@ -1252,10 +1284,31 @@ class SparseCodec(Codec):
         flat = out.reshape(-1) if out.flags.c_contiguous and out.flags.writeable else None
         if flat is not None and out.dtype.kind == "u":
             self._positions(enc, out.size, counts=False, scatter=(vals, flat), seq=seq)
-            return
-        pos, _ = self._positions(enc, out.size, counts=False, seq=seq)
-        out[...] = 0
-        out[pos] = vals
+        else:
+            pos, _ = self._positions(enc, out.size, counts=False, seq=seq)
+            out[...] = 0
+            out[pos] = vals
+        if enc.meta.get("zsign") is not None:
+            self._apply_zero_signs(enc, out.reshape(-1) if flat is None else flat, nnz)
+
+    @staticmethod
+    def _apply_zero_signs(enc, flat, nnz) -> None:
+        """``meta["zsign"]``: give the zeros (all +0.0 after the scatter) the signs of part
+        ``zero_sign`` (one bit per zero, in element order, LSB first)."""
+        if enc.meta["zsign"] != 1:
+            raise CodecError("sparse: bad zsign")
+        dt = dtype_info(enc.meta["dtype"])
+        zs = enc.arrays.get("zero_sign")
+        nzero = flat.size - nnz
+        if (not dt.is_float or zs is None or zs.dtype != np.uint8 or zs.ndim != 1
+                or zs.size != (nzero + 7) // 8 or (nzero % 8 and zs[-1] >> (nzero % 8))):
+            raise CodecError("sparse: bad zero_sign part")
+        zero = flat == 0
+        at = np.flatnonzero(zero)
+        if at.size != nzero:  # a stored value with the zero pattern: not this form's
+            raise CodecError("sparse: values and zero signs do not match")
+        neg = np.unpackbits(zs, count=nzero, bitorder="little").view(bool)
+        flat[at[neg]] = flat.dtype.type(1 << (8 * dt.itemsize - 1))
 
     def _to_text(self, enc, max_symbols):
         dt = dtype_info(enc.meta["dtype"])

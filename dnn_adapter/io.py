@@ -1,20 +1,20 @@
 """One-file save/load of compressed models (safetensors-like layout, never pickle).
 
-Layout (little-endian), version 3 (``docs/dnn_format.md`` is the specification)::
+Layout (little-endian), version 4 (``docs/dnn_format.md`` is the specification)::
 
     u64        length H of the outer header
-    H bytes    outer JSON header {"format", "version": 3, "header": {"codec": "zlib-d1",
-               "nbytes", "raw_nbytes", "crc32"}} (UTF-8, space-padded so the data starts
-               64-byte aligned)
-    nbytes     the JSON header below, zlib-compressed with the preset dictionary of
-               ``_header_dict`` (codec "zlib-d1"; "zlib", no dictionary, is read too)
-    ...        raw buffers in the order of the tensor table, each at the next multiple of 8
-               bytes from the data start (of 64 for buffers of 4 KiB and more); the last
-               one ends the file
+    H bytes    outer JSON header {"format", "version": 4, "header": {"codec": "zlib-d2",
+               "nbytes", "raw_nbytes", "crc32"}} (UTF-8)
+    nbytes     the JSON header below, zlib-compressed with a preset dictionary of
+               ``_header_dict`` (codec "zlib-d2"; "zlib-d1" and "zlib", no dictionary, are
+               read too)
+    ...        raw buffers in the order of the tensor table, each at the next file offset
+               that is a multiple of its element size (of 64 for buffers of 1 MiB and
+               more); the gaps are zero bytes and the last buffer ends the file
 
 The header (zlib-compressed)::
 
-    {"format": "dnn_adapter", "version": 3, "config": {...WrapConfig...},
+    {"format": "dnn_adapter", "version": 4, "config": {...WrapConfig...},
      "tensors": {
         "<param fqn>": {"kind": "compressed", "requires_grad", "tree": <Encoded tree (codec,
                         meta -- dtype, shape, crc32 of the original bits --, ras, ...)>,
@@ -22,18 +22,20 @@ The header (zlib-compressed)::
         "<fqn>": {"kind": "dense", "dtype", "shape", "crc32"}}}
 
 The header is a model's fixed cost, so it holds only what cannot be derived: offsets follow
-from the sizes and the alignment rule, a compressed entry has one CRC-32 over its bytes (not
-one per part), and its dtype, shape and checksum are those of its codec meta. Version 2 files
-(each buffer record with its offset, size and CRC-32; entries repeating dtype/shape/crc32)
-and version 1 files (an uncompressed header, every buffer 64-byte aligned) are still read;
-:class:`_File` fills version 3 records in to version 2's shape, so one validation path reads
-them all.
+from the sizes and the alignment rule, a compressed entry has one CRC-32 over its buffers'
+bytes (not one per part), and its dtype, shape and checksum are those of its codec meta.
+Version 3 files (the data start and buffers of 4 KiB and more 64-byte aligned, the others 8,
+and the entry's CRC-32 over its padding too), version 2 files (each buffer record with its
+offset, size and CRC-32; entries repeating dtype/shape/crc32) and version 1 files (an
+uncompressed header, every buffer 64-byte aligned) are still read; :class:`_File` fills
+version 3 and 4 records in to version 2's shape, so one validation path reads them all.
 
 Writing: every compressed tensor is decoded and compared with its checksum first, then the
 file is written to a temporary file in the same folder, fsynced and renamed over the target.
 Reading: every header field, offset and length is checked against the file size, every
-buffer (version 3: every entry's bytes) against its CRC-32, and every decoded tensor against
-the original checksum; errors name the layer and the problem (:class:`FileFormatError`).
+buffer (versions 3 and 4: every entry's bytes; version 4: and that its padding is zero)
+against its CRC-32, and every decoded tensor against the original checksum; errors name the
+layer and the problem (:class:`FileFormatError`).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ import torch
 from torch import nn
 
 from ._bits import bits_of, crc32, dtype_info, out_bits
-from ._header_dict import HEADER_DICT_1
+from ._header_dict import HEADER_DICT_1, HEADER_DICT_2
 from .codecs import CodecError, Encoded, encode_best, get_codec
 from .ras import RASError
 from .wrapping import (
@@ -69,15 +71,17 @@ from .wrapping import (
 __all__ = ["save", "load", "read_header", "FileFormatError", "compress_state_dict"]
 
 MAGIC = "dnn_adapter"
-VERSION = 3  # written; versions 1, 2 and 3 are read
-ALIGN = 64  # the data start, and buffers of BIG_BUFFER bytes or more
-SMALL_ALIGN = 8  # smaller buffers (versions 2 and 3)
-BIG_BUFFER = 4096
+VERSION = 4  # written; versions 1 to 4 are read
+ALIGN = 64  # buffers of BIG_BUFFER bytes or more; versions 1-3: the data start too
+SMALL_ALIGN = 8  # smaller buffers (versions 2 and 3; version 4: their element size)
+BIG_BUFFER = 4096  # versions 2 and 3
+BIG_BUFFER_4 = 1 << 20  # version 4
 MAX_HEADER = 1 << 28
 # the inner header's codecs: plain zlib (files of versions 2 and 3 written before the
-# dictionary), and zlib with the fixed preset dictionary of _header_dict (written)
-_HEADER_DICTS = {"zlib": b"", "zlib-d1": HEADER_DICT_1}
-HEADER_CODEC = "zlib-d1"
+# dictionaries), zlib with the fixed preset dictionary of _header_dict for version 3
+# ("zlib-d1") and for version 4 ("zlib-d2", written)
+_HEADER_DICTS = {"zlib": b"", "zlib-d1": HEADER_DICT_1, "zlib-d2": HEADER_DICT_2}
+HEADER_CODEC = "zlib-d2"
 _ALLOWED_NP = {
     "<u1",
     "<u2",
@@ -119,7 +123,8 @@ def _collect(model: nn.Module | None, state_dict=None, config: WrapConfig | None
         # dtype, shape and the original bits' checksum are in tree["meta"]
         entries[fqn] = {"kind": "compressed", "requires_grad": bool(requires_grad),
                         "tree": tree, "buffers": []}
-        for part, a in bufs.items():
+        # widest elements first: the parts then pack with no padding between them
+        for part, a in sorted(bufs.items(), key=lambda kv: -kv[1].dtype.itemsize):
             arrays.append((fqn, part, np.ascontiguousarray(a)))
 
     def add_dense(fqn, t):
@@ -162,9 +167,19 @@ def _collect(model: nn.Module | None, state_dict=None, config: WrapConfig | None
     return entries, arrays
 
 
-def _align_of(nbytes: int, version: int = VERSION) -> int:
-    """Where a buffer of *nbytes* may start (a multiple of this, from the data start)."""
+def _align_of(nbytes: int, version: int = VERSION, itemsize: int = 1) -> int:
+    """Where a buffer of *nbytes* bytes of *itemsize*-byte elements may start: a multiple of
+    this, from the data start (versions 1-3, whose data start is 64-byte aligned) or from the
+    start of the file (version 4)."""
+    if version >= 4:
+        return ALIGN if nbytes >= BIG_BUFFER_4 else itemsize
     return ALIGN if version == 1 or nbytes >= BIG_BUFFER else SMALL_ALIGN
+
+
+def _place_at(off: int, data0: int, nbytes: int, version: int, itemsize: int) -> int:
+    """The data offset of a buffer that may start at data offset *off* or later."""
+    a = _align_of(nbytes, version, itemsize)
+    return off + -((data0 if version >= 4 else 0) + off) % a
 
 
 def _new_file_mode(path: str) -> int:
@@ -185,24 +200,17 @@ def _new_file_mode(path: str) -> int:
 
 
 def _write(path, header: dict, arrays, entries) -> None:
-    # version 3: buffers follow the tensor table's order, each at the next offset its size
-    # allows (_align_of); a compressed tensor lists its parts (name, dtype, shape) and has one
-    # CRC-32 over its bytes in the file, from its first buffer's start to its last one's end
-    offset, starts = 0, []
+    # version 4: a compressed entry lists its parts (name, dtype, shape) and has one CRC-32
+    # over its buffers' bytes; offsets are not stored: each buffer goes at the next file
+    # offset its size and element size allow (_place_at), which the reader works out again
     for fqn, part, a in arrays:
-        offset += -offset % _align_of(a.nbytes)
-        starts.append(offset)
         if part:
             e = entries[fqn]
             e["buffers"].append([part, _np_dtype_str(a), list(a.shape)])
-            if e["buffers"][1:]:  # the zero padding since the entry's previous buffer
-                e["data_crc32"] = zlib.crc32(bytes(offset - e["_end"]), e["data_crc32"])
-            e["data_crc32"], e["_end"] = crc32(a, e.get("data_crc32", 0)), offset + a.nbytes
-        offset += a.nbytes
+            e["data_crc32"] = crc32(a, e.get("data_crc32", 0))
     for e in entries.values():
         if e["kind"] == "compressed":
             e.setdefault("data_crc32", 0)  # no buffers: the CRC-32 of no bytes
-            e.pop("_end", None)
     raw = json.dumps(header, separators=(",", ":")).encode()
     c = zlib.compressobj(9, zdict=_HEADER_DICTS[HEADER_CODEC])
     z = c.compress(raw) + c.flush()
@@ -210,7 +218,12 @@ def _write(path, header: dict, arrays, entries) -> None:
              "header": {"codec": HEADER_CODEC, "nbytes": len(z), "raw_nbytes": len(raw),
                         "crc32": zlib.crc32(z)}}
     hj = json.dumps(outer, separators=(",", ":")).encode()
-    hj += b" " * (-(8 + len(hj) + len(z)) % ALIGN)  # the data starts 64-byte aligned
+    data0 = 8 + len(hj) + len(z)
+    offset, starts = 0, []
+    for _fqn, _part, a in arrays:
+        offset = _place_at(offset, data0, a.nbytes, VERSION, a.dtype.itemsize)
+        starts.append(offset)
+        offset += a.nbytes
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
     mode = _new_file_mode(path)
@@ -301,7 +314,7 @@ class _File:
         if not isinstance(head, dict) or head.get("format") != MAGIC:
             raise FileFormatError(f"{self.path}: not a dnn_adapter file")
         self.version = head.get("version")
-        if self.version not in (1, 2, 3):
+        if self.version not in (1, 2, 3, 4):
             raise FileFormatError(f"{self.path}: unsupported version {self.version!r}")
         self.data0 = 8 + hlen
         if self.version >= 2:
@@ -312,22 +325,24 @@ class _File:
                                       f"{self.version} dnn_adapter header")
         if not isinstance(head.get("tensors"), dict):
             raise FileFormatError(f"{self.path}: header has no tensor table")
-        self.regions: dict[str, tuple[int, int, int]] = {}
+        # versions 3 and 4: fqn -> (start, end, CRC-32 or None, buffer spans or None)
+        self.regions: dict[str, tuple] = {}
         if self.version >= 3:
             self._place(head["tensors"])
         self.header = head
 
     def _place(self, tensors: dict) -> None:
-        """Version 3: work out every buffer's offset from the sizes in the table, and fill in
-        the records as version 2 has them (buffer offsets, sizes, the entry's dtype, shape
-        and checksum), so that one validation path reads every version. The buffers must end
-        exactly at the end of the file."""
+        """Versions 3 and 4: work out every buffer's offset from the sizes in the table, and
+        fill in the records as version 2 has them (buffer offsets, sizes, the entry's dtype,
+        shape and checksum), so that one validation path reads every version. The buffers
+        must end exactly at the end of the file."""
         end = self.size - self.data0
         off = 0
+        v4 = self.version >= 4
 
-        def place(fqn, nb):  # the next buffer's offset; the file must hold it
+        def place(fqn, nb, itemsize):  # the next buffer's offset; the file must hold it
             nonlocal off
-            at = off + -off % _align_of(nb, self.version)
+            at = _place_at(off, self.data0, nb, self.version, itemsize)
             off = at + nb
             if off > end:
                 raise FileFormatError(f"{fqn}: buffer runs past the end of the file "
@@ -345,26 +360,32 @@ class _File:
                         or type(crc) is not int):
                     raise FileFormatError(f"{fqn}: malformed entry (tree, buffers or "
                                           "data_crc32)")
-                placed, start = {}, None
+                placed, first, spans = {}, off, []
                 for b in bufs:
                     if not (isinstance(b, list) and len(b) == 3 and isinstance(b[0], str)
                             and b[0] not in placed):
                         raise FileFormatError(f"{fqn}: malformed buffer list entry {b!r}")
                     part, dt, shape = b
                     nb = self._nbytes(fqn, dt, shape)
-                    at = place(fqn, nb)
-                    start = at if start is None else start
+                    at = place(fqn, nb, np.dtype(dt).itemsize)
+                    spans.append((at, nb))
                     placed[part] = {"offset": at, "nbytes": nb, "dtype": dt, "shape": shape}
                 rec.update(buffers=placed, dtype=meta.get("dtype"), shape=meta.get("shape"),
                            crc32=meta.get("crc32"))
-                self.regions[fqn] = (off if start is None else start, off, crc)
+                if v4:  # the CRC-32 of the buffers; the padding before each must be zero
+                    self.regions[fqn] = (first, off, crc, spans)
+                else:  # version 3: the CRC-32 of the bytes from its first buffer to its end
+                    self.regions[fqn] = (spans[0][0] if spans else off, off, crc, None)
             elif rec.get("kind") == "dense":
                 try:
                     dt = dtype_info(rec["dtype"]).uint.str
                 except (KeyError, TypeError) as e:
                     raise FileFormatError(f"{fqn}: malformed entry ({e})") from None
                 nb = self._nbytes(fqn, dt, rec.get("shape"))
-                rec.update(offset=place(fqn, nb), nbytes=nb)
+                first = off
+                rec.update(offset=place(fqn, nb, np.dtype(dt).itemsize), nbytes=nb)
+                if v4:  # its own CRC-32 is checked when it is read; here only the padding
+                    self.regions[fqn] = (first, off, None, [(rec["offset"], nb)])
             else:
                 raise FileFormatError(f"{fqn}: unknown entry kind {rec.get('kind')!r}")
         if off != end:
@@ -383,13 +404,24 @@ class _File:
 
     def check_region(self, fqn) -> None:
         """Version 3: the CRC-32 of a compressed entry's bytes (its buffers and the padding
-        between them); versions 1 and 2 check every buffer's own CRC-32 instead."""
+        between them). Version 4: the CRC-32 of its buffers' bytes, and that the padding
+        before each (dense entries too) is zero. Versions 1 and 2 check every buffer's own
+        CRC-32 instead."""
         reg = self.regions.get(fqn)
         if reg is None:
             return
-        a, b, want = reg
-        got = crc32(np.frombuffer(self.buf, np.uint8, b - a, self.data0 + a))
-        if got != want:
+        a, b, want, spans = reg
+        if spans is None:
+            got = crc32(np.frombuffer(self.buf, np.uint8, b - a, self.data0 + a))
+        else:
+            got, pos = 0, a
+            for at, nb in spans:
+                if any(self.buf[self.data0 + pos : self.data0 + at]):
+                    raise FileFormatError(f"{fqn}: non-zero padding (corrupt file)")
+                if want is not None:
+                    got = crc32(np.frombuffer(self.buf, np.uint8, nb, self.data0 + at), got)
+                pos = at + nb
+        if want is not None and got != want:
             raise FileFormatError(f"{fqn}: checksum mismatch (corrupt file)")
 
     def _json(self, raw: bytes, what: str):
@@ -415,7 +447,7 @@ class _File:
                                   "file (truncated)")
         if not 0 <= raw_nb <= MAX_HEADER:
             raise FileFormatError(f"{self.path}: header size {raw_nb} out of range")
-        if (start + nb) % ALIGN:
+        if self.version <= 3 and (start + nb) % ALIGN:
             raise FileFormatError(f"{self.path}: data start not 64-byte aligned (corrupt)")
         z = bytes(self.buf[start : start + nb])
         if zlib.crc32(z) != crc:
@@ -465,7 +497,9 @@ class _File:
             raise FileFormatError(f"{fqn}: buffer dtype {dtype!r} not allowed")
         dt = np.dtype(dtype)
         n = int(np.prod(shape, dtype=np.int64)) if shape else 1
-        if off < 0 or nb < 0 or off % _align_of(nb, self.version) or nb != n * dt.itemsize:
+        align = _align_of(nb, self.version, dt.itemsize)
+        base = self.data0 if self.version >= 4 else 0
+        if off < 0 or nb < 0 or (base + off) % align or nb != n * dt.itemsize:
             raise FileFormatError(f"{fqn}: buffer offset/size inconsistent")
         start = self.data0 + off
         if start + nb > self.size:
@@ -587,6 +621,7 @@ def load(
                 dt = dtype_info(rec["dtype"])
             except TypeError as e:
                 raise FileFormatError(f"{fqn}: {e}") from None
+            f.check_region(fqn)  # version 4: the padding before it
             a = f.array(fqn, rec, dt.uint.str, [int(s) for s in rec["shape"]])
             plan.append(("d", fqn, cur, a, dt))
         else:

@@ -48,3 +48,17 @@ def fixture_model_v2() -> nn.Module:
         e[8:120] = e[8:120].to(torch.float16).to(torch.float32)
         m.emb32.weight.copy_(e)
     return m
+
+
+def fixture_model_v4() -> nn.Module:
+    """Format 4's fixture: format 2's model plus a Linear pruned the way
+    ``torch.nn.utils.prune`` does it (weight times a 0/1 mask), which leaves ``-0.0`` for every
+    pruned negative weight: the sparse codec's signed zeros."""
+    m = fixture_model_v2()
+    m.add_module("negz", nn.Linear(64, 64))
+    with torch.no_grad():
+        w = torch.from_numpy(_det(64 * 64, 14).reshape(64, 64)).to(torch.float32)
+        mask = (w.abs() > 0.08).to(torch.float32)  # keeps about 20%
+        m.negz.weight.copy_(w * mask)
+        m.negz.bias.copy_(torch.from_numpy(_det(64, 15)).to(torch.float32))
+    return m

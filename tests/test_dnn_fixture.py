@@ -1,6 +1,6 @@
-"""dnn_adapter's file format is stable: files written by formats 1, 2 and 3
-(tests/fixtures/dnn_v1.dnnz, dnn_v2.dnnz, dnn_v3.dnnz, made by tests/fixtures/make_fixtures.py)
-keep loading bit for bit."""
+"""dnn_adapter's file format is stable: files written by formats 1 to 4
+(tests/fixtures/dnn_v1.dnnz ... dnn_v4.dnnz, made by tests/fixtures/make_fixtures.py) keep
+loading bit for bit."""
 
 import json
 import struct
@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from _dnn_fixture import fixture_model, fixture_model_v2  # noqa: E402
+from _dnn_fixture import fixture_model, fixture_model_v2, fixture_model_v4  # noqa: E402
 
 import dnn_adapter  # noqa: E402
 from dnn_adapter.io import FileFormatError, read_header  # noqa: E402
 
 HERE = Path(__file__).parent / "fixtures"
 FIXTURES = {1: (HERE / "dnn_v1.dnnz", fixture_model), 2: (HERE / "dnn_v2.dnnz", fixture_model_v2),
-            3: (HERE / "dnn_v3.dnnz", fixture_model_v2)}
+            3: (HERE / "dnn_v3.dnnz", fixture_model_v2),
+            4: (HERE / "dnn_v4.dnnz", fixture_model_v4)}
 INTV = {2: torch.int16, 4: torch.int32}
 
 
@@ -30,7 +31,7 @@ def _blank(version):
     return m
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 def test_fixture_header_covers_every_codec_and_form(version):
     h = read_header(FIXTURES[version][0])
     assert h["version"] == version
@@ -38,15 +39,18 @@ def test_fixture_header_covers_every_codec_and_form(version):
     codecs = {"float", "sparse", "dict"} | ({"narrow"} if version >= 2 else set())
     assert {t["codec"] for t in trees.values()} == codecs
     assert {t["meta"]["form"] for t in trees.values()} == {"block", "element"}
-    assert "esc" in trees["1.weight"]["meta"]  # escaped gaps
+    if version <= 3:  # version 4's writer stores these 205 distances plainly, in one block
+        assert "esc" in trees["1.weight"]["meta"]  # escaped gaps
     assert trees["emb.weight"]["meta"]["dtype"] == "bfloat16"
     if version >= 2:
         assert set(trees["lin16.weight"]["children"]) == {"values"}
         assert set(trees["emb32.weight"]["children"]) == {"values", "rest"}  # row split
+    if version >= 4:
+        assert trees["negz.weight"]["meta"]["zsign"] == 1  # zeros of either sign
 
 
 @pytest.mark.parametrize("mode", ["streaming", "cached"])
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 def test_fixture_loads_bit_exact(version, mode):
     ref = FIXTURES[version][1]()
     m = dnn_adapter.load(FIXTURES[version][0], _blank(version), mode=mode)
@@ -66,9 +70,11 @@ def test_fixture_loads_bit_exact(version, mode):
             assert torch.equal(m.lin16(x), ref.lin16(x))
             idx = torch.tensor([0, 7, 8, 64, 119, 120, 127, 3])  # both sides of the split
             assert torch.equal(m.emb32(idx).view(torch.int32), ref.emb32(idx).view(torch.int32))
+        if version >= 4:
+            assert torch.equal(m.negz(x), ref.negz(x))
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 def test_fixture_truncated_copy_is_rejected(tmp_path, version):
     data = FIXTURES[version][0].read_bytes()
     bad = tmp_path / "cut.dnnz"
@@ -78,33 +84,46 @@ def test_fixture_truncated_copy_is_rejected(tmp_path, version):
             dnn_adapter.load(bad, _blank(version))
 
 
-# ---- versions 2 and 3: the compressed header ------------------------------------------------
+# ---- versions 2 to 4: the compressed header -------------------------------------------------
 def _split(data: bytes):
-    """(outer header dict, compressed header, data section) of a version 2 or 3 file."""
+    """(outer header dict, compressed header, data section) of a version 2, 3 or 4 file."""
     (hlen,) = struct.unpack_from("<Q", data, 0)
     outer = json.loads(data[8 : 8 + hlen])
     nb = outer["header"]["nbytes"]
     return outer, data[8 + hlen : 8 + hlen + nb], data[8 + hlen + nb :]
 
 
-def _join(outer: dict, z: bytes, body: bytes) -> bytes:
+def _join(outer: dict, z: bytes, body: bytes, like: bytes | None = None) -> bytes:
+    """A file of these parts, the data starting 64-byte aligned, or (*like*, a version 4
+    file) at the same offset modulo 64 as in *like*, so its buffers stay aligned."""
+    want = 0 if like is None else (len(like) - len(_split(like)[2])) % 64
     hj = json.dumps(outer).encode()
-    hj += b" " * (-(8 + len(hj) + len(z)) % 64)
+    hj += b" " * ((want - (8 + len(hj) + len(z))) % 64)
     return struct.pack("<Q", len(hj)) + hj + z + body
 
 
+def _inflate(outer: dict, z: bytes) -> bytes:
+    from dnn_adapter.io import _HEADER_DICTS
+
+    zd = _HEADER_DICTS[outer["header"]["codec"]]
+    d = zlib.decompressobj(zdict=zd) if zd else zlib.decompressobj()
+    return d.decompress(z) + d.flush()
+
+
 def _rewrite(data: bytes, edit=None, body_edit=None) -> bytes:
-    """*data* with its inner header edited (as a dict) and recompressed with a valid CRC."""
+    """*data* with its inner header edited (as a dict) and recompressed (plain zlib) with a
+    valid CRC."""
     outer, z, body = _split(data)
-    head = json.loads(zlib.decompress(z))
+    head = json.loads(_inflate(outer, z))
     if edit is not None:
         edit(head)
     if body_edit is not None:
         body = body_edit(body)
     raw = json.dumps(head).encode()
     z = zlib.compress(raw)
-    outer["header"].update(nbytes=len(z), raw_nbytes=len(raw), crc32=zlib.crc32(z))
-    return _join(outer, z, body)
+    outer["header"].update(codec="zlib", nbytes=len(z), raw_nbytes=len(raw),
+                           crc32=zlib.crc32(z))
+    return _join(outer, z, body, like=data if outer["version"] >= 4 else None)
 
 
 def test_v2_layout():
@@ -162,21 +181,105 @@ def test_v3_layout():
                        for b in rec["buffers"].values()), fqn
 
 
+def test_v4_layout(tmp_path):
+    """Version 4: each buffer at the next file offset that is a multiple of its element size
+    (64 from 1 MiB), an entry's parts widest first, its CRC-32 over its buffers alone, zero
+    padding, and no padding after the outer header."""
+    from dnn_adapter._bits import dtype_info
+    from dnn_adapter.io import _File
+
+    big = torch.nn.Linear(768, 768)  # raw planes of 2 x 589,824 bytes
+    with torch.no_grad():
+        big.weight.copy_(torch.from_numpy(np.linspace(-0.1, 0.1, 768 * 768).reshape(768, 768)))
+    for path in (FIXTURES[4][0], tmp_path / "big.dnnz"):
+        if path != FIXTURES[4][0]:
+            dnn_adapter.save(torch.nn.Sequential(fixture_model_v4(), big), path)
+        data = path.read_bytes()
+        outer, z, body = _split(data)
+        assert outer["version"] == 4 and outer["header"]["crc32"] == zlib.crc32(z)
+        assert data[8 : 8 + struct.unpack_from("<Q", data)[0]].rstrip() == data[
+            8 : 8 + struct.unpack_from("<Q", data)[0]]  # no padding spaces
+        head = json.loads(_inflate(outer, z))
+        data0 = len(data) - len(body)
+        off, pad, aligned64 = 0, 0, 0
+        for rec in head["tensors"].values():
+            assert "offset" not in rec and "nbytes" not in rec
+            if rec["kind"] == "dense":
+                parts = [(np.dtype(rec["dtype"].replace("bfloat16", "float16")), rec["shape"])]
+            else:
+                assert set(rec) == {"kind", "requires_grad", "tree", "buffers", "data_crc32"}
+                parts = [(np.dtype(dt), shape) for _name, dt, shape in rec["buffers"]]
+                sizes = [dt.itemsize for dt, _ in parts]
+                assert sizes == sorted(sizes, reverse=True)
+            crc = 0
+            for dt, shape in parts:
+                nb = dt.itemsize * int(np.prod(shape))
+                align = 64 if nb >= 1 << 20 else dt.itemsize
+                aligned64 += align == 64
+                start = off + -(data0 + off) % align
+                assert body[off:start] == bytes(start - off)
+                pad += start - off
+                crc = zlib.crc32(body[start : start + nb], crc)
+                off = start + nb
+            if rec["kind"] == "compressed":
+                assert crc == rec["data_crc32"]
+        assert off == len(body) and pad < 8 * len(head["tensors"])
+        assert (aligned64 > 0) == (path != FIXTURES[4][0])
+        f = _File(path)  # every buffer viewed in place, aligned for its type
+        try:
+            for fqn, rec in f.header["tensors"].items():
+                if rec["kind"] == "compressed":
+                    views = [(b, b["dtype"]) for b in rec["buffers"].values()]
+                else:
+                    views = [(rec, dtype_info(rec["dtype"]).uint.str)]
+                for b, dt in views:
+                    a = f.array(fqn, b, dt, [b["nbytes"] // np.dtype(dt).itemsize],
+                                check_crc=False)
+                    ok = a.flags.aligned and (f.data0 + b["offset"]) % a.itemsize == 0
+                    del a
+                    assert ok, (fqn, b)
+        finally:
+            f.close()
+        m = dnn_adapter.load(path, torch.nn.Sequential(_blank(4), torch.nn.Linear(768, 768))
+                             if path != FIXTURES[4][0] else _blank(4))
+        if path != FIXTURES[4][0]:
+            dnn_adapter.unwrap(m)
+            assert torch.equal(m[1].weight.view(torch.int32), big.weight.view(torch.int32))
+
+
+def test_v4_padding_must_be_zero(tmp_path):
+    data = FIXTURES[4][0].read_bytes()
+    outer, z, body = _split(data)
+    f = dnn_adapter.io._File(FIXTURES[4][0])
+    regions = dict(f.regions)
+    f.close()
+    gaps = [(fqn, a) for fqn, (a, _b, _c, spans) in regions.items() if spans[0][0] > a]
+    assert gaps  # the fixture has padding
+    bad = tmp_path / "bad.dnnz"
+    for fqn, a in gaps[:4]:
+        flipped = bytearray(data)
+        flipped[len(data) - len(body) + a] = 1
+        bad.write_bytes(bytes(flipped))
+        with pytest.raises(FileFormatError, match=rf"{fqn}: non-zero padding"):
+            dnn_adapter.load(bad, _blank(4), verify=False)
+
+
 def test_each_version_is_smaller_than_the_last(tmp_path):
-    """The same models written now (version 3) against the fixtures of versions 1 and 2:
-    same tensors and codecs, less header and padding."""
+    """The same models written now (version 4) against the fixtures of versions 1 to 3:
+    same tensors, less header and padding (and since version 3, better codecs)."""
     path = tmp_path / "m.dnnz"
     cfg = dnn_adapter.WrapConfig(min_numel=256, overrides={"0": "block", "emb": "block"})
     dnn_adapter.save(fixture_model(), path, config=cfg)
-    assert read_header(path)["version"] == 3
+    assert read_header(path)["version"] == 4
     assert path.stat().st_size < 0.85 * FIXTURES[1][0].stat().st_size
     cfg = dnn_adapter.WrapConfig(min_numel=256, overrides={"0": "block", "emb": "block",
                                                            "emb32": "block"})
     dnn_adapter.save(fixture_model_v2(), path, config=cfg)
     assert path.stat().st_size < 0.98 * FIXTURES[2][0].stat().st_size
+    assert path.stat().st_size < FIXTURES[3][0].stat().st_size
 
 
-@pytest.mark.parametrize("version", [2, 3])
+@pytest.mark.parametrize("version", [2, 3, 4])
 @pytest.mark.parametrize(
     "mutate,match",
     [
@@ -189,39 +292,42 @@ def test_each_version_is_smaller_than_the_last(tmp_path):
                        z), "does not match its size"),
         (lambda o, z: (o["header"].__setitem__("raw_nbytes", o["header"]["raw_nbytes"] + 1),
                        z), "does not match its size"),
-        (lambda o, z: (o.__setitem__("version", 4), z), "unsupported version 4"),
+        (lambda o, z: (o.__setitem__("version", 5), z), "unsupported version 5"),
         (lambda o, z: (o.__setitem__("format", "other"), z), "not a dnn_adapter file"),
         (lambda o, z: (None, z[:-1] + bytes([z[-1] ^ 1])), "checksum mismatch"),
     ],
 )
 def test_bad_outer_or_compressed_header(tmp_path, version, mutate, match):
-    outer, z, body = _split(FIXTURES[version][0].read_bytes())
+    data = FIXTURES[version][0].read_bytes()
+    outer, z, body = _split(data)
     _, z = mutate(outer, z)
     bad = tmp_path / "bad.dnnz"
-    bad.write_bytes(_join(outer, z, body))
+    bad.write_bytes(_join(outer, z, body, like=data if version >= 4 else None))
     with pytest.raises(FileFormatError, match=match):
         dnn_adapter.load(bad, _blank(version))
 
 
-@pytest.mark.parametrize("version", [2, 3])
+@pytest.mark.parametrize("version", [2, 3, 4])
 @pytest.mark.parametrize(
     "raw,match",
     [
         (b"not json at all", "not valid JSON"),
         (json.dumps({"format": "dnn_adapter", "version": 1, "tensors": {}}).encode(),
-         "not a version [23] dnn_adapter header"),
-        (json.dumps({"format": "dnn_adapter", "version": "X"}).encode(), "not a version [23]"),
+         "not a version [234] dnn_adapter header"),
+        (json.dumps({"format": "dnn_adapter", "version": "X"}).encode(), "not a version [234]"),
     ],
 )
 def test_bad_inner_header(tmp_path, version, raw, match):
-    outer, _z, body = _split(FIXTURES[version][0].read_bytes())
+    data = FIXTURES[version][0].read_bytes()
+    outer, _z, body = _split(data)
     raw = raw.replace(b'"X"', str(version).encode())
     if b'"version": ' + str(version).encode() in raw:
         match = "no tensor table"
     z = zlib.compress(raw)
-    outer["header"].update(nbytes=len(z), raw_nbytes=len(raw), crc32=zlib.crc32(z))
+    outer["header"].update(codec="zlib", nbytes=len(z), raw_nbytes=len(raw),
+                           crc32=zlib.crc32(z))
     bad = tmp_path / "bad.dnnz"
-    bad.write_bytes(_join(outer, z, body))
+    bad.write_bytes(_join(outer, z, body, like=data if version >= 4 else None))
     with pytest.raises(FileFormatError, match=match):
         dnn_adapter.load(bad, _blank(version))
 
@@ -285,92 +391,117 @@ def _buf(name, i):
             "data_crc32"] ^ 1), None, r"1\.weight: checksum mismatch"),
     ],
 )
-def test_v3_bad_tensor_table(tmp_path, edit, body_edit, match):
-    """Version 3 derives every offset from the table: a wrong size, a missing part or bytes
-    added or cut anywhere is caught by the sum against the file size, before any decoding."""
+@pytest.mark.parametrize("version", [3, 4])
+def test_v3_bad_tensor_table(tmp_path, edit, body_edit, match, version):
+    """Versions 3 and 4 derive every offset from the table: a wrong size, a missing part or
+    bytes added or cut anywhere is caught by the sum against the file size, before any
+    decoding."""
     bad = tmp_path / "bad.dnnz"
-    bad.write_bytes(_rewrite(FIXTURES[3][0].read_bytes(), edit, body_edit))
+    bad.write_bytes(_rewrite(FIXTURES[version][0].read_bytes(), edit, body_edit))
     with pytest.raises(FileFormatError, match=match):
-        dnn_adapter.load(bad, _blank(3))
+        dnn_adapter.load(bad, _blank(version))
 
 
-def test_v3_every_compressed_byte_is_checked(tmp_path):
-    """A flipped byte in any compressed entry's data, padding between its parts included,
-    is a checksum error naming that entry."""
-    data = FIXTURES[3][0].read_bytes()
+@pytest.mark.parametrize("version", [3, 4])
+def test_v3_every_compressed_byte_is_checked(tmp_path, version):
+    """A flipped byte in any compressed entry's data (version 3: padding between its parts
+    included) is a checksum error naming that entry."""
+    data = FIXTURES[version][0].read_bytes()
     _outer, _z, body = _split(data)
     data0 = len(data) - len(body)
-    f = dnn_adapter.io._File(FIXTURES[3][0])
+    f = dnn_adapter.io._File(FIXTURES[version][0])
     regions = dict(f.regions)
     f.close()
-    assert set(regions) == {k for k, v in read_header(FIXTURES[3][0])["tensors"].items()
-                            if v["kind"] == "compressed"}
+    kinds = {"compressed"} if version == 3 else {"compressed", "dense"}
+    assert set(regions) == {k for k, v in read_header(FIXTURES[version][0])[
+        "tensors"].items() if v["kind"] in kinds}
     bad = tmp_path / "bad.dnnz"
-    for fqn, (a, b, _crc) in regions.items():
+    for fqn, (a, b, crc, spans) in regions.items():
+        if crc is None:
+            continue
+        if spans is not None:
+            a, b = spans[0][0], spans[-1][0] + spans[-1][1]
         for pos in {a, (a + b) // 2, b - 1}:
             flipped = bytearray(data)
             flipped[data0 + pos] ^= 0x10
             bad.write_bytes(bytes(flipped))
-            with pytest.raises(FileFormatError, match=rf"{fqn}: checksum mismatch"):
-                dnn_adapter.load(bad, _blank(3), verify=False)
+            with pytest.raises(FileFormatError,
+                               match=rf"{fqn}: (checksum mismatch|non-zero padding)"):
+                dnn_adapter.load(bad, _blank(version), verify=False)
 
 
-# ---- the header codec with a preset dictionary (zlib-d1) -------------------------------------
+# ---- the header codecs with a preset dictionary (zlib-d1, zlib-d2) ---------------------------
 def _written(tmp_path):
-    path = tmp_path / "d1.dnnz"
+    path = tmp_path / "d2.dnnz"
     cfg = dnn_adapter.WrapConfig(min_numel=256, overrides={"0": "block", "emb": "block",
                                                            "emb32": "block"})
-    dnn_adapter.save(fixture_model_v2(), path, config=cfg)
+    dnn_adapter.save(fixture_model_v4(), path, config=cfg)
     return path
 
 
 def test_header_dictionary_layout_and_gain(tmp_path):
-    from dnn_adapter._header_dict import HEADER_DICT_1, HEADER_DICT_1_CRC32
+    from dnn_adapter._header_dict import (
+        HEADER_DICT_1,
+        HEADER_DICT_1_CRC32,
+        HEADER_DICT_2,
+        HEADER_DICT_2_CRC32,
+    )
 
     path = _written(tmp_path)
-    outer, z, body = _split(path.read_bytes())
-    assert outer["version"] == 3 and outer["header"]["codec"] == "zlib-d1"
-    d = zlib.decompressobj(zdict=HEADER_DICT_1)
+    data = path.read_bytes()
+    outer, z, body = _split(data)
+    assert outer["version"] == 4 and outer["header"]["codec"] == "zlib-d2"
+    d = zlib.decompressobj(zdict=HEADER_DICT_2)
     raw = d.decompress(z) + d.flush()
-    assert len(raw) == outer["header"]["raw_nbytes"] and json.loads(raw)["version"] == 3
+    assert len(raw) == outer["header"]["raw_nbytes"] and json.loads(raw)["version"] == 4
     with pytest.raises(zlib.error):  # it needs the dictionary
         zlib.decompress(z)
     assert len(z) < len(zlib.compress(raw, 9)) - 300  # the point of the dictionary
+    c1 = zlib.compressobj(9, zdict=HEADER_DICT_1)
+    assert len(z) < len(c1.compress(raw) + c1.flush())  # and of the new one
     # the bytes are the format's: fixed, and the specification names them
-    assert zlib.crc32(HEADER_DICT_1) == HEADER_DICT_1_CRC32 and len(HEADER_DICT_1) == 6857
     spec = (Path(__file__).parents[1] / "docs" / "dnn_format.md").read_text()
-    assert f"{HEADER_DICT_1_CRC32:#010x}" in spec and "6857" in spec
-    # the same header in plain zlib (what earlier writers used) reads the same
-    zp = zlib.compress(raw, 9)
-    outer["header"].update(codec="zlib", nbytes=len(zp), crc32=zlib.crc32(zp))
-    plain = tmp_path / "plain.dnnz"
-    plain.write_bytes(_join(outer, zp, body))
-    assert read_header(plain) == read_header(path)
-    m = dnn_adapter.load(plain, _blank(3))
-    for k, v in fixture_model_v2().state_dict().items():
-        assert torch.equal(m.state_dict()[k].view(INTV.get(v.element_size(), v.dtype)),
-                           v.view(INTV.get(v.element_size(), v.dtype))), k
+    for dic, crc, n in ((HEADER_DICT_1, HEADER_DICT_1_CRC32, 6857),
+                        (HEADER_DICT_2, HEADER_DICT_2_CRC32, 9187)):
+        assert zlib.crc32(dic) == crc and len(dic) == n
+        assert f"{crc:#010x}" in spec and str(n) in spec
+    # the same header in plain zlib or zlib-d1 reads the same
+    for codec, zd in (("zlib", None), ("zlib-d1", HEADER_DICT_1)):
+        c = zlib.compressobj(9, zdict=zd) if zd else zlib.compressobj(9)
+        zp = c.compress(raw) + c.flush()
+        outer["header"].update(codec=codec, nbytes=len(zp), crc32=zlib.crc32(zp))
+        other = tmp_path / "other.dnnz"
+        other.write_bytes(_join(outer, zp, body, like=data))
+        assert read_header(other) == read_header(path)
+        m = dnn_adapter.load(other, _blank(4))
+        for k, v in fixture_model_v4().state_dict().items():
+            assert torch.equal(m.state_dict()[k].view(INTV.get(v.element_size(), v.dtype)),
+                               v.view(INTV.get(v.element_size(), v.dtype))), k
 
 
-@pytest.mark.parametrize("codec", ["zlib-d2", ["zlib-d1"], {"a": 1}, None, 1])
+@pytest.mark.parametrize("codec", ["zlib-d3", ["zlib-d1"], {"a": 1}, None, 1])
 def test_header_codec_unknown_or_malformed(tmp_path, codec):
-    outer, z, body = _split(_written(tmp_path).read_bytes())
+    data = _written(tmp_path).read_bytes()
+    outer, z, body = _split(data)
     outer["header"]["codec"] = codec
     bad = tmp_path / "bad.dnnz"
-    bad.write_bytes(_join(outer, z, body))
+    bad.write_bytes(_join(outer, z, body, like=data))
     with pytest.raises(FileFormatError, match="unsupported compressed header"):
-        dnn_adapter.load(bad, _blank(3))
+        dnn_adapter.load(bad, _blank(4))
 
 
 def test_header_codec_mismatch_is_a_corrupt_header(tmp_path):
-    """Dictionary bytes read as plain zlib fail as a corrupt header (a zlib stream says
-    whether it needs a dictionary, so the reverse reads the same header: no harm)."""
-    outer, z, body = _split(_written(tmp_path).read_bytes())
-    outer["header"]["codec"] = "zlib"
+    """Dictionary bytes read as plain zlib, or with the other dictionary, fail as a corrupt
+    header (a zlib stream says whether it needs a dictionary and names it by its Adler-32,
+    so plain zlib read as d1 reads the same header: no harm)."""
+    data = _written(tmp_path).read_bytes()
+    outer, z, body = _split(data)
     bad = tmp_path / "bad.dnnz"
-    bad.write_bytes(_join(outer, z, body))
-    with pytest.raises(FileFormatError, match="compressed header is corrupt"):
-        dnn_adapter.load(bad, _blank(3))
+    for codec in ("zlib", "zlib-d1"):
+        outer["header"]["codec"] = codec
+        bad.write_bytes(_join(outer, z, body, like=data))
+        with pytest.raises(FileFormatError, match="compressed header is corrupt"):
+            dnn_adapter.load(bad, _blank(4))
     outer, z, body = _split(FIXTURES[3][0].read_bytes())  # plain zlib, claimed as d1
     outer["header"]["codec"] = "zlib-d1"
     bad.write_bytes(_join(outer, z, body))

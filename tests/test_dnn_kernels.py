@@ -343,6 +343,18 @@ def _cnn():
     ), 0.85)
 
 
+def _mlp_torch_prune():
+    """Pruned by torch.nn.utils.prune: weight = orig * mask, -0.0 where orig < 0."""
+    from torch.nn.utils import prune
+
+    torch.manual_seed(2)
+    m = nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 10))
+    for lin in (m[0], m[2]):
+        prune.random_unstructured(lin, "weight", amount=0.9)
+        prune.remove(lin, "weight")
+    return m.eval()
+
+
 def _ref64(ref, x):
     return copy.deepcopy(ref).double()(x.double())
 
@@ -354,6 +366,7 @@ def _conv_only():
 
 
 @pytest.mark.parametrize("make, x_shape", [(_mlp, (5, 256)), (_mlp, (2, 3, 256)),
+                                           (_mlp_torch_prune, (4, 256)),
                                            (_cnn, (2, 3, 16, 16)), (_conv_only, (3, 9, 11))])
 @pytest.mark.parametrize("cache", [False, True])
 def test_wrapped_fused_matches_reference(make, x_shape, cache):
