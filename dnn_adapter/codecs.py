@@ -1060,14 +1060,23 @@ class SparseCodec(Codec):
         for a float tensor holding ``-0.0`` (``torch.nn.utils.prune`` multiplies by its
         mask, so every pruned negative weight is one), zeros of either sign plus one raw
         sign bit per zero (``meta["zsign"] = 1``, part ``zero_sign``)."""
+        forms = [False]
+        if dt.is_float:
+            sign = dt.uint.type(1 << (8 * dt.itemsize - 1))
+            is_zero = (u & ~sign) == 0
+            zbits = u[is_zero]
+            nneg = int(np.count_nonzero(zbits))
+            if nneg * 8 >= zbits.size > 0 and _many_values(u[u != 0]):
+                # too many distinct values for a dictionary: a -0.0 stored as a value goes
+                # to the float codec and costs at least 8 bits (a distance code, an exponent
+                # code, its raw sign and mantissa bits), a sign 1 bit per zero: at this
+                # share of -0.0 the plain form cannot be smaller, and is not built
+                forms = [True]
+            elif nneg:
+                forms = [False, True]
         found, err = [], None
-        for signed in (False, True) if dt.is_float else (False,):
+        for signed in forms:
             if signed:
-                sign = dt.uint.type(1 << (8 * dt.itemsize - 1))
-                is_zero = (u & ~sign) == 0
-                zbits = u[is_zero]
-                if not zbits.size or not zbits.any():  # no -0.0: the plain form says it all
-                    break
                 nz = np.flatnonzero(~is_zero)
             else:
                 nz = np.flatnonzero(u)
@@ -1289,7 +1298,12 @@ class SparseCodec(Codec):
             out[...] = 0
             out[pos] = vals
         if enc.meta.get("zsign") is not None:
-            self._apply_zero_signs(enc, out.reshape(-1) if flat is None else flat, nnz)
+            if flat is None:  # a strided or read-only view: signs applied to a copy
+                tmp = np.ascontiguousarray(out).reshape(-1)
+                self._apply_zero_signs(enc, tmp, nnz)
+                out[...] = tmp.reshape(out.shape)
+            else:
+                self._apply_zero_signs(enc, flat, nnz)
 
     @staticmethod
     def _apply_zero_signs(enc, flat, nnz) -> None:
@@ -1303,12 +1317,12 @@ class SparseCodec(Codec):
         if (not dt.is_float or zs is None or zs.dtype != np.uint8 or zs.ndim != 1
                 or zs.size != (nzero + 7) // 8 or (nzero % 8 and zs[-1] >> (nzero % 8))):
             raise CodecError("sparse: bad zero_sign part")
-        zero = flat == 0
-        at = np.flatnonzero(zero)
-        if at.size != nzero:  # a stored value with the zero pattern: not this form's
-            raise CodecError("sparse: values and zero signs do not match")
-        neg = np.unpackbits(zs, count=nzero, bitorder="little").view(bool)
-        flat[at[neg]] = flat.dtype.type(1 << (8 * dt.itemsize - 1))
+        if flat.dtype.kind != "u" or not (flat.flags.c_contiguous and flat.flags.writeable):
+            raise CodecError("sparse: zero signs need a writable contiguous bit view")
+        try:  # one C pass; more or fewer zeros than signs (a stored value 0) is corrupt
+            wavelet.zero_signs(flat, np.ascontiguousarray(zs), nzero)
+        except wavelet.WaveletError:
+            raise CodecError("sparse: values and zero signs do not match") from None
 
     def _to_text(self, enc, max_symbols):
         dt = dtype_info(enc.meta["dtype"])
@@ -1321,6 +1335,12 @@ class SparseCodec(Codec):
         return enc.ras["gaps"].to_text(
             lambda i, c: f"({int(gaps[i])},{_fmt(vals[i])})", max_symbols=max_symbols
         )
+
+
+def _many_values(vals: np.ndarray) -> bool:
+    """Whether *vals* takes more distinct values than a dictionary holds (DictCodec's
+    default ``max_values``), so that neither the dict codec nor joint tuples apply."""
+    return vals.size > 4096 and np.unique(vals).size > 4096
 
 
 def _escape_gaps(gaps: np.ndarray, T: int):

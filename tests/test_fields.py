@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -607,3 +607,46 @@ def test_field_decoder_reuse_checks_and_threads():
         dec(None, 0, N + 1)
     look = wt.lookup_decoder(np.arange(64, dtype=np.uint8) * 3, lead=1, block=block, nelems=n)
     np.testing.assert_array_equal(look(), (codes * 3).astype(np.uint8))
+
+
+@settings(deadline=None, max_examples=60)
+@given(data=st.data())
+def test_zero_signs_against_numpy(data):
+    """The zero words take their top bit from the stream, in order; the others are kept."""
+    dt = data.draw(st.sampled_from([np.uint8, np.uint16, np.uint32, np.uint64]))
+    n = data.draw(st.integers(0, 300))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    words = rng.integers(1, np.iinfo(dt).max, n, dtype=dt, endpoint=True)
+    words[rng.random(n) < data.draw(st.sampled_from([0.0, 0.5, 0.95, 1.0]))] = 0
+    z = np.flatnonzero(words == 0)
+    signs = rng.random(z.size) < 0.5
+    bits = np.packbits(signs, bitorder="little")
+    ref = words.copy()
+    ref[z[signs]] = dt(1) << dt(8 * np.dtype(dt).itemsize - 1)
+    out = words.copy()
+    assert wavelet.zero_signs(out, bits, z.size) is out
+    assert np.array_equal(out, ref)
+    if z.size:  # one sign short, or one left over
+        with pytest.raises(wavelet.WaveletError):
+            wavelet.zero_signs(words.copy(), np.packbits(signs[:-1], bitorder="little"),
+                               z.size - 1)
+        more = np.packbits(np.append(signs, True), bitorder="little")
+        with pytest.raises(wavelet.WaveletError):
+            wavelet.zero_signs(words.copy(), more, z.size + 1)
+
+
+def test_zero_signs_bad_arguments():
+    out = np.zeros(10, np.uint32)
+    bits = np.zeros(2, np.uint8)
+    with pytest.raises(ValueError, match="zero_signs: bits holds 2 bytes, expected 1"):
+        wavelet.zero_signs(out, bits, 3)
+    with pytest.raises(TypeError, match="zero_signs: out has dtype float32"):
+        wavelet.zero_signs(out.view(np.float32), bits, 10)
+    with pytest.raises(ValueError, match="zero_signs: out must be C-contiguous"):
+        wavelet.zero_signs(np.zeros(20, np.uint32)[::2], bits, 10)
+    ro = np.zeros(10, np.uint32)
+    ro.setflags(write=False)
+    with pytest.raises(ValueError, match="zero_signs: out must be writable"):
+        wavelet.zero_signs(ro, bits, 10)
+    with pytest.raises(TypeError, match="zero_signs: bits has dtype"):
+        wavelet.zero_signs(out, bits.astype(np.uint16), 10)

@@ -10,7 +10,7 @@ torch.
 from ._bitvector import BitVector
 from ._build_info import build_info, isa_level, set_isa_level
 from ._core import WaveletError
-from ._fields import gap_positions, gap_scatter, lookup, merge_float_fields
+from ._fields import gap_positions, gap_scatter, lookup, merge_float_fields, zero_signs
 from ._wavelet_matrix import WaveletMatrix
 from ._wavelet_tree import FieldDecoder, WaveletTree
 
@@ -23,6 +23,7 @@ __all__ = [
     "build_info",
     "gap_positions",
     "gap_scatter",
+    "zero_signs",
     "lookup",
     "merge_float_fields",
     "isa_level",

@@ -6,21 +6,21 @@ import numpy as np
 
 from ._core import check, ffi, lib
 
-__all__ = ["gap_positions", "gap_scatter", "lookup", "merge_float_fields"]
+__all__ = ["gap_positions", "gap_scatter", "lookup", "merge_float_fields", "zero_signs"]
 
 
-def _req(a, name, dtypes, *, writable=False):
+def _req(a, name, dtypes, *, writable=False, op="merge_float_fields"):
     if not isinstance(a, np.ndarray):
-        raise TypeError(f"merge_float_fields: {name} must be a numpy array")
+        raise TypeError(f"{op}: {name} must be a numpy array")
     if a.dtype not in dtypes:
         raise TypeError(
-            f"merge_float_fields: {name} has dtype {a.dtype}, expected one of "
+            f"{op}: {name} has dtype {a.dtype}, expected one of "
             f"{[str(np.dtype(d)) for d in dtypes]}"
         )
     if not a.flags.c_contiguous or not a.flags.aligned:
-        raise ValueError(f"merge_float_fields: {name} must be C-contiguous and aligned")
+        raise ValueError(f"{op}: {name} must be C-contiguous and aligned")
     if writable and not a.flags.writeable:
-        raise ValueError(f"merge_float_fields: {name} must be writable")
+        raise ValueError(f"{op}: {name} must be writable")
 
 
 def merge_float_fields(
@@ -214,6 +214,34 @@ def gap_scatter(seq, table, delim: int, block_len: int, nblocks: int, vals, out,
         ffi.from_buffer(out, require_writable=True),
     )
     check(st, "gap_scatter")
+    return out
+
+
+def zero_signs(out, bits, nbits: int):
+    """Give the zero words of *out*, in order, their top bit from *bits*, in C, in place.
+
+    Zero ``k`` (the ``k``-th word of *out* equal to 0) becomes ``bit_k << (8 * itemsize - 1)``
+    -- for the bit patterns of floats, ``+0.0`` or ``-0.0``. *bits* is a uint8 array of
+    ``ceil(nbits / 8)`` bytes, LSB first; *out* a writable C-contiguous unsigned array.
+
+    Raises
+    ------
+    WaveletError
+        *out* holds more or fewer zeros than *nbits* (corrupt data; *out* holds partial
+        data).
+    ValueError, TypeError
+        Inconsistent sizes, dtypes or flags.
+    """
+    _req(out, "out", (np.uint8, np.uint16, np.uint32, np.uint64), writable=True,
+         op="zero_signs")
+    _req(bits, "bits", (np.uint8,), op="zero_signs")
+    nbits = int(nbits)
+    if nbits < 0 or bits.size != (nbits + 7) // 8:
+        raise ValueError(f"zero_signs: bits holds {bits.size} bytes, expected "
+                         f"{(max(nbits, 0) + 7) // 8} for {nbits} bits")
+    st = lib.wv_fields_zero_signs(ffi.from_buffer(out, require_writable=True), out.size,
+                                  out.itemsize, ffi.from_buffer(bits), nbits)
+    check(st, "zero_signs")
     return out
 
 

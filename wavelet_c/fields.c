@@ -801,6 +801,56 @@ int wv_fields_gap_scatter(const void *seq, uint32_t code_width, uint64_t nseq, u
                    block_len, nblocks, NULL, nvals, vals, width, out);
 }
 
+/* ---- signs of zero words -------------------------------------------------------------- */
+/* Branch-free: every word is rewritten (v | sign), the bit index advances by the zero test,
+ * and the byte read is clamped into the stream (a zero past the last bit is caught by
+ * `over`, checked after the loop). Random zero positions would mispredict a branch. */
+#define WV_ZS_DEFINE(NAME, T)                                                                      \
+    static int NAME(T *restrict o, uint64_t n, const uint8_t *restrict bits, uint64_t nbits) {     \
+        const unsigned shift = 8u * (unsigned)sizeof(T) - 1u;                                      \
+        if (nbits == 0) {                                                                          \
+            for (uint64_t j = 0; j < n; j++)                                                       \
+                if (o[j] == 0)                                                                     \
+                    return WV_ECORRUPT;                                                            \
+            return WV_OK;                                                                          \
+        }                                                                                          \
+        const uint64_t last = (nbits - 1) >> 3;                                                    \
+        uint64_t pos = 0, over = 0;                                                                \
+        for (uint64_t j = 0; j < n; j++) {                                                         \
+            const T v = o[j];                                                                      \
+            const uint64_t z = (uint64_t)(v == 0);                                                 \
+            const uint64_t at = (pos >> 3) < last ? (pos >> 3) : last;                             \
+            const uint64_t bit = ((uint64_t)bits[at] >> (pos & 7)) & z;                            \
+            over |= z & (uint64_t)(pos >= nbits);                                                  \
+            o[j] = (T)(v | (T)(bit << shift));                                                     \
+            pos += z;                                                                              \
+        }                                                                                          \
+        return over || pos != nbits ? WV_ECORRUPT : WV_OK;                                         \
+    }
+
+WV_ZS_DEFINE(zero_signs_8, uint8_t)
+WV_ZS_DEFINE(zero_signs_16, uint16_t)
+WV_ZS_DEFINE(zero_signs_32, uint32_t)
+WV_ZS_DEFINE(zero_signs_64, uint64_t)
+
+int wv_fields_zero_signs(void *out, uint64_t n, uint32_t width, const uint8_t *bits,
+                         uint64_t nbits) {
+    if ((n && !out) || (nbits && !bits))
+        return WV_EINVAL;
+    switch (width) {
+    case 1:
+        return zero_signs_8((uint8_t *)out, n, bits, nbits);
+    case 2:
+        return zero_signs_16((uint16_t *)out, n, bits, nbits);
+    case 4:
+        return zero_signs_32((uint32_t *)out, n, bits, nbits);
+    case 8:
+        return zero_signs_64((uint64_t *)out, n, bits, nbits);
+    default:
+        return WV_EINVAL;
+    }
+}
+
 /* ---- dictionary lookup ---------------------------------------------------------------- */
 #define WV_LK_DEFINE(NAME, OUT_T, CODE_T)                                                          \
     static int NAME(const CODE_T *restrict codes, uint64_t blen, uint64_t bstride,                \

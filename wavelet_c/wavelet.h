@@ -415,6 +415,14 @@ int wv_fields_gap_scatter(const void *seq, uint32_t code_width, uint64_t nseq, u
                           uint64_t nblocks, const void *vals, uint64_t nvals, uint32_t width,
                           void *out);
 
+/* The zero words of out (n words of width bytes: 1, 2, 4 or 8), in order, take their top
+ * bit from the bit stream bits (LSB first, nbits bits in ceil(nbits / 8) bytes): zero k
+ * becomes (bit k) << (8 * width - 1), e.g. -0.0 for a float's sign. The other words are
+ * left alone. WV_ECORRUPT when out holds more zeros than nbits, or fewer (bits left over):
+ * the caller learns that the stream and the words disagree. */
+int wv_fields_zero_signs(void *out, uint64_t n, uint32_t width, const uint8_t *bits,
+                         uint64_t nbits);
+
 /* out[j] = table[code(first + j)] for j < count: a dictionary decode. codes and
  * their rows as for wv_fields_merge_float (code(i) = codes[(i / block_len) *
  * block_stride + i % block_len], i counted from the range start); table holds

@@ -3,7 +3,8 @@
  * tests/test_c_sanitizers.py): random words split into (codes, table, planes,
  * top) and merged back over random sub-ranges and row strides, for every word
  * width and joint field width; gap_positions on random and on mutated (hostile)
- * streams, every buffer allocated at its exact size so any overread is caught.
+ * streams, zero_signs on random words; every buffer allocated at its exact size so any
+ * overread is caught.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -240,6 +241,54 @@ static void lookup_case(int it_small) {
     free(table), free(out), free(codes), free(ref);
 }
 
+/* zero_signs: random words with zeros, the signs from an exact-size stream; every width;
+ * a stream one bit short or long is WV_ECORRUPT and is never read past its end. */
+static void zero_signs_case(void) {
+    const uint32_t widths[4] = {1, 2, 4, 8};
+    uint32_t w = widths[below(4)];
+    uint64_t n = below(3) == 0 ? below(8) : below(3000);
+    uint64_t nz = 0;
+    uint8_t *out = malloc(w * (n ? n : 1)), *ref = malloc(w * (n ? n : 1));
+    for (uint64_t j = 0; j < n; j++) {
+        uint64_t v = below(4) ? 0 : rnd() | 1; /* 3 in 4 zero, else non-zero */
+        memcpy(out + j * w, &v, w);            /* little-endian: the low bytes */
+        nz += v == 0;
+    }
+    uint64_t nbytes = (nz + 7) / 8;
+    uint8_t *bits = malloc(nbytes ? nbytes : 1);
+    for (uint64_t i = 0; i < nbytes; i++)
+        bits[i] = (uint8_t)rnd();
+    if (nz % 8)
+        bits[nbytes - 1] &= (uint8_t)((1u << (nz % 8)) - 1);
+    memcpy(ref, out, w * n);
+    uint64_t k = 0;
+    for (uint64_t j = 0; j < n; j++) {
+        uint64_t v = 0;
+        memcpy(&v, ref + j * w, w);
+        if (v == 0) {
+            v = (uint64_t)((bits[k >> 3] >> (k & 7)) & 1) << (8 * w - 1);
+            memcpy(ref + j * w, &v, w);
+            k++;
+        }
+    }
+    uint8_t *copy = malloc(w * (n ? n : 1));
+    memcpy(copy, out, w * n);
+    CHECK(wv_fields_zero_signs(out, n, w, nbytes ? bits : NULL, nz) == WV_OK);
+    CHECK(memcmp(out, ref, w * n) == 0);
+    if (nz) { /* one bit short: more zeros than signs */
+        memcpy(out, copy, w * n);
+        CHECK(wv_fields_zero_signs(out, n, w, bits, nz - 1) == WV_ECORRUPT);
+    }
+    if (nbytes) { /* one bit long: signs left over (within the stream's bytes when possible) */
+        memcpy(out, copy, w * n);
+        uint64_t more = nz % 8 ? nz + 1 : nz; /* same byte count; else no room to add a bit */
+        if (more != nz)
+            CHECK(wv_fields_zero_signs(out, n, w, bits, more) == WV_ECORRUPT);
+    }
+    CHECK(wv_fields_zero_signs(out, n, 3, bits, nz) == WV_EINVAL);
+    free(out), free(ref), free(bits), free(copy);
+}
+
 int main(void) {
     static const unsigned layouts[][2] = {{2, 5}, {2, 8}, {4, 8}, {8, 11}};
     int maxlv = 0;
@@ -256,6 +305,8 @@ int main(void) {
     }
     for (int it = 0; it < 400; it++)
         gaps_case();
+    for (int it = 0; it < 400; it++)
+        zero_signs_case();
     if (failures) {
         printf("%d failures\n", failures);
         return 1;
