@@ -1060,33 +1060,34 @@ class SparseCodec(Codec):
         for a float tensor holding ``-0.0`` (``torch.nn.utils.prune`` multiplies by its
         mask, so every pruned negative weight is one), zeros of either sign plus one raw
         sign bit per zero (``meta["zsign"] = 1``, part ``zero_sign``)."""
-        forms = [False]
-        if dt.is_float:
+        nz = np.flatnonzero(u)
+        nneg = 0
+        if dt.is_float and nz.size:
             sign = dt.uint.type(1 << (8 * dt.itemsize - 1))
-            is_zero = (u & ~sign) == 0
-            zbits = u[is_zero]
-            nneg = int(np.count_nonzero(zbits))
-            if nneg * 8 >= zbits.size > 0 and _many_values(u[u != 0]):
+            nneg = int(np.count_nonzero(u == sign))
+        forms = [False]
+        nzero = u.size - nz.size + nneg
+        if nneg and nzero >= self.min_zero_fraction * u.size:
+            if nneg * 8 >= nzero and _many_values(u[nz]):
                 # too many distinct values for a dictionary: a -0.0 stored as a value goes
                 # to the float codec and costs at least 8 bits (a distance code, an exponent
                 # code, its raw sign and mantissa bits), a sign 1 bit per zero: at this
                 # share of -0.0 the plain form cannot be smaller, and is not built
                 forms = [True]
-            elif nneg:
+            else:
                 forms = [False, True]
         found, err = [], None
         for signed in forms:
             if signed:
-                nz = np.flatnonzero(~is_zero)
-            else:
-                nz = np.flatnonzero(u)
+                is_zero = (u & ~sign) == 0
+                signs = np.packbits(u[is_zero] != 0, bitorder="little")
+                nz_s = np.flatnonzero(~is_zero)
             try:
-                enc = self._encode_nz(u, dt, block_len, nz)
+                enc = self._encode_nz(u, dt, block_len, nz_s if signed else nz)
             except NotApplicable as e:
                 err = e
                 continue
             if signed:
-                signs = np.packbits(zbits != 0, bitorder="little")
                 enc = Encoded(enc.codec_id, {**enc.meta, "zsign": 1},
                               {**enc.arrays, "zero_sign": signs}, enc.ras, enc.children)
             found.append(enc)
