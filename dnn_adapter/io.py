@@ -505,6 +505,8 @@ class _File:
         if start + nb > self.size:
             raise FileFormatError(f"{fqn}: buffer runs past the end of the file (truncated)")
         a = np.frombuffer(self.buf, dtype=dt, count=n, offset=start).reshape(shape)
+        if not a.flags.aligned:  # a read-in buffer whose memory is not 8-byte aligned
+            a = np.require(a, requirements="A")
         if check_crc and crc32(a) != rec.get("crc32"):
             raise FileFormatError(f"{fqn}: checksum mismatch (corrupt file)")
         return a
