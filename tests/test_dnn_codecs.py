@@ -801,3 +801,60 @@ def test_sparse_signed_zeros_corrupt_parts_rejected():
         bad = C.Encoded(enc.codec_id, {**enc.meta, **meta}, arr, enc.ras, enc.children)
         with pytest.raises((C.CodecError, TypeError)):
             C.decode(bad)
+
+
+# ---- block-wise float/dict: short kernels share a block ------------------------------------
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_short_kernels_share_blocks_roundtrip(data):
+    """Conv weights whose kernels are shorter than 64 elements: block-wise float and dict
+    RAS blocks hold a power of two of whole kernels (at most 128 elements, dividing the
+    kernel count); bit-exact through decode, prepare, prepare_rows and the flat parts."""
+    rows = data.draw(st.sampled_from([1, 2, 3, 6, 8, 12, 32, 96]))
+    kshape = data.draw(st.sampled_from([(1, 1, 1), (1, 3, 3), (3, 3, 3), (1, 5, 5), (2, 7, 7),
+                                        (4, 1, 1), (64, 1, 1)]))
+    cid = data.draw(st.sampled_from(["float", "dict"]))
+    dt = data.draw(st.sampled_from([torch.float32, torch.bfloat16, torch.float16]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((rows, *kshape))
+    if cid == "dict":
+        x = np.round(x * 2) / 2
+    t = torch.from_numpy(x).to(dt)
+    try:
+        enc = C.get_codec({"id": cid, "form": "block"}).encode(t)
+    except C.NotApplicable:
+        return
+    L = int(np.prod(kshape))
+    ras = next(iter(enc.ras.values()))
+    blk = C.get_codec({"id": cid})._block_len(enc)
+    m = blk // L
+    assert blk == m * L and rows % m == 0 and m & (m - 1) == 0
+    assert m * L <= max(L, 128) and (m == 1 or L < 64)
+    assert L >= 64 or 2 * m * L > 128 or rows % (2 * m)  # the largest such group
+    assert ras.nblocks == rows // m
+    _assert_decodes_everywhere(enc, t, 5.0)
+    pr = C.get_codec({"id": cid}).prepare_rows(enc)
+    if m > 1:
+        assert pr is None
+    elif pr is not None:
+        out = torch.zeros_like(t)
+        pr(out, [rows - 1, 0])
+        assert_exact(out[[0, rows - 1]], t[[0, rows - 1]])
+    # element-wise and 2-D weights keep one row per block
+    e2 = C.get_codec({"id": cid, "form": "element"}).encode(t)
+    assert next(iter(e2.ras.values())).nblocks == rows
+    e3 = C.get_codec({"id": cid, "form": "block"}).encode(t.reshape(rows, L))
+    assert next(iter(e3.ras.values())).nblocks == rows
+
+
+def test_depthwise_kernels_grouped_are_smaller():
+    """A 2-bit depthwise 3x3 layer (the MobileNet-V2 shape): 8 kernels per block cut the
+    delimiters, and with them several per cent of the layer."""
+    rng = np.random.default_rng(0)
+    w = torch.from_numpy(np.round(rng.standard_normal((384, 1, 3, 3)).clip(-1, 1))).float()
+    codec = C.get_codec({"id": "dict", "form": "block"})
+    grouped = codec.encode(w)
+    per_kernel = codec.encode(w, block_len=9)
+    assert grouped.ras["codes"].nblocks == 48 and per_kernel.ras["codes"].nblocks == 384
+    assert grouped.nbytes < 0.95 * per_kernel.nbytes
+    assert_exact(C.decode(grouped), w)
