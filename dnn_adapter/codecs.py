@@ -209,6 +209,7 @@ def _blocks_for(shape) -> int:
     return n
 
 
+_DICT_MAX_VALUES = 4096  # DictCodec's default max_values
 SMALL_KERNEL_BLOCK = 128  # block-wise float/dict: kernels shorter than half this are grouped
 
 
@@ -789,7 +790,8 @@ class DictCodec(Codec):
     codec_id = "dict"
     groups_kernels = True
 
-    def __init__(self, form: str = BLOCK, max_values: int = 4096, index: str = "compact",
+    def __init__(self, form: str = BLOCK, max_values: int = _DICT_MAX_VALUES,
+                 index: str = "compact",
                  max_group: int = 8):
         super().__init__(form, index)
         self.max_values = int(max_values)
@@ -1368,7 +1370,7 @@ class SparseCodec(Codec):
 def _many_values(vals: np.ndarray) -> bool:
     """Whether *vals* takes more distinct values than a dictionary holds (DictCodec's
     default ``max_values``), so that neither the dict codec nor joint tuples apply."""
-    return vals.size > 4096 and np.unique(vals).size > 4096
+    return vals.size > _DICT_MAX_VALUES and np.unique(vals).size > _DICT_MAX_VALUES
 
 
 def _escape_gaps(gaps: np.ndarray, T: int):

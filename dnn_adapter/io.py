@@ -497,9 +497,8 @@ class _File:
             raise FileFormatError(f"{fqn}: buffer dtype {dtype!r} not allowed")
         dt = np.dtype(dtype)
         n = int(np.prod(shape, dtype=np.int64)) if shape else 1
-        align = _align_of(nb, self.version, dt.itemsize)
-        base = self.data0 if self.version >= 4 else 0
-        if off < 0 or nb < 0 or (base + off) % align or nb != n * dt.itemsize:
+        if (off < 0 or nb < 0 or nb != n * dt.itemsize
+                or _place_at(off, self.data0, nb, self.version, dt.itemsize) != off):
             raise FileFormatError(f"{fqn}: buffer offset/size inconsistent")
         start = self.data0 + off
         if start + nb > self.size:

@@ -143,6 +143,16 @@ def test_v2_layout():
         assert b["offset"] % (64 if b["nbytes"] >= 4096 else 8) == 0
 
 
+def _table_parts(rec):
+    """``[(numpy dtype, shape)]`` of a version 3/4 table entry's buffers, in file order,
+    checking that the entry stores no offsets and (compressed) only its five fields."""
+    assert "offset" not in rec and "nbytes" not in rec
+    if rec["kind"] == "dense":
+        return [(np.dtype(rec["dtype"].replace("bfloat16", "float16")), rec["shape"])]
+    assert set(rec) == {"kind", "requires_grad", "tree", "buffers", "data_crc32"}
+    return [(np.dtype(dt), shape) for _name, dt, shape in rec["buffers"]]
+
+
 def test_v3_layout():
     """No offsets, no per-buffer records: each buffer at the next offset its size allows, in
     table order, the last one ending the file; one CRC-32 per compressed entry."""
@@ -153,12 +163,7 @@ def test_v3_layout():
     assert head["version"] == 3 and (len(data) - len(body)) % 64 == 0
     off, packed = 0, False
     for rec in head["tensors"].values():
-        assert "offset" not in rec and "nbytes" not in rec
-        if rec["kind"] == "dense":
-            parts = [(np.dtype(rec["dtype"].replace("bfloat16", "float16")), rec["shape"])]
-        else:
-            assert set(rec) == {"kind", "requires_grad", "tree", "buffers", "data_crc32"}
-            parts = [(np.dtype(dt), shape) for _name, dt, shape in rec["buffers"]]
+        parts = _table_parts(rec)
         start = None
         for dt, shape in parts:
             nb = dt.itemsize * int(np.prod(shape))
@@ -203,12 +208,8 @@ def test_v4_layout(tmp_path):
         data0 = len(data) - len(body)
         off, pad, aligned64 = 0, 0, 0
         for rec in head["tensors"].values():
-            assert "offset" not in rec and "nbytes" not in rec
-            if rec["kind"] == "dense":
-                parts = [(np.dtype(rec["dtype"].replace("bfloat16", "float16")), rec["shape"])]
-            else:
-                assert set(rec) == {"kind", "requires_grad", "tree", "buffers", "data_crc32"}
-                parts = [(np.dtype(dt), shape) for _name, dt, shape in rec["buffers"]]
+            parts = _table_parts(rec)
+            if rec["kind"] == "compressed":
                 sizes = [dt.itemsize for dt, _ in parts]
                 assert sizes == sorted(sizes, reverse=True)
             crc = 0
