@@ -1,5 +1,5 @@
-"""The preset dictionaries of the header codecs ``zlib-d1`` (file format 3) and ``zlib-d2``
-(file format 4), ``docs/dnn_format.md``.
+"""The preset dictionaries of the header codecs ``zlib-d1`` (file format 3), ``zlib-d2``
+(file format 4) and ``zlib-d3`` (file format 5), ``docs/dnn_format.md``.
 
 A compressed file's JSON header is a fixed cost per model: on a small model it is several per
 cent of the file. Most of it is vocabulary every header repeats -- the codec trees' keys,
@@ -11,7 +11,9 @@ each phrase then costs a back-reference instead of its letters. ``zlib-d1`` save
 The bytes are part of the file format: they never change. A different dictionary is a new
 codec name. HEADER_DICT_1 is 6857 bytes, CRC-32 0x88b6fb23. HEADER_DICT_2 (9187 bytes, CRC-32
 0x683c6b03) is the same list of layer names followed by a version 4 header of a synthetic
-model (index-free trees, checksums removed), made by ``tests/fixtures/make_header_dict.py``.
+model (index-free trees, checksums removed). HEADER_DICT_3 (7074 bytes, CRC-32 0x5789a8ce)
+is the same with that model's version 5 header (derived fields left out); made by
+``tests/fixtures/make_header_dict.py``.
 """
 
 HEADER_DICT_1 = (
@@ -204,3 +206,78 @@ HEADER_DICT_2 = (
     b'32":}}}'
 )
 HEADER_DICT_2_CRC32 = 0x683c6b03
+
+# format 5 (zlib-d3): tests/fixtures/make_header_dict.py, run by the code of format 5; the
+# layer names that begin HEADER_DICT_1 (and HEADER_DICT_2), then the sample header
+_LAYER_NAMES = HEADER_DICT_1[: HEADER_DICT_1.index(b'{"format"')]
+HEADER_DICT_3 = _LAYER_NAMES + (
+    b'{"format":"dnn_adapter","version":5,"config":{"mode":"streaming","fpr_threshold":8.0,"min_'
+    b'numel":1024,"overrides":{},"codecs":["narrow","sparse","dict","float","raw"],"verify":true'
+    b',"fused":false,"fused_cache":false,"prefetch":false,"version":2},"tensors":{"features.3.we'
+    b'ight":{"kind":"compressed","requires_grad":true,"tree":{"codec":"float","meta":{"form":"bl'
+    b'ock","nplanes":3,"rem":0,"k":0,"v":1,"dtype":"float32","shape":[64,32,3,3],"torch":true,"c'
+    b'rc32":},"arrays":["exp_table","raw"],"ras":{"exp":{"k":15,"nblocks":64,"wt":[null,14,null,'
+    b'1,1,0,32,null,48576,23196,1]}}},"data_crc32":},"features.5.weight":{"kind":"compressed","r'
+    b'equires_grad":true,"tree":{"codec":"dict","meta":{"form":"block","v":1,"dtype":"float32","'
+    b'shape":[64,64,3,3],"torch":true,"crc32":},"arrays":["table"],"ras":{"codes":{"k":16,"nbloc'
+    b'ks":64,"wt":[null,15,null,1,1,0,32,null,113792,57642,1]}}},"data_crc32":},"features.6.weig'
+    b'ht":{"kind":"compressed","requires_grad":true,"tree":{"codec":"sparse","meta":{"form":"blo'
+    b'ck","block_len":36864,"nnz":3687,"rice":3,"joint":1,"v":1,"dtype":"float32","shape":[64,64'
+    b',3,3],"torch":true,"crc32":},"arrays":["gap_extra","gap_table","val_table","val_index"],"r'
+    b'as":{"gaps":{"k":19,"nblocks":1,"wt":[null,11,null,1,1,0,32,null,10560,4629,1]}}},"buffers'
+    b'":["gaps.WRDS",["val_table","<u4",[2]],"gaps.NACT",["gap_extra","|u1",[1383]],["gap_table"'
+    b',"|u1"],["val_index","|u1"],"gaps.SYMC","gaps.CNTS"],"data_crc32":},"features.7.weight":{"'
+    b'kind":"compressed","requires_grad":true,"tree":{"codec":"float","meta":{"form":"block","np'
+    b'lanes":0,"rem":7,"k":1,"v":1,"dtype":"bfloat16","shape":[64,64,3,3],"torch":true,"crc32":}'
+    b',"arrays":["exp_table","raw","raw_top"],"ras":{"exp":{"k":31,"nblocks":64,"wt":[null,14,nu'
+    b'll,1,1,0,32,null,131328,58610,1]}}},"data_crc32":},"classifier.1.weight":{"kind":"compress'
+    b'ed","requires_grad":true,"tree":{"codec":"sparse","meta":{"form":"element","block_len":655'
+    b'36,"nnz":26215,"rice":4,"v":1,"dtype":"float32","shape":[512,1024],"torch":true,"crc32":},'
+    b'"arrays":["gap_extra","gap_table"],"ras":{"gaps":{"k":12,"nblocks":8,"wt":[null,14,null,1,'
+    b'1,0,32,null,47424,20747,1]}},"children":{"values":{"codec":"float","meta":{"form":"element'
+    b'","nplanes":2,"rem":6,"k":2,"dtype":"float32","n":26215},"arrays":["exp_table","raw","raw_'
+    b'top"],"ras":{"exp":{"k":6,"nblocks":8,"wt":[null,8,null,1,1,0,32,null,49088,22600,1]}}}}},'
+    b'"buffers":["gaps.WRDS","values/exp.WRDS","gaps.NACT","values/exp_table","values/exp.NACT",'
+    b'["gap_extra","|u1",[13108]],["gap_table","|u1"],"gaps.SYMC","gaps.CNTS","values/raw","valu'
+    b'es/raw_top","values/exp.SYMC","values/exp.CNTS"],"data_crc32":},"classifier.3.weight":{"ki'
+    b'nd":"compressed","requires_grad":true,"tree":{"codec":"float","meta":{"form":"element","np'
+    b'lanes":3,"rem":0,"k":0,"v":1,"dtype":"float32","shape":[10,512],"torch":true,"crc32":},"ar'
+    b'rays":["exp_table","raw"],"ras":{"exp":{"k":14,"nblocks":10,"wt":[null,13,null,1,1,0,32,nu'
+    b'll,13824,6420,1]}}},"data_crc32":},"head.weight":{"kind":"compressed","requires_grad":true'
+    b',"tree":{"codec":"narrow","meta":{"form":"element","as":"float16","v":1,"dtype":"float32",'
+    b'"shape":[256,256],"torch":true,"crc32":},"arrays":[],"ras":{},"children":{"values":{"codec'
+    b'":"float","meta":{"form":"element","nplanes":1,"rem":2,"k":1,"dtype":"float16","n":65536},'
+    b'"arrays":["exp_table","raw","raw_top"],"ras":{"exp":{"k":26,"nblocks":256,"wt":[null,13,nu'
+    b'll,1,1,0,32,null,234688,106048,1]}}}}},"data_crc32":},"fc.weight":{"kind":"compressed","re'
+    b'quires_grad":true,"tree":{"codec":"sparse","meta":{"form":"element","block_len":16384,"nnz'
+    b'":3277,"rice":3,"zsign":1,"v":1,"dtype":"float32","shape":[128,256],"torch":true,"crc32":}'
+    b',"arrays":["gap_extra","gap_table","zero_sign"],"ras":{"gaps":{"k":9,"nblocks":2,"wt":[nul'
+    b'l,10,null,1,1,0,32,null,6144,2541,1]}},"children":{"values":{"codec":"float","meta":{"form'
+    b'":"element","nplanes":2,"rem":6,"k":2,"dtype":"float32","n":3277},"arrays":["exp_table","r'
+    b'aw","raw_top"],"ras":{"exp":{"k":6,"nblocks":2,"wt":[null,8,null,1,1,0,32,null,7232,3569,1'
+    b']}}}}},"buffers":["gaps.WRDS","values/exp.WRDS","gaps.NACT","values/exp_table","values/exp'
+    b'.NACT",["gap_extra","|u1",[1229]],["gap_table","|u1"],"zero_sign","gaps.SYMC","gaps.CNTS",'
+    b'"values/raw","values/raw_top","values/exp.SYMC","values/exp.CNTS"],"data_crc32":},"embed.w'
+    b'eight":{"kind":"compressed","requires_grad":true,"tree":{"codec":"float","meta":{"form":"e'
+    b'lement","nplanes":1,"rem":2,"k":1,"v":1,"dtype":"float16","shape":[512,64],"torch":true,"c'
+    b'rc32":},"arrays":["exp_table","raw","raw_top"],"ras":{"exp":{"k":26,"nblocks":512,"wt":[nu'
+    b'll,14,null,1,1,0,32,null,119744,61613,1]}}},"data_crc32":},"features.0.weight":{"kind":"de'
+    b'nse","dtype":"float32","shape":[32,1,3,3],"crc32":},"features.0.bias":{"kind":"dense","dty'
+    b'pe":"float32","shape":[32],"crc32":},"features.1.weight":{"kind":"dense","dtype":"float32"'
+    b',"shape":[32],"crc32":},"features.1.bias":{"kind":"dense","dtype":"float32","shape":[32],"'
+    b'crc32":},"features.1.running_mean":{"kind":"dense","dtype":"float32","shape":[32],"crc32":'
+    b'},"features.1.running_var":{"kind":"dense","dtype":"float32","shape":[32],"crc32":},"featu'
+    b'res.1.num_batches_tracked":{"kind":"dense","dtype":"int64","shape":[],"crc32":},"features.'
+    b'3.bias":{"kind":"dense","dtype":"float32","shape":[64],"crc32":},"features.4.weight":{"kin'
+    b'd":"dense","dtype":"float32","shape":[64],"crc32":},"features.4.bias":{"kind":"dense","dty'
+    b'pe":"float32","shape":[64],"crc32":},"features.4.running_mean":{"kind":"dense","dtype":"fl'
+    b'oat32","shape":[64],"crc32":},"features.4.running_var":{"kind":"dense","dtype":"float32","'
+    b'shape":[64],"crc32":},"features.4.num_batches_tracked":{"kind":"dense","dtype":"int64","sh'
+    b'ape":[],"crc32":},"features.5.bias":{"kind":"dense","dtype":"float32","shape":[64],"crc32"'
+    b':},"features.6.bias":{"kind":"dense","dtype":"float32","shape":[64],"crc32":},"features.7.'
+    b'bias":{"kind":"dense","dtype":"bfloat16","shape":[64],"crc32":},"classifier.1.bias":{"kind'
+    b'":"dense","dtype":"float32","shape":[512],"crc32":},"classifier.3.bias":{"kind":"dense","d'
+    b'type":"float32","shape":[10],"crc32":},"head.bias":{"kind":"dense","dtype":"float32","shap'
+    b'e":[256],"crc32":},"fc.bias":{"kind":"dense","dtype":"float32","shape":[128],"crc32":}}}'
+)
+HEADER_DICT_3_CRC32 = 0x5789a8ce

@@ -406,7 +406,7 @@ class _ValueSource:
                 fmt=dtype,
                 delim=ras.DELIM,
                 mant_bits=_MANT_BITS[dtype] - k,
-                table=np.ascontiguousarray(enc.arrays["exp_table"]),
+                table=np.ascontiguousarray(enc.arrays["exp_table"], dtype=np.uint16),
                 planes=np.ascontiguousarray(enc.arrays["raw"]),
             )
             if "raw_top" in enc.arrays:

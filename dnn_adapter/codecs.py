@@ -492,7 +492,7 @@ class FloatCodec(Codec):
         eb, mb = E + k, M - k
         field = (u >> ut(mb)) & ut((1 << eb) - 1)
         table, codes = _freq_table(field)
-        table = table.astype(np.uint16)
+        table = table.astype(np.uint8 if eb <= 8 else np.uint16)  # uint8 since format 5
         raw = (u & ut((1 << mb) - 1)) | ((u >> ut(W - 1)) << ut(mb))
         nfull, rem = divmod(mb + 1, 8)
         planes = np.empty((nfull, u.size), dtype=np.uint8)
@@ -525,8 +525,9 @@ class FloatCodec(Codec):
         nfull, rem = divmod(mb + 1, 8)
         if len(ras) != n or planes.shape != (nfull, n) or planes.dtype != np.uint8:
             raise CodecError("float: parts do not match the tensor size")
-        if table.dtype != np.uint16 or table.size != ras.k:
+        if table.dtype not in (np.uint8, np.uint16) or table.size != ras.k:
             raise CodecError("float: bad exponent table")
+        table = table.astype(np.uint16)  # a uint8 table since format 5 (k entries: tiny)
         if table.size and int(table.max()) >= 1 << eb:
             raise CodecError("float: bad exponent table")
         if n == 0:
@@ -733,9 +734,9 @@ def _estimate_float_bytes(u, E, M, k) -> float:
     ut = u.dtype.type
     field = (u >> ut(M - k)) & ut((1 << (E + k)) - 1)
     counts = np.bincount(field.astype(np.int64), minlength=1)
-    # per symbol: the tree's tables and the uint16 exp_table entry; 3 more symbols for the
-    # RAS's flag/delimiter/end
-    per_symbol = _TREE_BYTES_PER_SYMBOL + 2
+    # per symbol: the tree's tables and the exp_table entry (uint8 when the field fits);
+    # 3 more symbols for the RAS's flag/delimiter/end
+    per_symbol = _TREE_BYTES_PER_SYMBOL + (1 if E + k <= 8 else 2)
     tree = _tree_bytes(counts, per_symbol) + 3 * per_symbol
     return tree + u.size * (M + 1 - k) / 8
 

@@ -1,39 +1,42 @@
 """One-file save/load of compressed models (safetensors-like layout, never pickle).
 
-Layout (little-endian), version 4 (``docs/dnn_format.md`` is the specification)::
+Layout (little-endian), version 5 (``docs/dnn_format.md`` is the specification)::
 
     u64        length H of the outer header
-    H bytes    outer JSON header {"format", "version": 4, "header": {"codec": "zlib-d2",
-               "nbytes", "raw_nbytes", "crc32"}} (UTF-8)
+    H bytes    outer JSON header {"format", "version": 5, "header": ["zlib-d3", nbytes,
+               raw_nbytes, crc32]} (UTF-8; versions 2-4: the record as an object)
     nbytes     the JSON header below, zlib-compressed with a preset dictionary of
-               ``_header_dict`` (codec "zlib-d2"; "zlib-d1" and "zlib", no dictionary, are
-               read too)
+               ``_header_dict`` (codec "zlib-d3"; "zlib-d2", "zlib-d1" and "zlib", no
+               dictionary, are read too)
     ...        raw buffers in the order of the tensor table, each at the next file offset
                that is a multiple of its element size (of 64 for buffers of 1 MiB and
                more); the gaps are zero bytes and the last buffer ends the file
 
 The header (zlib-compressed)::
 
-    {"format": "dnn_adapter", "version": 4, "config": {...WrapConfig...},
+    {"format": "dnn_adapter", "version": 5, "config": {...WrapConfig...},
      "tensors": {
         "<param fqn>": {"kind": "compressed", "requires_grad", "tree": <Encoded tree (codec,
                         meta -- dtype, shape, crc32 of the original bits --, ras, ...)>,
                         "buffers": [[part, dtype, shape], ...], "data_crc32"},
+                        (version 5: without the fields a reader derives, ``_derive``)
         "<fqn>": {"kind": "dense", "dtype", "shape", "crc32"}}}
 
 The header is a model's fixed cost, so it holds only what cannot be derived: offsets follow
 from the sizes and the alignment rule, a compressed entry has one CRC-32 over its buffers'
-bytes (not one per part), and its dtype, shape and checksum are those of its codec meta.
-Version 3 files (the data start and buffers of 4 KiB and more 64-byte aligned, the others 8,
-and the entry's CRC-32 over its padding too), version 2 files (each buffer record with its
-offset, size and CRC-32; entries repeating dtype/shape/crc32) and version 1 files (an
-uncompressed header, every buffer 64-byte aligned) are still read; :class:`_File` fills
-version 3 and 4 records in to version 2's shape, so one validation path reads them all.
+bytes (not one per part), its dtype, shape and checksum are those of its codec meta, and
+(version 5) the RAS sizes and buffer descriptions that follow from the rest are left out.
+Version 4 files (every field written out), version 3 files (the data start and buffers of 4
+KiB and more 64-byte aligned, the others 8, and the entry's CRC-32 over its padding too),
+version 2 files (each buffer record with its offset, size and CRC-32; entries repeating
+dtype/shape/crc32) and version 1 files (an uncompressed header, every buffer 64-byte
+aligned) are still read; :class:`_File` fills
+version 3 to 5 records in to version 2's shape, so one validation path reads them all.
 
 Writing: every compressed tensor is decoded and compared with its checksum first, then the
 file is written to a temporary file in the same folder, fsynced and renamed over the target.
 Reading: every header field, offset and length is checked against the file size, every
-buffer (versions 3 and 4: every entry's bytes; version 4: and that its padding is zero)
+buffer (versions 3 to 5: every entry's bytes; 4 and 5: and that its padding is zero)
 against its CRC-32, and every decoded tensor against the original checksum; errors name the
 layer and the problem (:class:`FileFormatError`).
 """
@@ -52,8 +55,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import _derive
 from ._bits import bits_of, crc32, dtype_info, out_bits
-from ._header_dict import HEADER_DICT_1, HEADER_DICT_2
+from ._header_dict import HEADER_DICT_1, HEADER_DICT_2, HEADER_DICT_3
 from .codecs import CodecError, Encoded, encode_best, get_codec
 from .ras import RASError
 from .wrapping import (
@@ -71,17 +75,18 @@ from .wrapping import (
 __all__ = ["save", "load", "read_header", "FileFormatError", "compress_state_dict"]
 
 MAGIC = "dnn_adapter"
-VERSION = 4  # written; versions 1 to 4 are read
+VERSION = 5  # written; versions 1 to 5 are read
 ALIGN = 64  # buffers of BIG_BUFFER bytes or more; versions 1-3: the data start too
-SMALL_ALIGN = 8  # smaller buffers (versions 2 and 3; version 4: their element size)
+SMALL_ALIGN = 8  # smaller buffers (versions 2 and 3; since version 4: their element size)
 BIG_BUFFER = 4096  # versions 2 and 3
-BIG_BUFFER_4 = 1 << 20  # version 4
+BIG_BUFFER_4 = 1 << 20  # versions 4 and 5
 MAX_HEADER = 1 << 28
 # the inner header's codecs: plain zlib (files of versions 2 and 3 written before the
 # dictionaries), zlib with the fixed preset dictionary of _header_dict for version 3
-# ("zlib-d1") and for version 4 ("zlib-d2", written)
-_HEADER_DICTS = {"zlib": b"", "zlib-d1": HEADER_DICT_1, "zlib-d2": HEADER_DICT_2}
-HEADER_CODEC = "zlib-d2"
+# ("zlib-d1"), version 4 ("zlib-d2") and version 5 ("zlib-d3", written)
+_HEADER_DICTS = {"zlib": b"", "zlib-d1": HEADER_DICT_1, "zlib-d2": HEADER_DICT_2,
+                 "zlib-d3": HEADER_DICT_3}
+HEADER_CODEC = "zlib-d3"
 _ALLOWED_NP = {
     "<u1",
     "<u2",
@@ -170,7 +175,7 @@ def _collect(model: nn.Module | None, state_dict=None, config: WrapConfig | None
 def _align_of(nbytes: int, version: int = VERSION, itemsize: int = 1) -> int:
     """Where a buffer of *nbytes* bytes of *itemsize*-byte elements may start: a multiple of
     this, from the data start (versions 1-3, whose data start is 64-byte aligned) or from the
-    start of the file (version 4)."""
+    start of the file (versions 4 and 5)."""
     if version >= 4:
         return ALIGN if nbytes >= BIG_BUFFER_4 else itemsize
     return ALIGN if version == 1 or nbytes >= BIG_BUFFER else SMALL_ALIGN
@@ -200,7 +205,7 @@ def _new_file_mode(path: str) -> int:
 
 
 def _write(path, header: dict, arrays, entries) -> None:
-    # version 4: a compressed entry lists its parts (name, dtype, shape) and has one CRC-32
+    # since version 4: a compressed entry lists its parts (name, dtype, shape) and has one CRC-32
     # over its buffers' bytes; offsets are not stored: each buffer goes at the next file
     # offset its size and element size allow (_place_at), which the reader works out again
     for fqn, part, a in arrays:
@@ -208,15 +213,17 @@ def _write(path, header: dict, arrays, entries) -> None:
             e = entries[fqn]
             e["buffers"].append([part, _np_dtype_str(a), list(a.shape)])
             e["data_crc32"] = crc32(a, e.get("data_crc32", 0))
-    for e in entries.values():
+    for fqn, e in entries.items():
         if e["kind"] == "compressed":
             e.setdefault("data_crc32", 0)  # no buffers: the CRC-32 of no bytes
+            # version 5: without the fields a reader derives (the entries dict is the
+            # header's table, so the table is updated in place)
+            entries[fqn] = _derive.compact(e)
     raw = json.dumps(header, separators=(",", ":")).encode()
     c = zlib.compressobj(9, zdict=_HEADER_DICTS[HEADER_CODEC])
     z = c.compress(raw) + c.flush()
     outer = {"format": MAGIC, "version": VERSION,
-             "header": {"codec": HEADER_CODEC, "nbytes": len(z), "raw_nbytes": len(raw),
-                        "crc32": zlib.crc32(z)}}
+             "header": [HEADER_CODEC, len(z), len(raw), zlib.crc32(z)]}
     hj = json.dumps(outer, separators=(",", ":")).encode()
     data0 = 8 + len(hj) + len(z)
     offset, starts = 0, []
@@ -314,7 +321,7 @@ class _File:
         if not isinstance(head, dict) or head.get("format") != MAGIC:
             raise FileFormatError(f"{self.path}: not a dnn_adapter file")
         self.version = head.get("version")
-        if self.version not in (1, 2, 3, 4):
+        if self.version not in (1, 2, 3, 4, 5):
             raise FileFormatError(f"{self.path}: unsupported version {self.version!r}")
         self.data0 = 8 + hlen
         if self.version >= 2:
@@ -325,20 +332,22 @@ class _File:
                                       f"{self.version} dnn_adapter header")
         if not isinstance(head.get("tensors"), dict):
             raise FileFormatError(f"{self.path}: header has no tensor table")
-        # versions 3 and 4: fqn -> (start, end, CRC-32 or None, buffer spans or None)
+        # versions 3 to 5: fqn -> (start, end, CRC-32 or None, buffer spans or None)
         self.regions: dict[str, tuple] = {}
         if self.version >= 3:
             self._place(head["tensors"])
         self.header = head
 
     def _place(self, tensors: dict) -> None:
-        """Versions 3 and 4: work out every buffer's offset from the sizes in the table, and
-        fill in the records as version 2 has them (buffer offsets, sizes, the entry's dtype,
-        shape and checksum), so that one validation path reads every version. The buffers
-        must end exactly at the end of the file."""
+        """Versions 3 to 5: work out every buffer's offset from the sizes in the table (version
+        5: after filling in the fields it leaves out), and fill in the records as version 2
+        has them (buffer offsets, sizes, the entry's dtype, shape and checksum), so that one
+        validation path reads every version. The buffers must end exactly at the end of the
+        file."""
         end = self.size - self.data0
         off = 0
         v4 = self.version >= 4
+        v5 = self.version >= 5
 
         def place(fqn, nb, itemsize):  # the next buffer's offset; the file must hold it
             nonlocal off
@@ -353,6 +362,11 @@ class _File:
             if not isinstance(rec, dict):
                 raise FileFormatError(f"{fqn}: malformed entry")
             if rec.get("kind") == "compressed":
+                if v5:  # the fields left out because they can be derived
+                    try:
+                        _derive.expand(rec)
+                    except _derive.ERRORS as e:
+                        raise FileFormatError(f"{fqn}: malformed entry ({e})") from None
                 tree, bufs = rec.get("tree"), rec.get("buffers")
                 meta = tree.get("meta") if isinstance(tree, dict) else None
                 crc = rec.get("data_crc32")
@@ -404,7 +418,7 @@ class _File:
 
     def check_region(self, fqn) -> None:
         """Version 3: the CRC-32 of a compressed entry's bytes (its buffers and the padding
-        between them). Version 4: the CRC-32 of its buffers' bytes, and that the padding
+        between them). Versions 4 and 5: the CRC-32 of its buffers' bytes, and that the padding
         before each (dense entries too) is zero. Versions 1 and 2 check every buffer's own
         CRC-32 instead."""
         reg = self.regions.get(fqn)
@@ -427,14 +441,19 @@ class _File:
     def _json(self, raw: bytes, what: str):
         try:
             return json.loads(raw.decode())
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
             raise FileFormatError(f"{self.path}: {what} is not valid JSON ({e})") from None
 
     def _inner(self, rec):
         """Version 2: the zlib-compressed header after the outer one, checked."""
         try:
-            codec, nb, raw_nb, crc = (rec["codec"], rec["nbytes"], rec["raw_nbytes"],
-                                      rec["crc32"])
+            if self.version >= 5:  # [codec, nbytes, raw_nbytes, crc32]
+                if not isinstance(rec, list) or len(rec) != 4:
+                    raise TypeError
+                codec, nb, raw_nb, crc = rec
+            else:
+                codec, nb, raw_nb, crc = (rec["codec"], rec["nbytes"], rec["raw_nbytes"],
+                                          rec["crc32"])
         except (KeyError, TypeError):
             raise FileFormatError(f"{self.path}: outer header has no compressed header "
                                   "record") from None
@@ -622,7 +641,7 @@ def load(
                 dt = dtype_info(rec["dtype"])
             except TypeError as e:
                 raise FileFormatError(f"{fqn}: {e}") from None
-            f.check_region(fqn)  # version 4: the padding before it
+            f.check_region(fqn)  # versions 4 and 5: the padding before it
             a = f.array(fqn, rec, dt.uint.str, [int(s) for s in rec["shape"]])
             plan.append(("d", fqn, cur, a, dt))
         else:

@@ -1,5 +1,5 @@
-"""dnn_adapter's file format is stable: files written by formats 1 to 4
-(tests/fixtures/dnn_v1.dnnz ... dnn_v4.dnnz, made by tests/fixtures/make_fixtures.py) keep
+"""dnn_adapter's file format is stable: files written by formats 1 to 5
+(tests/fixtures/dnn_v1.dnnz ... dnn_v5.dnnz, made by tests/fixtures/make_fixtures.py) keep
 loading bit for bit."""
 
 import json
@@ -19,7 +19,9 @@ from dnn_adapter.io import FileFormatError, read_header  # noqa: E402
 HERE = Path(__file__).parent / "fixtures"
 FIXTURES = {1: (HERE / "dnn_v1.dnnz", fixture_model), 2: (HERE / "dnn_v2.dnnz", fixture_model_v2),
             3: (HERE / "dnn_v3.dnnz", fixture_model_v2),
-            4: (HERE / "dnn_v4.dnnz", fixture_model_v4)}
+            4: (HERE / "dnn_v4.dnnz", fixture_model_v4),
+            5: (HERE / "dnn_v5.dnnz", fixture_model_v4)}
+VERSIONS = sorted(FIXTURES)
 INTV = {2: torch.int16, 4: torch.int32}
 
 
@@ -31,7 +33,7 @@ def _blank(version):
     return m
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4])
+@pytest.mark.parametrize("version", VERSIONS)
 def test_fixture_header_covers_every_codec_and_form(version):
     h = read_header(FIXTURES[version][0])
     assert h["version"] == version
@@ -50,7 +52,7 @@ def test_fixture_header_covers_every_codec_and_form(version):
 
 
 @pytest.mark.parametrize("mode", ["streaming", "cached"])
-@pytest.mark.parametrize("version", [1, 2, 3, 4])
+@pytest.mark.parametrize("version", VERSIONS)
 def test_fixture_loads_bit_exact(version, mode):
     ref = FIXTURES[version][1]()
     m = dnn_adapter.load(FIXTURES[version][0], _blank(version), mode=mode)
@@ -74,7 +76,7 @@ def test_fixture_loads_bit_exact(version, mode):
             assert torch.equal(m.negz(x), ref.negz(x))
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4])
+@pytest.mark.parametrize("version", VERSIONS)
 def test_fixture_truncated_copy_is_rejected(tmp_path, version):
     data = FIXTURES[version][0].read_bytes()
     bad = tmp_path / "cut.dnnz"
@@ -84,19 +86,28 @@ def test_fixture_truncated_copy_is_rejected(tmp_path, version):
             dnn_adapter.load(bad, _blank(version))
 
 
-# ---- versions 2 to 4: the compressed header -------------------------------------------------
+# ---- versions 2 to 5: the compressed header -------------------------------------------------
+_RECORD = ("codec", "nbytes", "raw_nbytes", "crc32")  # version 5 writes them as a list
+
+
 def _split(data: bytes):
-    """(outer header dict, compressed header, data section) of a version 2, 3 or 4 file."""
+    """(outer header dict, compressed header, data section) of a version 2 to 5 file; the
+    compressed header's record as a dict whatever the version."""
     (hlen,) = struct.unpack_from("<Q", data, 0)
     outer = json.loads(data[8 : 8 + hlen])
+    if isinstance(outer["header"], list):
+        outer["header"] = dict(zip(_RECORD, outer["header"], strict=True))
     nb = outer["header"]["nbytes"]
     return outer, data[8 + hlen : 8 + hlen + nb], data[8 + hlen + nb :]
 
 
 def _join(outer: dict, z: bytes, body: bytes, like: bytes | None = None) -> bytes:
-    """A file of these parts, the data starting 64-byte aligned, or (*like*, a version 4
+    """A file of these parts, the data starting 64-byte aligned, or (*like*, a version 4 or 5
     file) at the same offset modulo 64 as in *like*, so its buffers stay aligned."""
     want = 0 if like is None else (len(like) - len(_split(like)[2])) % 64
+    rec = outer.get("header")
+    if outer.get("version") == 5 and isinstance(rec, dict):  # the record as a list again
+        outer = dict(outer, header=[rec[k] for k in _RECORD if k in rec])
     hj = json.dumps(outer).encode()
     hj += b" " * ((want - (8 + len(hj) + len(z))) % 64)
     return struct.pack("<Q", len(hj)) + hj + z + body
@@ -110,11 +121,24 @@ def _inflate(outer: dict, z: bytes) -> bytes:
     return d.decompress(z) + d.flush()
 
 
-def _rewrite(data: bytes, edit=None, body_edit=None) -> bytes:
-    """*data* with its inner header edited (as a dict) and recompressed (plain zlib) with a
-    valid CRC."""
+def _expand(head: dict) -> dict:
+    """A version 5 header with every derived field written out (a valid version 5 header
+    too, the one version 4 would have)."""
+    from dnn_adapter import _derive
+
+    for rec in head["tensors"].values():
+        if rec["kind"] == "compressed":
+            _derive.expand(rec)
+    return head
+
+
+def _rewrite(data: bytes, edit=None, body_edit=None, expand=True) -> bytes:
+    """*data* with its inner header edited (as a dict; version 5: with its derived fields
+    written out, unless not *expand*) and recompressed (plain zlib) with a valid CRC."""
     outer, z, body = _split(data)
     head = json.loads(_inflate(outer, z))
+    if expand and outer["version"] >= 5:
+        _expand(head)
     if edit is not None:
         edit(head)
     if body_edit is not None:
@@ -186,25 +210,29 @@ def test_v3_layout():
                        for b in rec["buffers"].values()), fqn
 
 
-def test_v4_layout(tmp_path):
-    """Version 4: each buffer at the next file offset that is a multiple of its element size
-    (64 from 1 MiB), an entry's parts widest first, its CRC-32 over its buffers alone, zero
-    padding, and no padding after the outer header."""
+@pytest.mark.parametrize("version", [4, 5])
+def test_v4_layout(tmp_path, version):
+    """Versions 4 and 5: each buffer at the next file offset that is a multiple of its
+    element size (64 from 1 MiB), an entry's parts widest first, its CRC-32 over its buffers
+    alone, zero padding, and no padding after the outer header."""
     from dnn_adapter._bits import dtype_info
     from dnn_adapter.io import _File
 
     big = torch.nn.Linear(768, 768)  # raw planes of 2 x 589,824 bytes
     with torch.no_grad():
         big.weight.copy_(torch.from_numpy(np.linspace(-0.1, 0.1, 768 * 768).reshape(768, 768)))
-    for path in (FIXTURES[4][0], tmp_path / "big.dnnz"):
-        if path != FIXTURES[4][0]:
+    fixture = FIXTURES[version][0]
+    for path in [fixture] + ([tmp_path / "big.dnnz"] if version == VERSIONS[-1] else []):
+        if path != fixture:
             dnn_adapter.save(torch.nn.Sequential(fixture_model_v4(), big), path)
         data = path.read_bytes()
         outer, z, body = _split(data)
-        assert outer["version"] == 4 and outer["header"]["crc32"] == zlib.crc32(z)
+        assert outer["version"] == version and outer["header"]["crc32"] == zlib.crc32(z)
         assert data[8 : 8 + struct.unpack_from("<Q", data)[0]].rstrip() == data[
             8 : 8 + struct.unpack_from("<Q", data)[0]]  # no padding spaces
         head = json.loads(_inflate(outer, z))
+        if version >= 5:
+            _expand(head)
         data0 = len(data) - len(body)
         off, pad, aligned64 = 0, 0, 0
         for rec in head["tensors"].values():
@@ -225,7 +253,7 @@ def test_v4_layout(tmp_path):
             if rec["kind"] == "compressed":
                 assert crc == rec["data_crc32"]
         assert off == len(body) and pad < 8 * len(head["tensors"])
-        assert (aligned64 > 0) == (path != FIXTURES[4][0])
+        assert (aligned64 > 0) == (path != fixture)
         f = _File(path)  # every buffer viewed in place, aligned for its type
         try:
             for fqn, rec in f.header["tensors"].items():
@@ -242,16 +270,17 @@ def test_v4_layout(tmp_path):
         finally:
             f.close()
         m = dnn_adapter.load(path, torch.nn.Sequential(_blank(4), torch.nn.Linear(768, 768))
-                             if path != FIXTURES[4][0] else _blank(4))
-        if path != FIXTURES[4][0]:
+                             if path != fixture else _blank(version))
+        if path != fixture:
             dnn_adapter.unwrap(m)
             assert torch.equal(m[1].weight.view(torch.int32), big.weight.view(torch.int32))
 
 
-def test_v4_padding_must_be_zero(tmp_path):
-    data = FIXTURES[4][0].read_bytes()
+@pytest.mark.parametrize("version", [4, 5])
+def test_v4_padding_must_be_zero(tmp_path, version):
+    data = FIXTURES[version][0].read_bytes()
     outer, z, body = _split(data)
-    f = dnn_adapter.io._File(FIXTURES[4][0])
+    f = dnn_adapter.io._File(FIXTURES[version][0])
     regions = dict(f.regions)
     f.close()
     gaps = [(fqn, a) for fqn, (a, _b, _c, spans) in regions.items() if spans[0][0] > a]
@@ -262,25 +291,27 @@ def test_v4_padding_must_be_zero(tmp_path):
         flipped[len(data) - len(body) + a] = 1
         bad.write_bytes(bytes(flipped))
         with pytest.raises(FileFormatError, match=rf"{fqn}: non-zero padding"):
-            dnn_adapter.load(bad, _blank(4), verify=False)
+            dnn_adapter.load(bad, _blank(version), verify=False)
 
 
 def test_each_version_is_smaller_than_the_last(tmp_path):
-    """The same models written now (version 4) against the fixtures of versions 1 to 3:
+    """The same models written now (version 5) against the fixtures of versions 1 to 4:
     same tensors, less header and padding (and since version 3, better codecs)."""
     path = tmp_path / "m.dnnz"
     cfg = dnn_adapter.WrapConfig(min_numel=256, overrides={"0": "block", "emb": "block"})
     dnn_adapter.save(fixture_model(), path, config=cfg)
-    assert read_header(path)["version"] == 4
+    assert read_header(path)["version"] == 5
     assert path.stat().st_size < 0.85 * FIXTURES[1][0].stat().st_size
     cfg = dnn_adapter.WrapConfig(min_numel=256, overrides={"0": "block", "emb": "block",
                                                            "emb32": "block"})
     dnn_adapter.save(fixture_model_v2(), path, config=cfg)
     assert path.stat().st_size < 0.98 * FIXTURES[2][0].stat().st_size
     assert path.stat().st_size < FIXTURES[3][0].stat().st_size
+    dnn_adapter.save(fixture_model_v4(), path, config=cfg)
+    assert path.stat().st_size < FIXTURES[4][0].stat().st_size - 300
 
 
-@pytest.mark.parametrize("version", [2, 3, 4])
+@pytest.mark.parametrize("version", [2, 3, 4, 5])
 @pytest.mark.parametrize(
     "mutate,match",
     [
@@ -293,7 +324,7 @@ def test_each_version_is_smaller_than_the_last(tmp_path):
                        z), "does not match its size"),
         (lambda o, z: (o["header"].__setitem__("raw_nbytes", o["header"]["raw_nbytes"] + 1),
                        z), "does not match its size"),
-        (lambda o, z: (o.__setitem__("version", 5), z), "unsupported version 5"),
+        (lambda o, z: (o.__setitem__("version", 6), z), "unsupported version 6"),
         (lambda o, z: (o.__setitem__("format", "other"), z), "not a dnn_adapter file"),
         (lambda o, z: (None, z[:-1] + bytes([z[-1] ^ 1])), "checksum mismatch"),
     ],
@@ -308,14 +339,15 @@ def test_bad_outer_or_compressed_header(tmp_path, version, mutate, match):
         dnn_adapter.load(bad, _blank(version))
 
 
-@pytest.mark.parametrize("version", [2, 3, 4])
+@pytest.mark.parametrize("version", [2, 3, 4, 5])
 @pytest.mark.parametrize(
     "raw,match",
     [
         (b"not json at all", "not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "not valid JSON"),  # too deep to parse
         (json.dumps({"format": "dnn_adapter", "version": 1, "tensors": {}}).encode(),
-         "not a version [234] dnn_adapter header"),
-        (json.dumps({"format": "dnn_adapter", "version": "X"}).encode(), "not a version [234]"),
+         "not a version [2-5] dnn_adapter header"),
+        (json.dumps({"format": "dnn_adapter", "version": "X"}).encode(), "not a version [2-5]"),
     ],
 )
 def test_bad_inner_header(tmp_path, version, raw, match):
@@ -380,7 +412,8 @@ def _buf(name, i):
         (lambda h: _buf("1.weight", 0)(h).__setitem__(2, [1.5]), None, "malformed shape"),
         (lambda h: _buf("1.weight", 1)(h).__setitem__(0, _buf("1.weight", 0)(h)[0]), None,
          "malformed buffer list entry"),
-        (lambda h: _buf("1.weight", 0)(h).pop(), None, "malformed buffer list entry"),
+        (lambda h: _buf("1.weight", 0)(h).__delitem__(slice(1, None)), None,
+         "malformed buffer list entry"),  # version 5: [part, dtype] is a valid entry
         (lambda h: _t("1.weight")(h).__setitem__("buffers", {}), None, "1.weight: malformed"),
         (lambda h: _t("1.weight")(h).pop("data_crc32"), None, "1.weight: malformed"),
         (lambda h: _t("1.weight")(h)["tree"].pop("meta"), None, "1.weight: malformed"),
@@ -392,18 +425,19 @@ def _buf(name, i):
             "data_crc32"] ^ 1), None, r"1\.weight: checksum mismatch"),
     ],
 )
-@pytest.mark.parametrize("version", [3, 4])
+@pytest.mark.parametrize("version", [3, 4, 5])
 def test_v3_bad_tensor_table(tmp_path, edit, body_edit, match, version):
-    """Versions 3 and 4 derive every offset from the table: a wrong size, a missing part or
+    """Versions 3 to 5 derive every offset from the table: a wrong size, a missing part or
     bytes added or cut anywhere is caught by the sum against the file size, before any
-    decoding."""
+    decoding. (Version 5: the table with its derived fields written out, which it reads
+    too.)"""
     bad = tmp_path / "bad.dnnz"
     bad.write_bytes(_rewrite(FIXTURES[version][0].read_bytes(), edit, body_edit))
     with pytest.raises(FileFormatError, match=match):
         dnn_adapter.load(bad, _blank(version))
 
 
-@pytest.mark.parametrize("version", [3, 4])
+@pytest.mark.parametrize("version", [3, 4, 5])
 def test_v3_every_compressed_byte_is_checked(tmp_path, version):
     """A flipped byte in any compressed entry's data (version 3: padding between its parts
     included) is a checksum error naming that entry."""
@@ -431,9 +465,93 @@ def test_v3_every_compressed_byte_is_checked(tmp_path, version):
                 dnn_adapter.load(bad, _blank(version), verify=False)
 
 
-# ---- the header codecs with a preset dictionary (zlib-d1, zlib-d2) ---------------------------
+# ---- version 5: the fields a reader derives ---------------------------------------------------
+def _ras(name, r="exp"):
+    return lambda h: h["tensors"][name]["tree"]["ras"][r]
+
+
+def test_v5_header_leaves_derived_fields_out():
+    """The fixture's compact table: RAS sizes and buffer descriptions left out where the rules
+    give them back; what the rules cannot give (a sparse tree's distance table type, a
+    dict's run table) written out. read_header fills them in as version 4 has them."""
+    outer, z, _body = _split(FIXTURES[5][0].read_bytes())
+    head = json.loads(_inflate(outer, z))
+    t = head["tensors"]
+    r = t["0.weight"]["tree"]["ras"]["exp"]
+    assert set(r) == {"k", "nblocks", "wt"} and [r["wt"][i] for i in (0, 2, 7)] == [None] * 3
+    assert "buffers" not in t["0.weight"] and "buffers" not in t["emb.weight"]
+    items = t["1.weight"]["buffers"]
+    assert ["gap_table", "|u1"] in items and "gaps.WRDS" in items
+    assert any(isinstance(b, list) and len(b) == 3 for b in t["2.weight"]["buffers"])
+    full = read_header(FIXTURES[5][0])["tensors"]
+    v4 = read_header(FIXTURES[4][0])["tensors"]
+    assert full["0.weight"]["tree"]["ras"]["exp"]["tags"] == ["WRDS", "SYMC", "CNTS", "NACT"]
+    same = [fqn for fqn, rec in full.items()  # same model; where the codec chose the same
+            if rec["kind"] == "compressed" and rec["tree"]["meta"] == v4[fqn]["tree"]["meta"]]
+    assert len(same) >= 4
+    for fqn in same:  # the same fields as version 4's
+        rec = full[fqn]
+        if rec["kind"] == "compressed":
+            assert set(rec["buffers"]) == set(v4[fqn]["buffers"]), fqn
+            for name, b in rec["buffers"].items():
+                assert b["shape"] == v4[fqn]["buffers"][name]["shape"], (fqn, name)
+
+
+def test_v5_written_out_table_reads_the_same(tmp_path):
+    """Every derived field written out (version 4's table) is a valid version 5 table too."""
+    path = tmp_path / "full.dnnz"
+    data = FIXTURES[5][0].read_bytes()
+    path.write_bytes(_rewrite(data))
+    outer, z, _body = _split(path.read_bytes())
+    head = json.loads(_inflate(outer, z))
+    assert all(len(b) == 3 for b in head["tensors"]["0.weight"]["buffers"])
+    assert read_header(path)["tensors"] == read_header(FIXTURES[5][0])["tensors"]
+    m = dnn_adapter.load(path, _blank(5))
+    for k, v in fixture_model_v4().state_dict().items():
+        assert torch.equal(m.state_dict()[k].view(INTV.get(v.element_size(), v.dtype)),
+                           v.view(INTV.get(v.element_size(), v.dtype))), k
+
+
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        (lambda h: _ras("0.weight")(h)["wt"].__setitem__(8, None), "0.weight: malformed entry"),
+        (lambda h: _ras("0.weight")(h).__setitem__("wt", 5), "0.weight: malformed entry"),
+        (lambda h: _ras("0.weight")(h).pop("k"), "0.weight: malformed entry"),
+        (lambda h: _t("1.weight")(h)["buffers"].__setitem__(
+            _t("1.weight")(h)["buffers"].index(["gap_table", "|u1"]), "gap_table"),
+         "1.weight: malformed entry .*cannot be derived"),
+        (lambda h: _t("1.weight")(h).pop("buffers"), "1.weight: malformed entry"),
+        (lambda h: _t("1.weight")(h).__setitem__("buffers", "gaps.WRDS"),
+         "1.weight: malformed entry"),
+        (lambda h: _t("1.weight")(h)["buffers"].__setitem__(0, 7),
+         "1.weight: malformed buffer list entry 7"),
+        # wrong numbers move buffers: caught by the sum against the file size
+        (lambda h: _ras("0.weight")(h).__setitem__("k", _ras("0.weight")(h)["k"] + 8),
+         "buffers end at byte|past the end"),
+        (lambda h: _ras("0.weight")(h)["wt"].__setitem__(8, _ras("0.weight")(h)["wt"][8] + 64),
+         "buffers end at byte|past the end"),
+        (lambda h: _ras("0.weight")(h).__setitem__("n", 1), "buffers end at byte|past the end"),
+        (lambda h: _t("0.weight")(h).__setitem__("buffers", [["exp.WRDS", "<u4"]]),
+         "buffers end at byte|past the end"),
+        # sizes that still add up, but not to this tree: rejected when it is read
+        (lambda h: _ras("0.weight")(h)["wt"].__setitem__(0, int(np.prod(_t("0.weight")(h)[
+            "tree"]["meta"]["shape"])) + _ras("0.weight")(h)["nblocks"] + 3),
+         r"0\.weight: corrupt compressed parts \(RAS: "),
+        (lambda h: _ras("0.weight")(h).__setitem__("tags", ["WRDS", "SYMC", "CNTS"]),
+         "buffers end at byte|past the end"),
+    ],
+)
+def test_v5_bad_compact_table(tmp_path, edit, match):
+    bad = tmp_path / "bad.dnnz"
+    bad.write_bytes(_rewrite(FIXTURES[5][0].read_bytes(), edit, expand=False))
+    with pytest.raises(FileFormatError, match=match):
+        dnn_adapter.load(bad, _blank(5))
+
+
+# ---- the header codecs with a preset dictionary (zlib-d1, zlib-d2, zlib-d3) ------------------
 def _written(tmp_path):
-    path = tmp_path / "d2.dnnz"
+    path = tmp_path / "d3.dnnz"
     cfg = dnn_adapter.WrapConfig(min_numel=256, overrides={"0": "block", "emb": "block",
                                                            "emb32": "block"})
     dnn_adapter.save(fixture_model_v4(), path, config=cfg)
@@ -446,28 +564,32 @@ def test_header_dictionary_layout_and_gain(tmp_path):
         HEADER_DICT_1_CRC32,
         HEADER_DICT_2,
         HEADER_DICT_2_CRC32,
+        HEADER_DICT_3,
+        HEADER_DICT_3_CRC32,
     )
 
     path = _written(tmp_path)
     data = path.read_bytes()
     outer, z, body = _split(data)
-    assert outer["version"] == 4 and outer["header"]["codec"] == "zlib-d2"
-    d = zlib.decompressobj(zdict=HEADER_DICT_2)
+    assert outer["version"] == 5 and outer["header"]["codec"] == "zlib-d3"
+    d = zlib.decompressobj(zdict=HEADER_DICT_3)
     raw = d.decompress(z) + d.flush()
-    assert len(raw) == outer["header"]["raw_nbytes"] and json.loads(raw)["version"] == 4
+    assert len(raw) == outer["header"]["raw_nbytes"] and json.loads(raw)["version"] == 5
     with pytest.raises(zlib.error):  # it needs the dictionary
         zlib.decompress(z)
-    assert len(z) < len(zlib.compress(raw, 9)) - 300  # the point of the dictionary
-    c1 = zlib.compressobj(9, zdict=HEADER_DICT_1)
-    assert len(z) < len(c1.compress(raw) + c1.flush())  # and of the new one
+    assert len(z) < len(zlib.compress(raw, 9)) - 200  # the point of the dictionary
+    for older in (HEADER_DICT_1, HEADER_DICT_2):  # and of the new one
+        c = zlib.compressobj(9, zdict=older)
+        assert len(z) < len(c.compress(raw) + c.flush())
     # the bytes are the format's: fixed, and the specification names them
     spec = (Path(__file__).parents[1] / "docs" / "dnn_format.md").read_text()
     for dic, crc, n in ((HEADER_DICT_1, HEADER_DICT_1_CRC32, 6857),
-                        (HEADER_DICT_2, HEADER_DICT_2_CRC32, 9187)):
+                        (HEADER_DICT_2, HEADER_DICT_2_CRC32, 9187),
+                        (HEADER_DICT_3, HEADER_DICT_3_CRC32, 7074)):
         assert zlib.crc32(dic) == crc and len(dic) == n
         assert f"{crc:#010x}" in spec and str(n) in spec
-    # the same header in plain zlib or zlib-d1 reads the same
-    for codec, zd in (("zlib", None), ("zlib-d1", HEADER_DICT_1)):
+    # the same header in plain zlib, zlib-d1 or zlib-d2 reads the same
+    for codec, zd in (("zlib", None), ("zlib-d1", HEADER_DICT_1), ("zlib-d2", HEADER_DICT_2)):
         c = zlib.compressobj(9, zdict=zd) if zd else zlib.compressobj(9)
         zp = c.compress(raw) + c.flush()
         outer["header"].update(codec=codec, nbytes=len(zp), crc32=zlib.crc32(zp))
@@ -480,7 +602,7 @@ def test_header_dictionary_layout_and_gain(tmp_path):
                                v.view(INTV.get(v.element_size(), v.dtype))), k
 
 
-@pytest.mark.parametrize("codec", ["zlib-d3", ["zlib-d1"], {"a": 1}, None, 1])
+@pytest.mark.parametrize("codec", ["zlib-d4", ["zlib-d1"], {"a": 1}, None, 1])
 def test_header_codec_unknown_or_malformed(tmp_path, codec):
     data = _written(tmp_path).read_bytes()
     outer, z, body = _split(data)
@@ -498,7 +620,7 @@ def test_header_codec_mismatch_is_a_corrupt_header(tmp_path):
     data = _written(tmp_path).read_bytes()
     outer, z, body = _split(data)
     bad = tmp_path / "bad.dnnz"
-    for codec in ("zlib", "zlib-d1"):
+    for codec in ("zlib", "zlib-d1", "zlib-d2"):
         outer["header"]["codec"] = codec
         bad.write_bytes(_join(outer, z, body, like=data))
         with pytest.raises(FileFormatError, match="compressed header is corrupt"):
@@ -514,7 +636,7 @@ def test_unaligned_read_buffer_gives_aligned_arrays():
     aligned memory (the C kernels require it), not handed over misaligned."""
     from dnn_adapter.io import _File
 
-    f = _File(FIXTURES[4][0], use_mmap=False)
+    f = _File(FIXTURES[VERSIONS[-1]][0], use_mmap=False)
     raw = bytearray(len(f.buf) + 1)
     shifted = memoryview(raw)[1:]
     shifted[:] = f.buf
