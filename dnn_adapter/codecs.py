@@ -26,6 +26,7 @@ reproduces the input bit for bit.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import math
@@ -322,6 +323,15 @@ class Codec:
         except (KeyError, TypeError, ValueError) as e:
             raise CodecError(f"{self.codec_id}: bad meta ({e})") from None
 
+    @contextlib.contextmanager
+    def _malformed(self):
+        """Parts or meta of the wrong type or shape (a missing key, a string for a count)
+        found while decoding: a CodecError naming the codec, not a bare KeyError."""
+        try:
+            yield
+        except (KeyError, TypeError, AttributeError, OverflowError, IndexError) as e:
+            raise CodecError(f"{self.codec_id}: malformed parts or meta ({e!r})") from None
+
     def decode(self, enc: Encoded, out=None):
         """Decompress into *out* (torch tensor or numpy array of the right dtype/size) or new."""
         dt, shape = self._meta_of(enc)
@@ -336,7 +346,8 @@ class Codec:
             res, ub = out, out_bits(out, dt)
             if ub.size != n:
                 raise ValueError(f"decode: out holds {ub.size} elements, expected {n}")
-        self._decode_bits(enc, ub)
+        with self._malformed():
+            self._decode_bits(enc, ub)
         if quant:
             return _make_quantized(res, quant, enc.arrays)
         return res
@@ -355,7 +366,9 @@ class Codec:
         if m.get("quant"):
             return lambda out: self.decode(enc, out=out)
         n = math.prod(shape)
-        plan, view = self._plan_bits(enc, n), _bit_view(dt, n)
+        with self._malformed():
+            plan = self._plan_bits(enc, n)
+        view = _bit_view(dt, n)
 
         def run(out):
             plan(view(out))

@@ -407,7 +407,7 @@ class _File:
                                   f"the file at {self.size} (corrupt header or file)")
 
     def _nbytes(self, fqn, dtype, shape) -> int:
-        if dtype not in _ALLOWED_NP:
+        if not isinstance(dtype, str) or dtype not in _ALLOWED_NP:
             raise FileFormatError(f"{fqn}: buffer dtype {dtype!r} not allowed")
         if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
             raise FileFormatError(f"{fqn}: malformed shape {shape!r}")
@@ -512,7 +512,7 @@ class _File:
             off, nb = int(rec["offset"]), int(rec["nbytes"])
         except (KeyError, TypeError, ValueError):
             raise FileFormatError(f"{fqn}: buffer record is malformed") from None
-        if dtype not in _ALLOWED_NP:
+        if not isinstance(dtype, str) or dtype not in _ALLOWED_NP:
             raise FileFormatError(f"{fqn}: buffer dtype {dtype!r} not allowed")
         dt = np.dtype(dtype)
         n = int(np.prod(shape, dtype=np.int64)) if shape else 1
@@ -556,6 +556,8 @@ def _decode_entry(f: _File, fqn: str, rec: dict) -> Encoded:
         raise FileFormatError(f"{fqn}: corrupt compressed parts ({e})") from None
     if enc.meta.get("dtype") != rec.get("dtype") or enc.meta.get("shape") != rec.get("shape"):
         raise FileFormatError(f"{fqn}: entry and parts disagree on dtype/shape")
+    if type(enc.meta.get("crc32")) is not int:
+        raise FileFormatError(f"{fqn}: malformed entry (no checksum of the weight)")
     return enc
 
 

@@ -330,11 +330,13 @@ class RAS:
     @classmethod
     def from_parts(cls, meta: dict, arrays: dict[str, np.ndarray]) -> RAS:
         try:
-            k, nb, n, L = (int(meta[x]) for x in ("k", "nblocks", "n", "block_len"))
-            wmeta = [int(m) for m in meta["wt"]]
+            k, nb, n, L = (meta[x] for x in ("k", "nblocks", "n", "block_len"))
+            wmeta = list(meta["wt"])
             tags = list(meta["tags"])
         except (KeyError, TypeError, ValueError) as e:
             raise RASError(f"RAS: bad meta ({e})") from None
+        if not all(type(v) is int for v in (k, nb, n, L, *wmeta)):  # no floats, bools, None
+            raise RASError("RAS: bad meta (sizes must be integers)")
         if min(k, nb, n, L) < 0 or (L and nb * L != n):
             raise RASError("RAS: inconsistent sizes in meta")
         if set(tags) != set(arrays):

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 from _dnn_fixture import fixture_model, fixture_model_v2, fixture_model_v4  # noqa: E402
@@ -649,3 +651,59 @@ def test_unaligned_read_buffer_gives_aligned_arrays():
             a = f.array(fqn, b, b["dtype"], b["shape"], check_crc=False)
             assert a.flags.aligned
             assert a.tobytes() == bytes(shifted[f.data0 + b["offset"]:][: b["nbytes"]])
+
+
+# ---- a fuzzed table: any value anywhere is an error naming the problem, or reads exactly ----
+_ODD_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 3), st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False), st.text(max_size=4), st.sampled_from(["<u8", "|u1", "WRDS"]),
+    st.lists(st.integers(-2, 70000), max_size=3), st.just({}), st.just([None]))
+
+
+def _paths(node, path=()):
+    """Every (path, value) of a JSON tree, containers included."""
+    yield path, node
+    items = node.items() if isinstance(node, dict) else enumerate(node) \
+        if isinstance(node, list) else ()
+    for k, v in items:
+        yield from _paths(v, (*path, k))
+
+
+@settings(deadline=None, max_examples=int(__import__("os").environ.get("FUZZ_N", 150)),
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+@pytest.mark.parametrize("version", [4, 5])
+def test_fuzzed_table_is_rejected_or_exact(tmp_path_factory, version, data):
+    """One value of the table replaced (a number off by one, a wrong type, a container
+    emptied, a key dropped; version 5: its compact table): the load raises FileFormatError,
+    or (where the value was not used or is equivalent) gives the model bit for bit. Never
+    another exception."""
+    raw = FIXTURES[version][0].read_bytes()
+    outer, z, _body = _split(raw)
+    head = json.loads(_inflate(outer, z))
+    paths = [p for p, _ in _paths(head["tensors"]) if p]
+    path = data.draw(st.sampled_from(paths))
+    how = data.draw(st.sampled_from(["replace", "drop", "nudge"]))
+    value = data.draw(_ODD_VALUES)
+
+    def edit(h):
+        node = h["tensors"]
+        for k in path[:-1]:
+            node = node[k]
+        old = node[path[-1]]
+        if how == "drop" and isinstance(node, dict):
+            del node[path[-1]]
+        elif how == "nudge" and type(old) is int:
+            node[path[-1]] = old + data.draw(st.sampled_from([-1, 1, 64, -(2**40)]))
+        else:
+            node[path[-1]] = value
+
+    bad = tmp_path_factory.mktemp("fuzz") / "bad.dnnz"
+    bad.write_bytes(_rewrite(raw, edit, expand=False))
+    try:
+        m = dnn_adapter.load(bad, _blank(version))
+    except FileFormatError:
+        return
+    for k, v in fixture_model_v4().state_dict().items():
+        assert torch.equal(m.state_dict()[k].view(INTV.get(v.element_size(), v.dtype)),
+                           v.view(INTV.get(v.element_size(), v.dtype))), (path, k)
