@@ -43,7 +43,8 @@ def _weight(shape, sp, seed=0):
 def _encode(w, sp):
     if sp == 0:
         return FloatCodec("element", max_joint_bits=0).encode(w)  # as wrap(fused=True) stores
-    fusable = {"id": "sparse", "joint": False, "max_rows_per_block": 1, "value_joint_bits": 0}
+    fusable = {"id": "sparse", "joint": False, "max_rows_per_block": 1, "value_joint_bits": 0,
+               "extra_bits_min_gain": 0.01}  # as wrap(fused=True) encodes (wrapping._fusable)
     return encode_best(w, form="element", candidates=[fusable], verify=True)
 
 

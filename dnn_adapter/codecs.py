@@ -1048,8 +1048,14 @@ class SparseCodec(Codec):
 
     def __init__(self, form: str = BLOCK, min_zero_fraction: float = 0.2,
                  index: str = "compact", joint: bool = True, max_rows_per_block: int = 64,
-                 value_joint_bits: int | None = None):
+                 value_joint_bits: int | None = None, extra_bits_min_gain: float = 0.0):
         super().__init__(form, index)
+        # escaped or Rice-coded distances only when they are at least this much smaller
+        # than every distance a symbol (with 1-byte codes): the fused kernels' per-call walk
+        # reads the extra bits of every distance (1.25x its time at 90-95% sparsity), where
+        # the decoder's cost is the tree (escapes keep its alphabet small and decode
+        # faster); the fused codec config sets it (wrapping._fusable)
+        self.extra_bits_min_gain = float(extra_bits_min_gain)
         self.min_zero_fraction = float(min_zero_fraction)
         self.joint = bool(joint)  # False: never tuple symbols (the fused kernels' form)
         self.max_rows_per_block = int(max_rows_per_block)
@@ -1064,7 +1070,8 @@ class SparseCodec(Codec):
     def get_config(self):
         return {**super().get_config(), "min_zero_fraction": self.min_zero_fraction,
                 "joint": self.joint, "max_rows_per_block": self.max_rows_per_block,
-                "value_joint_bits": self.value_joint_bits}
+                "value_joint_bits": self.value_joint_bits,
+                "extra_bits_min_gain": self.extra_bits_min_gain}
 
     @staticmethod
     def _block_gaps(nz, L):
@@ -1154,13 +1161,17 @@ class SparseCodec(Codec):
         vals = np.ascontiguousarray(u[nz])
         child = _best_bits(vals, dt, counts, self.form, (FloatCodec, DictCodec, RawCodec),
                            self.index, {"max_joint_bits": self.value_joint_bits})
-        best = None
+        best = best_cost = None
         # the distance codings worth building (estimates cannot see how the joint tuples'
-        # alphabet grows with the distance alphabet): the smallest is kept
-        for coding in _gap_codings(gaps):
+        # alphabet grows with the distance alphabet): the smallest is kept; plain distances
+        # whose codes fit a byte count extra_bits_min_gain smaller (a larger alphabet makes
+        # a deeper tree and 2-byte codes, which cost the kernels more than the extra bits)
+        for coding in _gap_codings(gaps, plain_too=self.extra_bits_min_gain > 0):
             sym, extra = _code_gaps(gaps, coding)
             arrays = {"gap_extra": extra} if coding else {}
             table, codes = _freq_table(sym.astype(np.uint64))
+            byte_codes = table.size + 4 <= 256  # + the RAS's control symbols
+            penalty = 1.0 - (self.extra_bits_min_gain if not coding and byte_codes else 0.0)
             arrays["gap_table"] = table.astype(smallest_uint(int(table.max()) if table.size
                                                              else 0))
             ras = RAS.build(codes, table.size, self.form, counts, index=self.index)
@@ -1168,8 +1179,8 @@ class SparseCodec(Codec):
             for enc in (Encoded(self.codec_id, meta, arrays, {"gaps": ras}, {"values": child}),
                         self._joint(table, codes, vals, counts, meta, arrays)
                         if self.joint else None):
-                if enc is not None and (best is None or enc.nbytes < best.nbytes):
-                    best = enc
+                if enc is not None and (best is None or enc.nbytes * penalty < best_cost):
+                    best, best_cost = enc, enc.nbytes * penalty
         return best
 
     def _joint(self, gtable, gcodes, vals, counts, meta, arrays):
@@ -1475,16 +1486,22 @@ def _choose_gap_coding(gaps: np.ndarray) -> dict:
     return rice[0] if rice is not None and rice[1] < first[1] else first[0]
 
 
-def _gap_codings(gaps: np.ndarray) -> list:
+def _gap_codings(gaps: np.ndarray, plain_too: bool = False) -> list:
     """The distance codings the encoder builds and measures: the best plain-or-escape one
     and the best Rice one (by estimate), the latter only if its estimate is within 5% of
-    the former's (a joint tuple alphabet can still make it the smaller)."""
+    the former's (a joint tuple alphabet can still make it the smaller); with *plain_too*,
+    plain distances as well when escapes were chosen but plain is within 1% (for an
+    encoder that prefers codings without extra bits, ``extra_bits_min_gain``)."""
     if gaps.size == 0:
         return [{}]
     first, rice = _gap_codings_est(gaps)
     out = [first[0]]
     if rice is not None and rice[1] < 1.05 * first[1]:
         out.append(rice[0])
+    if plain_too and first[0]:  # escapes chosen: plain too if its estimate is within 1%
+        best = min(first[1], rice[1] if rice is not None else first[1])
+        if _tree_bytes(np.bincount(gaps.astype(np.int64)), _GAP_BYTES_PER_SYMBOL) < 1.01 * best:
+            out.insert(0, {})
     return out
 
 

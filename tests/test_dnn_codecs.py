@@ -384,7 +384,7 @@ def test_sparse_long_rows_escape(density, L):
 
 
 def test_sparse_corrupt_escape_parts(monkeypatch):
-    monkeypatch.setattr(C, "_gap_codings", lambda g: [{"esc": 16}])
+    monkeypatch.setattr(C, "_gap_codings", lambda g, **kw: [{"esc": 16}])
     torch.manual_seed(3)
     x = torch.randn(4, 5000)
     x[torch.rand(4, 5000) > 0.01] = 0
@@ -644,7 +644,7 @@ def test_sparse_gap_codings_roundtrip(data):
                  else rng.standard_normal((rows, cols)), 0)
     t = torch.from_numpy(x.astype(np.float32))
     orig = C._gap_codings
-    C._gap_codings = lambda g: [dict(coding)]
+    C._gap_codings = lambda g, **kw: [dict(coding)]
     try:
         enc = C.SparseCodec(min_zero_fraction=0.0).encode(t)
     finally:

@@ -474,7 +474,7 @@ def test_fused_sparse_every_gap_coding(monkeypatch, kisa, coding):
     tables give the reference product; corrupt Rice parts are a CodecError."""
     from dnn_adapter import codecs as C
 
-    monkeypatch.setattr(C, "_gap_codings", lambda g: [dict(coding)])
+    monkeypatch.setattr(C, "_gap_codings", lambda g, **kw: [dict(coding)])
     g = torch.Generator().manual_seed(len(str(coding)))
     w = torch.randn(40, 3000, generator=g)
     w[torch.rand(40, 3000, generator=g) < 0.97] = 0
@@ -492,3 +492,26 @@ def test_fused_sparse_every_gap_coding(monkeypatch, kisa, coding):
         bad = C.Encoded(enc.codec_id, {**enc.meta, "esc": 4}, enc.arrays, enc.ras, enc.children)
         with pytest.raises(C.CodecError):
             K.FusedWeight(bad)
+
+
+def test_fused_config_prefers_distances_without_extra_bits():
+    """wrap(fused=True)'s sparse config takes plain distance codes (1 byte) over escapes or
+    Rice bits unless those save 1%: the per-call walk reads every distance's extra bits. The
+    product is the same; the size grows by less than 1%; the default encoder is unchanged."""
+    from dnn_adapter.wrapping import _fusable
+
+    cfg = _fusable(("sparse",))[0]
+    assert cfg["extra_bits_min_gain"] == 0.01
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(512, 4096, generator=g) * 0.02
+    w = torch.where(torch.rand(512, 4096, generator=g) < 0.95, 0.0, w)
+    fast = encode_best(w, form="element", candidates=[cfg])
+    small = encode_best(w, form="element", candidates=[dict(cfg, extra_bits_min_gain=0.0)])
+    assert "rice" in small.meta or "esc" in small.meta  # the premise: extra bits are smaller
+    assert "rice" not in fast.meta and "esc" not in fast.meta
+    assert small.nbytes <= fast.nbytes < 1.01 * small.nbytes
+    assert fast.ras["gaps"].code_dtype == np.uint8
+    x = np.random.default_rng(0).standard_normal((4096, 3)).astype(np.float32)
+    ys = [K.FusedWeight(e).matmul_t(x) for e in (fast, small)]
+    np.testing.assert_array_equal(ys[0], ys[1])
+    _check(w, x, ys[0])

@@ -39,8 +39,9 @@ class FusedLinearSuite:
         self.w, self.F = w, F
         self.x = torch.randn(batch, N, generator=g)
         self.xt = self.x.t().contiguous().numpy()
-        fusable = {"id": "sparse", "joint": False, "max_rows_per_block": 1,
-                   "value_joint_bits": 0}  # what wrap(fused=True) stores
+        from dnn_adapter.wrapping import _fusable
+
+        fusable = _fusable(("sparse",))[0]  # what wrap(fused=True) stores
         self.fw = FusedWeight(encode_best(w, form="element", candidates=[fusable]))
         self.csr = self.fw.to_csr()
         import warnings
