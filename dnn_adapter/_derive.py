@@ -27,6 +27,7 @@ import math
 from ._bits import dtype_info
 
 TAGS = ["WRDS", "SYMC", "CNTS", "NACT"]
+TAGS_CTL = ["WRDS", "CNTS", "NACT"]  # a RAS with "ctl": its symbol order is derived
 _WT_DERIVED = (0, 2, 7)  # the tree's length, symbol count and largest symbol
 # what a malformed compact entry can raise while it is filled in
 ERRORS = (KeyError, TypeError, ValueError, IndexError, AttributeError, ZeroDivisionError,
@@ -151,7 +152,7 @@ def compact(entry: dict) -> dict:
                 del r["block_len"]
             if r["n"] == d["n"]:
                 del r["n"]
-            if r["tags"] == TAGS:
+            if r["tags"] == (TAGS_CTL if "ctl" in r else TAGS):
                 del r["tags"]
     items = []
     for part, dt, shape in entry["buffers"]:
@@ -192,7 +193,7 @@ def expand(entry: dict) -> dict:
             for i in _WT_DERIVED:
                 if len(wt) > i and wt[i] is None:
                     wt[i] = d[f"wt{i}"]
-            r.setdefault("tags", list(TAGS))
+            r.setdefault("tags", list(TAGS_CTL if "ctl" in r else TAGS))
     if "buffers" not in entry:
         entry["buffers"] = _canonical(entry["tree"])
     if not isinstance(entry["buffers"], list):

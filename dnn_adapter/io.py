@@ -30,8 +30,8 @@ Version 4 files (every field written out), version 3 files (the data start and b
 KiB and more 64-byte aligned, the others 8, and the entry's CRC-32 over its padding too),
 version 2 files (each buffer record with its offset, size and CRC-32; entries repeating
 dtype/shape/crc32) and version 1 files (an uncompressed header, every buffer 64-byte
-aligned) are still read; :class:`_File` fills
-version 3 to 5 records in to version 2's shape, so one validation path reads them all.
+aligned) are still read; :class:`_File` fills version 3 to 5 records in to version 2's
+shape, so one validation path reads them all.
 
 Writing: every compressed tensor is decoded and compared with its checksum first, then the
 file is written to a temporary file in the same folder, fsynced and renamed over the target.

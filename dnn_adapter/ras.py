@@ -323,9 +323,14 @@ class RAS:
             "n": self.n,
             "block_len": self.block_len,
             "wt": [int(m) for m in wmeta],
-            "tags": [t for t, _ in secs],
         }
-        return meta, {t: a for t, a in secs}
+        parts = dict(secs)
+        ctl = _control_positions(parts.get("SYMC"), self.k)
+        if ctl is not None:  # the symbol order follows from the control symbols' places
+            meta["ctl"] = ctl
+            del parts["SYMC"]
+        meta["tags"] = list(parts)
+        return meta, parts
 
     @classmethod
     def from_parts(cls, meta: dict, arrays: dict[str, np.ndarray]) -> RAS:
@@ -341,8 +346,13 @@ class RAS:
             raise RASError("RAS: inconsistent sizes in meta")
         if set(tags) != set(arrays):
             raise RASError(f"RAS: expected parts {tags}, got {sorted(arrays)}")
+        sections = {t: arrays[t] for t in tags}
+        if "ctl" in meta:
+            if "SYMC" in sections:
+                raise RASError("RAS: both a symbol order and its control places")
+            sections["SYMC"] = _symbol_order(meta["ctl"], k)
         try:
-            wt = wavelet.WaveletTree._from_parts(wmeta, {t: arrays[t] for t in tags})
+            wt = wavelet.WaveletTree._from_parts(wmeta, sections)
         except (ValueError, TypeError, IndexError) as e:
             raise RASError(f"RAS: wavelet tree rejected its parts ({e})") from None
         self = cls(wt, k, nb, n, L)
@@ -354,3 +364,45 @@ class RAS:
         if int(wt.rank(k + 2, total)) != nb:
             raise RASError("RAS: delimiter count does not match the block count")
         return self
+
+
+def _control_positions(symc, k: int):
+    """Where the control symbols ``k .. k+3`` stand in a tree's canonical symbol order
+    *symc* (-1: absent), when the operand codes ``0 .. k-1`` all occur there in increasing
+    order (codes are numbered by decreasing frequency, so their code lengths, and hence
+    their canonical order, follow the numbering; ties can break it); else None. The order is
+    then :func:`_symbol_order` of these four numbers: a RAS of ``k`` codes stores them in
+    place of ``k + 3`` bytes (file format 5)."""
+    if symc is None or symc.ndim != 1:
+        return None
+    s = symc.astype(np.int64)
+    ops = s[s < k]
+    if ops.size != k or (k and not (ops == np.arange(k)).all()):
+        return None
+    pos = [-1] * 4
+    for i, v in enumerate(s.tolist()):
+        if v >= k:
+            if v > k + 3 or pos[v - k] != -1:
+                return None
+            pos[v - k] = i
+    return pos
+
+
+def _symbol_order(ctl, k: int) -> np.ndarray:
+    """The canonical symbol order (a tree's SYMC section) from :func:`_control_positions`'
+    four places; RASError when they are not four distinct places among the symbols."""
+    if (not isinstance(ctl, list) or len(ctl) != 4
+            or not all(type(p) is int and p >= -1 for p in ctl)):
+        raise RASError(f"RAS: bad control places {ctl!r}")
+    placed = [p for p in ctl if p >= 0]
+    sigma = k + len(placed)
+    if len(set(placed)) != len(placed) or any(p >= sigma for p in placed):
+        raise RASError(f"RAS: bad control places {ctl!r}")
+    order = np.empty(sigma, dtype=smallest_uint(k + 3))
+    mask = np.ones(sigma, dtype=bool)
+    for j, p in enumerate(ctl):
+        if p >= 0:
+            order[p] = k + j
+            mask[p] = False
+    order[mask] = np.arange(k)
+    return order

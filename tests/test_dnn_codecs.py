@@ -1,6 +1,7 @@
 """dnn_adapter codecs and RAS: bit-exact round trips (integer views), properties, no mutation."""
 
 import hashlib
+import json
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from dnn_adapter import codecs as C  # noqa: E402
 from dnn_adapter._bits import bits_of  # noqa: E402
-from dnn_adapter.ras import RAS  # noqa: E402
+from dnn_adapter.ras import RAS, RASError  # noqa: E402
 
 FLOATS = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
 INTV = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
@@ -858,3 +859,48 @@ def test_depthwise_kernels_grouped_are_smaller():
     assert grouped.ras["codes"].nblocks == 48 and per_kernel.ras["codes"].nblocks == 384
     assert grouped.nbytes < 0.95 * per_kernel.nbytes
     assert_exact(C.decode(grouped), w)
+
+
+# ---- RAS symbol order as control places ("ctl", file format 5) -------------------------------
+@settings(deadline=None, max_examples=60)
+@given(st.data())
+def test_ras_control_places_round_trip(data):
+    """to_parts stores "ctl" (the control symbols' places in the canonical order) instead of
+    the SYMC section when the operand codes are in order there, SYMC otherwise; from_parts
+    rebuilds the same tree either way. Frequencies are drawn decreasing with the code (as
+    the codecs number them), or shuffled (the order then often breaks)."""
+    k = data.draw(st.integers(1, 40))
+    n = data.draw(st.integers(1, 400))
+    weights = np.arange(k, 0, -1, dtype=float) ** data.draw(st.sampled_from([0.0, 1.0, 3.0]))
+    if data.draw(st.booleans()):
+        weights = weights[np.random.default_rng(data.draw(st.integers(0, 99))).permutation(k)]
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
+    codes = rng.choice(k, size=n, p=weights / weights.sum())
+    L = data.draw(st.sampled_from([1, n]))
+    r = RAS.build(codes, k, data.draw(st.sampled_from(["block", "element"])), L)
+    meta, parts = r.to_parts()
+    full_meta, full_parts = dict(meta), dict(parts)
+    symc = r.wt._to_parts(store_index=False)[1]
+    symc = dict(symc)["SYMC"].astype(np.int64)
+    in_order = set(range(k)) <= set(symc.tolist()) and (symc[symc < k] == np.arange(k)).all()
+    assert ("ctl" in meta) == bool(in_order) and ("SYMC" in parts) != ("ctl" in meta)
+    r2 = RAS.from_parts(json.loads(json.dumps(meta)), parts)
+    assert np.array_equal(r2.symbols(), r.symbols())
+    if "ctl" in full_meta:  # the places put each control symbol where SYMC had it
+        for j, p in enumerate(full_meta["ctl"]):
+            assert p == -1 or symc[p] == k + j
+        assert sorted(full_parts) == sorted(full_meta["tags"])
+
+
+def test_ras_bad_control_places_rejected():
+    codes = np.repeat(np.arange(5), [40, 20, 10, 5, 1])
+    meta, parts = RAS.build(codes, 5, "block", 19).to_parts()
+    assert "ctl" in meta
+    for bad in ([0, 0, 1, 2], [-2, 1, 2, 3], [1, 2, 3], "x", [1.0, -1, 2, 3], [99, -1, 2, 3],
+                [-1, -1, -1, -1]):
+        m = dict(meta, ctl=bad)
+        with pytest.raises(RASError):
+            RAS.from_parts(m, parts)
+    with pytest.raises(RASError, match="both"):  # ctl and a SYMC part
+        sym = np.arange(8, dtype=np.uint8)
+        RAS.from_parts(dict(meta, tags=[*meta["tags"], "SYMC"]), dict(parts, SYMC=sym))

@@ -479,8 +479,10 @@ def test_v5_header_leaves_derived_fields_out():
     outer, z, _body = _split(FIXTURES[5][0].read_bytes())
     head = json.loads(_inflate(outer, z))
     t = head["tensors"]
-    r = t["0.weight"]["tree"]["ras"]["exp"]
-    assert set(r) == {"k", "nblocks", "wt"} and [r["wt"][i] for i in (0, 2, 7)] == [None] * 3
+    r = t["emb.weight"]["tree"]["ras"]["exp"]  # its symbol order as control places
+    assert set(r) == {"k", "nblocks", "wt", "ctl"} and [r["wt"][i] for i in (0, 2, 7)] == [
+        None] * 3
+    assert set(t["0.weight"]["tree"]["ras"]["exp"]) == {"k", "nblocks", "wt"}  # (a SYMC)
     assert "buffers" not in t["0.weight"] and "buffers" not in t["emb.weight"]
     items = t["1.weight"]["buffers"]
     assert ["gap_table", "|u1"] in items and "gaps.WRDS" in items
@@ -488,13 +490,16 @@ def test_v5_header_leaves_derived_fields_out():
     full = read_header(FIXTURES[5][0])["tensors"]
     v4 = read_header(FIXTURES[4][0])["tensors"]
     assert full["0.weight"]["tree"]["ras"]["exp"]["tags"] == ["WRDS", "SYMC", "CNTS", "NACT"]
+    assert full["emb.weight"]["tree"]["ras"]["exp"]["tags"] == ["WRDS", "CNTS", "NACT"]
     same = [fqn for fqn, rec in full.items()  # same model; where the codec chose the same
             if rec["kind"] == "compressed" and rec["tree"]["meta"] == v4[fqn]["tree"]["meta"]]
     assert len(same) >= 4
     for fqn in same:  # the same fields as version 4's
         rec = full[fqn]
-        if rec["kind"] == "compressed":
-            assert set(rec["buffers"]) == set(v4[fqn]["buffers"]), fqn
+        if rec["kind"] == "compressed":  # (symbol orders replaced by "ctl" places)
+            gone = set(v4[fqn]["buffers"]) - set(rec["buffers"])
+            assert set(rec["buffers"]) <= set(v4[fqn]["buffers"]), fqn
+            assert all(b.endswith(".SYMC") for b in gone), fqn
             for name, b in rec["buffers"].items():
                 assert b["shape"] == v4[fqn]["buffers"][name]["shape"], (fqn, name)
 
@@ -587,7 +592,7 @@ def test_header_dictionary_layout_and_gain(tmp_path):
     spec = (Path(__file__).parents[1] / "docs" / "dnn_format.md").read_text()
     for dic, crc, n in ((HEADER_DICT_1, HEADER_DICT_1_CRC32, 6857),
                         (HEADER_DICT_2, HEADER_DICT_2_CRC32, 9187),
-                        (HEADER_DICT_3, HEADER_DICT_3_CRC32, 7074)):
+                        (HEADER_DICT_3, HEADER_DICT_3_CRC32, 7206)):
         assert zlib.crc32(dic) == crc and len(dic) == n
         assert f"{crc:#010x}" in spec and str(n) in spec
     # the same header in plain zlib, zlib-d1 or zlib-d2 reads the same
