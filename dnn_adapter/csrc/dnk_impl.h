@@ -363,6 +363,9 @@ DNK_INLINE int DNK_SFX(sparse_dot_run)(const dnk_layer_t *w, const float *restri
     uint64_t i = 0, row = 0, pos = 0, xcur = 0;
     unsigned bad = 0;
     float a0 = 0, a1 = 0;
+    /* esc == 2: Rice coding, every code has the same number of extra bits (checked by the
+     * dispatch): no per-code table load on the extra-bit cursor's chain */
+    const unsigned rice = esc == 2 && nstep ? xb[0] : 0;
     if (glen != nnz + w->nrows || nnz == 0)
         goto general;
     for (; i < glen; i++) {
@@ -370,7 +373,7 @@ DNK_INLINE int DNK_SFX(sparse_dot_run)(const dnk_layer_t *w, const float *restri
         if (DNK_LIKELY(s < nstep)) {
             pos += step[s];
             if (esc) {
-                unsigned nb = xb[s];
+                unsigned nb = esc == 2 ? rice : xb[s];
                 uint64_t byte = xcur >> 3, word;
                 byte = byte < xmaxb ? byte : xmaxb;
                 memcpy(&word, extra + byte, 8);
@@ -441,8 +444,9 @@ general:
 DNK_INLINE int DNK_SFX(sparse_dot_dispatch)(const dnk_layer_t *w, const float *x, float *y,
                                             uint64_t *bad_row, unsigned gw, int e) {
 #define DNK_DOT(K, V, G)                                                                           \
-    (e ? DNK_SFX(sparse_dot_run)(w, x, y, bad_row, gw, K, V, 1, G)                                 \
-       : DNK_SFX(sparse_dot_run)(w, x, y, bad_row, gw, K, V, 0, G))
+    (e == 2 ? DNK_SFX(sparse_dot_run)(w, x, y, bad_row, gw, K, V, 2, G)                            \
+     : e    ? DNK_SFX(sparse_dot_run)(w, x, y, bad_row, gw, K, V, 1, G)                            \
+            : DNK_SFX(sparse_dot_run)(w, x, y, bad_row, gw, K, V, 0, G))
     if (w->val_kind == DNK_VAL_F32)
         return DNK_DOT(DNK_VAL_F32, 1, 0);
     if (w->val_kind == DNK_VAL_DICT)
@@ -459,7 +463,7 @@ DNK_INLINE int DNK_SFX(sparse_dot_dispatch)(const dnk_layer_t *w, const float *x
         int e = w->gap_xbits != 0;                                                                 \
         unsigned v = w->val_kind == DNK_VAL_F32 ? 0 : w->vcode_width;                              \
         if (B == 1 && w->row_begin == 0 && w->row_end == w->nrows && w->op_begin == 0)          \
-            return DNK_SFX(sparse_dot_dispatch)(w, xt, yt, bad_row, GW, e);                        \
+            return DNK_SFX(sparse_dot_dispatch)(w, xt, yt, bad_row, GW, e ? dnk_esc_kind(w) : 0); \
         if (e)                                                                                     \
             return v == 0   ? DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 0, 1)                 \
                    : v == 1 ? DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 1, 1)                 \

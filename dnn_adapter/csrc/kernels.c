@@ -88,6 +88,14 @@ DNK_INLINE float dnk_h2f(uint32_t h) {
 /* a FloatCodec value as float32: raw sign/mantissa bits (sign above mb mantissa bits) and
  * the coded field (exponent + joint mantissa bits) assembled into a float32, bfloat16 or
  * float16 word, widened exactly */
+/* 2 when every distance code has the same number of extra bits (Rice coding), else 1 */
+DNK_INLINE int dnk_esc_kind(const dnk_layer_t *w) {
+    for (uint64_t c = 1; c < w->gap_nstep; c++)
+        if (w->gap_xbits[c] != w->gap_xbits[0])
+            return 1;
+    return 2;
+}
+
 DNK_INLINE float dnk_fval(uint32_t raw, uint32_t field, unsigned mb, int fmt) {
     const unsigned wsh = fmt == DNK_FMT_F32 ? 31 : 15;
     uint32_t wd = (raw & ((UINT32_C(1) << mb) - 1)) | (raw >> mb) << wsh | field << mb;
