@@ -35,6 +35,14 @@ def _blank(version):
     return m
 
 
+def _assert_same_state(m, ref, why=""):
+    """Every tensor of *m*'s state dict bit for bit that of *ref* (integer views)."""
+    sd = m.state_dict()
+    for k, v in ref.state_dict().items():
+        iv = INTV.get(v.element_size(), v.dtype)
+        assert torch.equal(sd[k].view(iv), v.view(iv)), (why, k)
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_fixture_header_covers_every_codec_and_form(version):
     h = read_header(FIXTURES[version][0])
@@ -514,9 +522,7 @@ def test_v5_written_out_table_reads_the_same(tmp_path):
     assert all(len(b) == 3 for b in head["tensors"]["0.weight"]["buffers"])
     assert read_header(path)["tensors"] == read_header(FIXTURES[5][0])["tensors"]
     m = dnn_adapter.load(path, _blank(5))
-    for k, v in fixture_model_v4().state_dict().items():
-        assert torch.equal(m.state_dict()[k].view(INTV.get(v.element_size(), v.dtype)),
-                           v.view(INTV.get(v.element_size(), v.dtype))), k
+    _assert_same_state(m, fixture_model_v4())
 
 
 @pytest.mark.parametrize(
@@ -604,9 +610,7 @@ def test_header_dictionary_layout_and_gain(tmp_path):
         other.write_bytes(_join(outer, zp, body, like=data))
         assert read_header(other) == read_header(path)
         m = dnn_adapter.load(other, _blank(4))
-        for k, v in fixture_model_v4().state_dict().items():
-            assert torch.equal(m.state_dict()[k].view(INTV.get(v.element_size(), v.dtype)),
-                               v.view(INTV.get(v.element_size(), v.dtype))), k
+        _assert_same_state(m, fixture_model_v4())
 
 
 @pytest.mark.parametrize("codec", ["zlib-d4", ["zlib-d1"], {"a": 1}, None, 1])
@@ -709,9 +713,7 @@ def test_fuzzed_table_is_rejected_or_exact(tmp_path_factory, version, data):
         m = dnn_adapter.load(bad, _blank(version))
     except FileFormatError:
         return
-    for k, v in fixture_model_v4().state_dict().items():
-        assert torch.equal(m.state_dict()[k].view(INTV.get(v.element_size(), v.dtype)),
-                           v.view(INTV.get(v.element_size(), v.dtype))), (path, k)
+    _assert_same_state(m, fixture_model_v4(), path)
 
 
 @settings(deadline=None, max_examples=int(__import__("os").environ.get("FUZZ_N", 150)),
@@ -752,6 +754,4 @@ def test_fuzzed_parts_with_valid_checksum_are_rejected_or_exact(tmp_path_factory
         m = dnn_adapter.load(bad, _blank(5))
     except FileFormatError:
         return
-    for k, v in fixture_model_v4().state_dict().items():
-        assert torch.equal(m.state_dict()[k].view(INTV.get(v.element_size(), v.dtype)),
-                           v.view(INTV.get(v.element_size(), v.dtype))), (fqn, k)
+    _assert_same_state(m, fixture_model_v4(), fqn)
