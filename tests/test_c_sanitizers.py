@@ -14,6 +14,10 @@ C_TESTS = {
         ["fields.c", "bitvector.c", "wavelet_matrix.c", "wavelet_tree.c", "huffman.c"], [], []
     ),
     "fuzz/fuzz_bv_validate.c": (["bitvector.c"], ["-DWV_FUZZ_STANDALONE", "-std=gnu11"], ["20000"]),
+    # dnn_adapter's fused kernels (their own C, next to the package)
+    "tests/c/test_kernels.c": (
+        ["../dnn_adapter/csrc/kernels.c"], [f"-I{ROOT / 'dnn_adapter' / 'csrc'}"], []
+    ),
 }
 
 

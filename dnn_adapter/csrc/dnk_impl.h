@@ -218,16 +218,17 @@ DNK_INLINE int DNK_SFX(walk)(const void *restrict gaps, const uint32_t *restrict
         }
         uint32_t s = dnk_ld(gaps, i, gw);
         if (DNK_LIKELY(s < nstep)) {
-            pos += step[s];
+            uint64_t d = step[s];
             if (esc) { /* branchless: nb = 0 for a plain code; the load is clamped in bounds */
                 unsigned nb = xb[s];
                 uint64_t byte = xcur >> 3, word;
                 byte = byte < xmaxb ? byte : xmaxb;
                 memcpy(&word, extra + byte, 8);
-                pos += (word >> (xcur & 7)) & ((UINT64_C(1) << nb) - 1);
+                d += (word >> (xcur & 7)) & ((UINT64_C(1) << nb) - 1);
                 xcur += nb;
                 bad |= (unsigned)(xcur > xtotal);
             }
+            pos += d; /* d >= 1: every step is (checked on entry) */
             bad |= (unsigned)(pos > ncols);
             cols[cnt] = (uint32_t)(pos - 1);
             if (vw)
@@ -371,15 +372,16 @@ DNK_INLINE int DNK_SFX(sparse_dot_run)(const dnk_layer_t *w, const float *restri
     for (; i < glen; i++) {
         uint32_t s = dnk_ld(gaps, i, gw);
         if (DNK_LIKELY(s < nstep)) {
-            pos += step[s];
+            uint64_t d = step[s];
             if (esc) {
                 unsigned nb = esc == 2 ? rice : xb[s];
                 uint64_t byte = xcur >> 3, word;
                 byte = byte < xmaxb ? byte : xmaxb;
                 memcpy(&word, extra + byte, 8);
-                pos += (word >> (xcur & 7)) & ((UINT64_C(1) << nb) - 1);
+                d += (word >> (xcur & 7)) & ((UINT64_C(1) << nb) - 1);
                 xcur += nb;
             }
+            pos += d;
             uint64_t c = pos - 1;
             c = c < ncols ? c : 0;
             float v;

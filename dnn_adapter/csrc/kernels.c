@@ -219,6 +219,12 @@ int dnk_layer_mm(const dnk_layer_t *w, const float *xt, uint64_t batch, float *y
             for (uint64_t c = 0; c < w->gap_nstep; c++)
                 if (w->gap_xbits[c] > 32)
                     return DNK_EINVAL;
+        /* step = skipped zeros + 1 >= 1 (the binding checks 1..ncols): a 0 would repeat a
+         * column, or point at column -1 before a row's first non-zero, which the batch > 1
+         * walk would then read out of bounds */
+        for (uint64_t c = 0; c < w->gap_nstep; c++)
+            if (w->gap_step[c] == 0)
+                return DNK_EINVAL;
         if (!w->gap_xbits && w->gap_extra_bits)
             return DNK_EINVAL;
         if (w->val_kind != DNK_VAL_F32 && w->vcode_len != w->gap_len)

@@ -1,0 +1,199 @@
+/*
+ * dnn_adapter's fused kernels (dnn_adapter/csrc/kernels.c) under ASan/UBSan, driven from C:
+ * products from gap streams (plain and Rice-coded distances) with float32 and dictionary
+ * values, at batch 1 and 3, on every ISA level, against a double-precision reference; then
+ * thousands of randomly corrupted streams (symbols, value codes, extra bits), which must
+ * give DNK_OK or DNK_ECORRUPT and never an out-of-bounds access (the sanitizers check).
+ * Built and run by tests/test_c_sanitizers.py; prints "ok".
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#define NROWS 37
+#define NCOLS 300
+#define MAXNNZ (NROWS * NCOLS)
+#define RICE 3
+#define NVALS 5
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15u;
+static uint32_t rnd(void) { /* xorshift64* */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (uint32_t)((rng_state * 0x2545F4914F6CDD1Du) >> 32);
+}
+
+#define CHECK(cond)                                                                            \
+    do {                                                                                       \
+        if (!(cond)) {                                                                         \
+            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                             \
+            exit(1);                                                                           \
+        }                                                                                      \
+    } while (0)
+
+/* the layer: positions, values, and the streams a wavelet-tree extract would give */
+static uint32_t cols[MAXNNZ], rowlen[NROWS];
+static float vals[MAXNNZ], vtable[NVALS] = {-1.5f, 0.25f, 3.0f, -0.125f, 7.0f};
+static uint8_t vcode_of[MAXNNZ];
+static uint16_t gaps[MAXNNZ + NROWS], rgaps[MAXNNZ + NROWS];
+static uint8_t vcodes[MAXNNZ + NROWS];
+static uint32_t step[NCOLS + 2], rstep[NCOLS + 2];
+static uint8_t xbits[NCOLS + 2], extra[MAXNNZ + 16];
+static uint64_t nnz, glen, extra_bits, rlen;
+
+static void build(void) {
+    nnz = glen = extra_bits = 0;
+    memset(extra, 0, sizeof extra);
+    for (int r = 0; r < NROWS; r++) {
+        int prev = -1, n = 0;
+        for (int c = 0; c < NCOLS; c++) {
+            if (r == 3 || rnd() % 10) /* an empty row; 10% density */
+                continue;
+            cols[nnz] = (uint32_t)c;
+            vcode_of[nnz] = (uint8_t)(rnd() % NVALS);
+            vals[nnz] = vtable[vcode_of[nnz]] * (float)(1 + rnd() % 7);
+            /* as the binding lays them out: code = skipped zeros g, step[code] = g + 1;
+             * Rice: code = g >> RICE, step = (code << RICE) + 1, + the RICE low bits of g */
+            uint32_t g = (uint32_t)(c - prev - 1);
+            gaps[glen] = (uint16_t)g;
+            rgaps[glen] = (uint16_t)(g >> RICE);
+            for (int b = 0; b < RICE; b++, extra_bits++)
+                if ((g >> b) & 1u)
+                    extra[extra_bits >> 3] |= (uint8_t)(1u << (extra_bits & 7));
+            vcodes[glen] = vcode_of[nnz];
+            glen++, nnz++, n++;
+            prev = c;
+        }
+        rowlen[r] = (uint32_t)n;
+        gaps[glen] = rgaps[glen] = NCOLS + 1; /* the delimiter */
+        vcodes[glen] = NVALS;                 /* the value stream's delimiter */
+        glen++;
+    }
+    rlen = glen;
+    for (uint32_t c = 0; c <= NCOLS; c++) {
+        step[c] = c + 1;
+        rstep[c] = (c << RICE) + 1;
+        xbits[c] = RICE;
+    }
+}
+
+static dnk_layer_t layer(int kind, int rice) {
+    dnk_layer_t w;
+    memset(&w, 0, sizeof w);
+    w.nrows = NROWS;
+    w.ncols = NCOLS;
+    w.nnz = nnz;
+    w.row_end = NROWS;
+    w.gaps = rice ? rgaps : gaps;
+    w.gap_width = 2;
+    w.gap_len = glen;
+    w.gap_delim = NCOLS + 1;
+    w.gap_step = rice ? rstep : step;
+    w.gap_nstep = NCOLS + 1;
+    if (rice) {
+        w.gap_xbits = xbits;
+        w.gap_extra = extra;
+        w.gap_extra_bits = extra_bits;
+        w.gap_extra_bytes = sizeof extra;
+    }
+    w.val_kind = kind;
+    if (kind == DNK_VAL_F32) {
+        w.vals = vals;
+    } else {
+        w.vcodes = vcodes;
+        w.vcode_width = 1;
+        w.vcode_len = glen;
+        w.vdelim = NVALS;
+        w.vtable = vtable;
+        w.vtable_n = NVALS;
+    }
+    return w;
+}
+
+static void check_product(const dnk_layer_t *w, int kind, uint64_t batch) {
+    static float xt[NCOLS * 3], yt[NROWS * 3];
+    for (uint64_t i = 0; i < NCOLS * batch; i++)
+        xt[i] = (float)((int)(rnd() % 17) - 8) * 0.5f;
+    uint64_t bad = 0;
+    CHECK(dnk_layer_mm(w, xt, batch, yt, &bad) == DNK_OK);
+    uint64_t k = 0;
+    for (int r = 0; r < NROWS; r++) {
+        for (uint64_t b = 0; b < batch; b++) {
+            double ref = 0;
+            for (uint32_t j = 0; j < rowlen[r]; j++) {
+                double v = kind == DNK_VAL_F32 ? vals[k + j] : vtable[vcode_of[k + j]];
+                ref += v * xt[cols[k + j] * batch + b];
+            }
+            CHECK(fabs(yt[r * batch + b] - ref) <= 1e-3 * (1 + fabs(ref)));
+        }
+        k += rowlen[r];
+    }
+}
+
+int main(void) {
+    build();
+    int levels = dnk_set_isa_level(1) == 1 ? 2 : 1;
+    for (int lv = 0; lv < levels; lv++) {
+        CHECK(dnk_set_isa_level(lv) == lv);
+        for (int kind = DNK_VAL_F32; kind <= DNK_VAL_DICT; kind++)
+            for (int rice = 0; rice <= 1; rice++)
+                for (uint64_t batch = 1; batch <= 3; batch += 2) {
+                    dnk_layer_t w = layer(kind, rice);
+                    check_product(&w, kind, batch);
+                }
+    }
+    /* corrupted streams: any outcome but a crash or an out-of-bounds access */
+    static uint16_t g2[MAXNNZ + NROWS];
+    static uint8_t v2[MAXNNZ + NROWS], e2[sizeof extra];
+    static float xt[NCOLS * 3], yt[NROWS * 3];
+    for (uint64_t i = 0; i < NCOLS * 3; i++)
+        xt[i] = 1.0f;
+    int corrupt = 0;
+    for (int it = 0; it < 6000; it++) {
+        int kind = it & 1, rice = (it >> 1) & 1;
+        uint64_t batch = (it >> 2) & 1 ? 3 : 1;
+        dnk_set_isa_level((it >> 3) & 1 ? 1 : 0);
+        dnk_layer_t w = layer(kind, rice);
+        memcpy(g2, w.gaps, glen * sizeof g2[0]);
+        memcpy(v2, vcodes, glen);
+        memcpy(e2, extra, sizeof extra);
+        for (int m = 1 + (int)(rnd() % 3); m > 0; m--) {
+            uint64_t at = rnd() % glen;
+            switch (rnd() % 4) {
+            case 0: g2[at] = (uint16_t)(rnd() % (NCOLS + 5)); break; /* any code, or junk */
+            case 1: g2[at] = NCOLS + 1; break; /* a delimiter too many or misplaced */
+            case 2: v2[at] = (uint8_t)(rnd() % (NVALS + 3)); break;
+            default: e2[rnd() % ((extra_bits + 7) / 8 + 1)] = (uint8_t)rnd(); break;
+            }
+        }
+        if (rnd() % 4 == 0)
+            w.gap_len = rnd() % (glen + 1); /* a stream cut short */
+        w.vcode_len = w.gap_len;
+        w.gaps = g2;
+        if (kind == DNK_VAL_DICT)
+            w.vcodes = v2;
+        if (rice)
+            w.gap_extra = e2;
+        uint64_t bad = 0;
+        int st = dnk_layer_mm(&w, xt, batch, yt, &bad);
+        CHECK(st == DNK_OK || st == DNK_ECORRUPT);
+        CHECK(st == DNK_OK || bad <= NROWS);
+        corrupt += st == DNK_ECORRUPT;
+    }
+    CHECK(corrupt > 1000); /* most edits are caught (the others give some product) */
+    for (int rice = 0; rice <= 1; rice++) { /* a step of 0 (not skipped zeros + 1) */
+        dnk_layer_t w = layer(DNK_VAL_F32, rice);
+        uint32_t *st = rice ? rstep : step, keep = st[7];
+        uint64_t bad = 0;
+        st[7] = 0;
+        CHECK(dnk_layer_mm(&w, xt, 3, yt, &bad) == DNK_EINVAL);
+        st[7] = keep;
+    }
+    (void)rlen;
+    printf("kernels: %d of 6000 corrupted streams rejected\nok\n", corrupt);
+    return 0;
+}
