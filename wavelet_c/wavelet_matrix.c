@@ -53,18 +53,22 @@ void wv_merge_tables_init(void) {
     }
 }
 
-static int g_simd = -1;
+static int g_simd = -1, g_512 = -1;
 __attribute__((constructor)) static void wv_wm_init_tables(void) {
     wv_merge_tables_init();
 #if WV_X86
     __builtin_cpu_init();
     g_simd = __builtin_cpu_supports("ssse3") && __builtin_cpu_supports("popcnt");
+    g_512 = g_simd && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vbmi2");
 #else
     g_simd = 0;
+    g_512 = 0;
 #endif
 }
 
 int wv_merge_simd_ok(void) { return g_simd > 0; }
+int wv_merge512_ok(void) { return g_512 > 0; }
 
 /* ---- kernels, compiled twice ------------------------------------------------ */
 #define WV_BV_IMPL_NO_BATCH
@@ -99,6 +103,7 @@ int wv_merge_simd_ok(void) { return g_simd > 0; }
 #define WV_TARGET __attribute__((target("popcnt,bmi2,ssse3")))
 #define WV_SELECT64 wv_select64_bmi2
 #define WV_MERGE_SIMD 1
+#define WV_MERGE_512 1 /* + the AVX-512 VBMI2 byte merges where the CPU has them */
 #include "wv_bv_impl.h"
 #include "wv_merge_impl.h"
 #include "wv_wm_impl.h"
@@ -106,6 +111,7 @@ int wv_merge_simd_ok(void) { return g_simd > 0; }
 #undef WV_TARGET
 #undef WV_SELECT64
 #undef WV_MERGE_SIMD
+#undef WV_MERGE_512
 /* the ISA level (wv_isa_*) picks the variant; the SSSE3 merges need g_simd */
 #define WV_LEVEL() (g_simd > 0 ? wv_isa_level_internal() : 0)
 #define WV_DISPATCH(name, ...)                                                                     \

@@ -42,6 +42,7 @@
 #define WV_TARGET __attribute__((target("popcnt,bmi2,ssse3")))
 #define WV_SELECT64 wv_select64_bmi2
 #define WV_MERGE_SIMD 1
+#define WV_MERGE_512 1 /* + the AVX-512 VBMI2 byte merges where the CPU has them */
 #include "wv_bv_impl.h"
 #include "wv_merge_impl.h"
 #include "wv_wt_impl.h"
@@ -49,6 +50,7 @@
 #undef WV_TARGET
 #undef WV_SELECT64
 #undef WV_MERGE_SIMD
+#undef WV_MERGE_512
 /* the ISA level (wv_isa_*) picks the variant; the SSSE3 merges need wv_merge_simd_ok() */
 #define WV_LEVEL() (wv_merge_simd_ok() ? wv_isa_level_internal() : 0)
 #define WV_DISPATCH(name, ...)                                                                     \

@@ -31,4 +31,6 @@ extern uint8_t wv_merge_tab16z[256 * 16], wv_merge_tab16o[256 * 16];
 extern uint8_t wv_merge_tab32z[16 * 16], wv_merge_tab32o[16 * 16];
 void wv_merge_tables_init(void);
 int wv_merge_simd_ok(void);
+/* AVX-512 F/BW/VBMI2 byte merges usable (x86-64 CPUs that have them) */
+int wv_merge512_ok(void);
 #endif

@@ -26,6 +26,55 @@ WV_INLINE uint64_t WV_SFX(wv_get64)(const uint64_t *w, uint64_t nwords, uint64_t
     return x;
 }
 
+#if WV_X86 && !defined(WV_MERGE512_DEFINED)
+#define WV_MERGE512_DEFINED
+/* AVX-512 VBMI2 byte kernels (defined once per translation unit, taken by the level-2
+ * variant on CPUs with AVX-512 F/BW/VBMI2, see wv_merge512_ok; level 1 keeps the SSSE3
+ * ones, so both are tested on such a CPU). 64 values per step: the zero child's next
+ * values expanded into the zero bits' lanes, the one child's into the one bits' lanes
+ * (vpexpandb from memory reads exactly popcount(mask) bytes, so nothing is over-read). */
+#define WV_T512 __attribute__((target("avx512f,avx512bw,avx512vbmi2,popcnt")))
+WV_T512 static void wv_merge8_512(const uint64_t *words, uint64_t nwords, uint64_t pos,
+                                  uint64_t cnt, const uint8_t *Z, const uint8_t *O,
+                                  uint8_t *out) {
+    uint64_t zi = 0, oi = 0, j = 0;
+    for (; cnt - j >= 64; j += 64) {
+        uint64_t bits = wv_get64_portable(words, nwords, pos + j);
+        __m512i v = _mm512_maskz_expandloadu_epi8((__mmask64)~bits, Z + zi);
+        v = _mm512_mask_expandloadu_epi8(v, (__mmask64)bits, O + oi);
+        _mm512_storeu_si512((void *)(out + j), v);
+        unsigned pc = (unsigned)__builtin_popcountll(bits);
+        oi += pc;
+        zi += 64 - pc;
+    }
+    if (j < cnt) {
+        const uint64_t lm = (UINT64_C(1) << (cnt - j)) - 1;
+        uint64_t bits = wv_get64_portable(words, nwords, pos + j) & lm;
+        __m512i v = _mm512_maskz_expandloadu_epi8((__mmask64)(~bits & lm), Z + zi);
+        v = _mm512_mask_expandloadu_epi8(v, (__mmask64)bits, O + oi);
+        _mm512_mask_storeu_epi8((void *)(out + j), (__mmask64)lm, v);
+    }
+}
+
+/* out[j] = bit(pos + j) ? v1 : v0, one-byte values, 64 per blend */
+WV_T512 static void wv_pair_fill8_512(const uint64_t *words, uint64_t nwords, uint64_t pos,
+                                      uint64_t cnt, uint8_t v0, uint8_t v1, uint8_t *out) {
+    const __m512i a = _mm512_set1_epi8((char)v0), b = _mm512_set1_epi8((char)v1);
+    uint64_t j = 0;
+    for (; cnt - j >= 64; j += 64) {
+        uint64_t bits = wv_get64_portable(words, nwords, pos + j);
+        _mm512_storeu_si512((void *)(out + j), _mm512_mask_blend_epi8((__mmask64)bits, a, b));
+    }
+    if (j < cnt) {
+        const uint64_t lm = (UINT64_C(1) << (cnt - j)) - 1;
+        uint64_t bits = wv_get64_portable(words, nwords, pos + j);
+        _mm512_mask_storeu_epi8((void *)(out + j), (__mmask64)lm,
+                                _mm512_mask_blend_epi8((__mmask64)bits, a, b));
+    }
+}
+#undef WV_T512
+#endif
+
 /* Merge cnt values into out: bit j of the level (at bit position pos + j)
  * picks the next value of Z (0) or O (1). [lo, hi) bounds the source buffer
  * (over-reads by the SIMD kernels stay inside it). */
@@ -212,6 +261,11 @@ WV_TARGET static void WV_SFX(wv_decode_up)(const wv_bv_t *bv, const wv_xent_t *e
                                            const uint64_t *lbit, void *buf0, void *buf1,
                                            uint64_t len, uint32_t width) {
     void *bufs[2] = {buf0, buf1};
+#if WV_X86 && defined(WV_MERGE_512) && WV_MERGE_512
+    const int k512 = width == 1 && wv_merge512_ok();
+#else
+    const int k512 = 0;
+#endif
     for (int d = (int)depth; d >= 0; d--) {
         void *dst = bufs[d & 1];
         const void *src = bufs[(d + 1) & 1];
@@ -232,6 +286,13 @@ WV_TARGET static void WV_SFX(wv_decode_up)(const wv_bv_t *bv, const wv_xent_t *e
             }
             uint64_t pos = lbit[d] + x->a, z = x->z;
             if (x->leaf == WV_XENT_PAIR) {
+#if WV_X86
+                if (k512) {
+                    wv_pair_fill8_512(bv->words, bv->nwords, pos, m, (uint8_t)x->s,
+                                      (uint8_t)x->e, (uint8_t *)dst + x->o);
+                    continue;
+                }
+#endif
                 WV_SFX(wv_pair_fill)(bv->words, bv->nwords, pos, m, x->s, x->e,
                                      (uint8_t *)dst + x->o * width, width);
                 continue;
@@ -239,6 +300,13 @@ WV_TARGET static void WV_SFX(wv_decode_up)(const wv_bv_t *bv, const wv_xent_t *e
             switch (width) {
             case 1: {
                 const uint8_t *s = (const uint8_t *)src;
+#if WV_X86
+                if (k512) {
+                    wv_merge8_512(bv->words, bv->nwords, pos, m, s + x->co, s + x->co + z,
+                                  (uint8_t *)dst + x->o);
+                    break;
+                }
+#endif
                 WV_M8(bv->words, bv->nwords, pos, m, s + x->co, s + x->co + z,
                               (uint8_t *)dst + x->o, s + len);
             } break;
