@@ -20,12 +20,12 @@ SP = [{"id": "sparse", "min_zero_fraction": 0.0, "joint": False, "max_rows_per_b
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-@pytest.fixture(params=[0, 1], ids=["portable", "avx2"])
+@pytest.fixture(params=[0, 1, 2], ids=["portable", "avx2", "avx512"])
 def kisa(request):
     got = K.set_isa_level(request.param)
     if got != request.param:
         K.set_isa_level(-1)
-        pytest.skip("CPU lacks AVX2/FMA")
+        pytest.skip(f"CPU lacks ISA level {request.param}")
     yield got
     K.set_isa_level(-1)
 
@@ -270,9 +270,10 @@ def test_overlapping_output_rejected():
         fw.matmul_t(buf, out=buf)
 
 
-def test_corrupt_streams_raise(kisa):
+@pytest.mark.parametrize("batch", [1, 2])  # batch 1: the one-pass walks (AVX-512 at level 2)
+def test_corrupt_streams_raise(kisa, batch):
     _, kw = _sparse_args()
-    x = np.ones((50, 2), np.float32)
+    x = np.ones((50, batch), np.float32)
     d = kw["gap_delim"]
     gs = kw["gaps"]
     rng = np.random.default_rng(0)
@@ -300,7 +301,7 @@ def test_corrupt_streams_raise(kisa):
             y = K.layer_mm(x, **{**kw, "gaps": s})
         except K.KernelError:
             continue
-        assert y.shape == (6, 2)
+        assert y.shape == (6, batch)
 
 
 def test_csr_checks():

@@ -143,6 +143,7 @@ __attribute__((noinline)) static float dnk_gather_dot(const uint32_t *restrict c
 #include "dnk_impl.h"
 #undef DNK_SFX
 #undef DNK_TARGET
+#include "dnk_avx512.h"
 #endif
 
 /* ---- ISA dispatch ------------------------------------------------------------------------ */
@@ -151,7 +152,13 @@ static int g_level = -1;
 static int cpu_level(void) {
 #if DNK_X86 && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")))
+        return 0;
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                   __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2")
+               ? 2
+               : 1;
 #else
     return 0;
 #endif
@@ -240,7 +247,12 @@ int dnk_layer_mm(const dnk_layer_t *w, const float *xt, uint64_t batch, float *y
     if (rows == 0)
         return DNK_OK;
 #if DNK_X86
-    if (dnk_isa_level() == 1)
+    if (dnk_isa_level() >= 2 && batch == 1) {
+        int rc = dnk512_sparse_dot(w, xt, yt, bad_row);
+        if (rc <= 0)
+            return rc;
+    }
+    if (dnk_isa_level() >= 1)
         return layer_mm_avx2(w, xt, batch, yt, bad_row);
 #endif
     return layer_mm_portable(w, xt, batch, yt, bad_row);
@@ -255,7 +267,7 @@ int dnk_csr_mm(uint64_t nrows, uint64_t ncols, const uint64_t *row_ptr, const ui
         return DNK_ECORRUPT;
     memset(yt, 0, nrows * batch * sizeof(float));
 #if DNK_X86
-    if (dnk_isa_level() == 1)
+    if (dnk_isa_level() >= 1)
         return csr_mm_avx2(nrows, row_ptr, cols, vals, nnz, xt, batch, yt);
 #endif
     return csr_mm_portable(nrows, row_ptr, cols, vals, nnz, xt, batch, yt);

@@ -109,7 +109,8 @@ int dnk_layer_mm(const dnk_layer_t *w, const float *xt, uint64_t batch, float *y
 int dnk_csr_mm(uint64_t nrows, uint64_t ncols, const uint64_t *row_ptr, const uint32_t *cols,
                const float *vals, uint64_t nnz, const float *xt, uint64_t batch, float *yt);
 
-/* Kernel variant in use: 0 portable, 1 AVX2+FMA (x86-64). */
+/* Kernel variant in use: 0 portable, 1 AVX2+FMA, 2 AVX-512 (F/BW/VL/DQ) for the batch-1
+ * sparse product, AVX2+FMA for the rest (x86-64). */
 int dnk_isa_level(void);
 /* Force a level (tests): returns the level actually set (capped by the CPU). */
 int dnk_set_isa_level(int level);

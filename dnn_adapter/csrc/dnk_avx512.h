@@ -1,0 +1,235 @@
+/*
+ * dnk_avx512.h -- the batch-1 sparse product with AVX-512 (ISA level 2), included once by
+ * kernels.c on x86-64. Arguments were validated by kernels.c.
+ *
+ * What: y[r] = sum over row r's non-zeros of value * x[column], straight from the gap
+ * stream (plain distance codes, 1- or 2-byte symbols, a delimiter closing each row) and
+ * the value source (float32 array, dictionary codes, or float32 FloatCodec parts with
+ * three whole byte planes), 16 operands per step and no chunk buffers: the distance codes
+ * are looked up with a gather, turned into columns by an in-register prefix sum (4 shifted
+ * adds) carried across steps, the values rebuilt with integer ops (or gathered from the
+ * dictionary), x gathered at the columns, and one FMA accumulates 16 lanes. A delimiter
+ * inside a step ends it early (the lanes before it are the row's last operands), so
+ * every step starts at the stream position where the last one stopped.
+ *
+ * Why: the scalar walk (dnk_impl.h, sparse_dot_run) spends about 8 cycles per operand on
+ * a dependent chain of byte loads, table loads and integer merges; here those are vector
+ * ops over 16 operands, and the gathers (two or three per step) are the cost.
+ *
+ * Checks, as in the scalar walk: a symbol that is neither a distance code nor the
+ * delimiter, a column past the row, a value code outside its table, a value-stream symbol
+ * that is not the value delimiter where the gap stream has one, a stream that ends early
+ * or has symbols left over: DNK_ECORRUPT (columns and codes are clamped before every
+ * gather, so no read leaves its array meanwhile). Masked loads never touch the lanes past
+ * the stream's end.
+ *
+ * Summation order: 16 lane partial sums per row, then a tree sum; it differs from the
+ * other levels' (float32 rounding, as documented in kernels.h).
+ */
+#include <immintrin.h>
+
+#define DNK_T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,bmi,bmi2")))
+
+/* x: the 16 lanes' inclusive prefix sums (4 shifted adds; alignr with zeros shifts lanes up) */
+DNK_INLINE DNK_T512 __m512i dnk512_prefix(__m512i v) {
+    const __m512i z = _mm512_setzero_si512();
+    v = _mm512_add_epi32(v, _mm512_alignr_epi32(v, z, 15));
+    v = _mm512_add_epi32(v, _mm512_alignr_epi32(v, z, 14));
+    v = _mm512_add_epi32(v, _mm512_alignr_epi32(v, z, 12));
+    return _mm512_add_epi32(v, _mm512_alignr_epi32(v, z, 8));
+}
+
+/* 16 lookups in a table of up to 128 dwords held in 8 registers (t[0..7], 16 entries each):
+ * two-register permutes pick within 64, blends on index bits 5 and 6 pick among them.
+ * Lanes outside m are 0; indices must be < 128 in m. */
+DNK_INLINE DNK_T512 __m512i dnk512_lut128(const __m512i *t, __m512i c, __mmask16 m) {
+    const __mmask16 b5 = _mm512_test_epi32_mask(c, _mm512_set1_epi32(32));
+    const __mmask16 b6 = _mm512_test_epi32_mask(c, _mm512_set1_epi32(64));
+    __m512i a = _mm512_mask_blend_epi32(b5, _mm512_permutex2var_epi32(t[0], c, t[1]),
+                                        _mm512_permutex2var_epi32(t[2], c, t[3]));
+    __m512i b = _mm512_mask_blend_epi32(b5, _mm512_permutex2var_epi32(t[4], c, t[5]),
+                                        _mm512_permutex2var_epi32(t[6], c, t[7]));
+    return _mm512_maskz_mov_epi32(m, _mm512_mask_blend_epi32(b6, a, b));
+}
+
+/* 16 symbols of width w (1 or 2 bytes) from position i, lanes outside m zero */
+DNK_INLINE DNK_T512 __m512i dnk512_ld(const void *p, uint64_t i, unsigned w, __mmask16 m) {
+    if (w == 1)
+        return _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, (const uint8_t *)p + i));
+    return _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, (const uint16_t *)p + i));
+}
+
+/* one step over the operand lanes om at stream position i / operand o: distances ->
+ * columns (carry: the running column), values, x gathered, acc += v * x; bad collects
+ * the lanes' errors. A macro over the run's locals (kind, vw: constants there). */
+#define DNK512_STEP(om)                                                                    \
+    do {                                                                                \
+        /* distances -> columns */                                                      \
+        const __mmask16 ok = _mm512_mask_cmplt_epu32_mask(om, s, vnstep);               \
+        bad |= om & (__mmask16)~ok;                                                     \
+        const __mmask16 far = _mm512_mask_cmpgt_epu32_mask(ok, s, v127);                \
+        __m512i st = dnk512_lut128(tst, s, ok & (__mmask16)~far);                       \
+        if (far)                                                                        \
+            st = _mm512_mask_i32gather_epi32(st, far, s, (const int *)w->gap_step, 4);  \
+        __m512i pos = _mm512_add_epi32(dnk512_prefix(st), carry);                       \
+        bad |= _mm512_mask_cmpgt_epu32_mask(om, pos, vncols);                           \
+        carry = _mm512_permutexvar_epi32(l15, pos);                                     \
+        __m512i col = _mm512_min_epu32(_mm512_sub_epi32(pos, one), vlast);              \
+        __m512 xv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), om, col, x, 4);       \
+        /* values */                                                                    \
+        __m512 v;                                                                       \
+        if (kind == DNK_VAL_F32) {                                                      \
+            v = _mm512_maskz_loadu_ps(om, vals + o);                                    \
+        } else {                                                                        \
+            const __m512i c = dnk512_ld(vc, i, vw, om);                                 \
+            const __mmask16 cok = _mm512_mask_cmplt_epu32_mask(om, c, vnt);             \
+            bad |= om & (__mmask16)~cok;                                                \
+            __m512i e; /* table entry of the code (0 for lanes outside cok) */          \
+            if (small)                                                                  \
+                e = _mm512_maskz_permutex2var_epi32(cok, t_lo, c, t_hi);                \
+            else if (kind == DNK_VAL_DICT)                                              \
+                e = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), cok, c,         \
+                                                (const int *)tab, 4);                   \
+            else                                                                        \
+                e = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), cok, c,         \
+                                                (const int *)et32, 4);                  \
+            if (kind == DNK_VAL_DICT) {                                                 \
+                v = _mm512_castsi512_ps(e);                                             \
+            } else {                                                                    \
+                __m512i b0 = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(om, p0 + o));    \
+                __m512i b1 =                                                            \
+                    _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(om, p0 + nnz + o));       \
+                __m512i b2 =                                                            \
+                    _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(om, p0 + 2 * nnz + o));   \
+                __m512i wd = _mm512_or_si512(b0, _mm512_slli_epi32(b1, 8));             \
+                wd = _mm512_or_si512(wd, _mm512_slli_epi32(_mm512_and_si512(b2, m7f), 16));\
+                wd = _mm512_or_si512(wd, _mm512_slli_epi32(_mm512_srli_epi32(b2, 7), 31));\
+                v = _mm512_castsi512_ps(_mm512_or_si512(wd, e));                        \
+            }                                                                           \
+        }                                                                               \
+        acc = _mm512_fmadd_ps(v, xv, acc);                                              \
+    } while (0)
+
+/* Returns DNK_OK, DNK_ECORRUPT (*bad_row set), or 1: not handled here (the caller takes
+ * the AVX2 path). kind/gw/vw are compile-time constants after inlining. */
+DNK_INLINE DNK_T512 int dnk512_dot_run(const dnk_layer_t *w, const float *restrict x,
+                                       float *restrict y, uint64_t *bad_row, unsigned gw,
+                                       int kind, unsigned vw) {
+    const void *restrict gaps = w->gaps;
+    const void *restrict vc = w->vcodes;
+    const uint64_t glen = w->gap_len, nnz = w->nnz, nrows = w->nrows, ncols = w->ncols;
+    const uint64_t nstep = w->gap_nstep, delim = w->gap_delim;
+    const uint64_t nt = kind == DNK_VAL_DICT ? w->vtable_n : w->etable_n;
+    /* FLOAT: exponent field per code, already shifted into place; DICT: the values (as
+     * bits). Tables of up to 32 codes are looked up in two registers (vpermt2d), larger
+     * ones gathered from memory. */
+    uint32_t et32[256] = {0};
+    if (kind == DNK_VAL_FLOAT) {
+        if (nt > 256)
+            return 1;
+        for (uint64_t c = 0; c < nt; c++)
+            et32[c] = (uint32_t)w->etable[c] << 23;
+    } else if (kind == DNK_VAL_DICT && nt <= 32) {
+        memcpy(et32, w->vtable, nt * 4);
+    }
+    /* the distance steps of codes < 128 in registers; longer codes are gathered */
+    uint32_t st32[128] = {0};
+    memcpy(st32, w->gap_step, (nstep < 128 ? nstep : 128) * 4);
+    __m512i tst[8];
+    for (int k = 0; k < 8; k++)
+        tst[k] = _mm512_loadu_si512(st32 + 16 * k);
+    const __m512i v127 = _mm512_set1_epi32(127);
+    const int small = kind != DNK_VAL_F32 && nt <= 32;
+    const __m512i t_lo = _mm512_loadu_si512(et32), t_hi = _mm512_loadu_si512(et32 + 16);
+    const uint8_t *restrict p0 = w->planes;
+    const float *restrict vals = w->vals, *restrict tab = w->vtable;
+    const __m512i vdel = _mm512_set1_epi32((int)delim), vnstep = _mm512_set1_epi32((int)nstep);
+    const __m512i vncols = _mm512_set1_epi32((int)ncols), one = _mm512_set1_epi32(1);
+    const __m512i vlast = _mm512_set1_epi32((int)ncols - 1), vnt = _mm512_set1_epi32((int)nt);
+    const __m512i l15 = _mm512_set1_epi32(15), m7f = _mm512_set1_epi32(0x7F);
+    uint64_t i = 0, o = 0, row = 0;
+    __mmask16 bad = 0;
+    while (row < nrows) {
+        __m512i carry = _mm512_setzero_si512();
+        __m512 acc = _mm512_setzero_ps();
+        for (;;) {
+            if (DNK_UNLIKELY(i >= glen))
+                goto corrupt;
+            const uint64_t left = glen - i;
+            const __mmask16 lm = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+            const __m512i s = dnk512_ld(gaps, i, gw, lm);
+            const __mmask16 dm = _mm512_mask_cmpeq_epi32_mask(lm, s, vdel);
+            if (DNK_LIKELY(lm == 0xFFFF && !dm)) { /* 16 operands: the common step */
+                if (DNK_UNLIKELY(16 > nnz - o))
+                    goto corrupt;
+                DNK512_STEP((__mmask16)0xFFFF);
+                i += 16; /* a predicted branch, not a data dependence on the load */
+                o += 16;
+                continue;
+            }
+            const unsigned n = dm ? (unsigned)__builtin_ctz(dm) : (unsigned)__builtin_popcount(lm);
+            if (DNK_UNLIKELY(n > nnz - o))
+                goto corrupt;
+            if (n) {
+                DNK512_STEP((__mmask16)((1u << n) - 1));
+                i += n;
+                o += n;
+            }
+            if (dm) { /* the row's delimiter, at stream position i */
+                if (kind != DNK_VAL_F32 && dnk_ld(vc, i, vw) != w->vdelim)
+                    goto corrupt;
+                if (bad)
+                    goto corrupt;
+                y[row++] = _mm512_reduce_add_ps(acc);
+                i++;
+                break;
+            }
+        }
+    }
+    if (i != glen || o != nnz)
+        goto corrupt;
+    return DNK_OK;
+corrupt:
+    *bad_row = row;
+    return DNK_ECORRUPT;
+}
+
+/* the AVX-512 batch-1 sparse product where it applies (whole layer, plain distance codes,
+ * 1/2-byte gap symbols, float32 / dict / float32-three-plane values), else 1 */
+DNK_T512 static int dnk512_sparse_dot(const dnk_layer_t *w, const float *x, float *y,
+                                      uint64_t *bad_row) {
+    const unsigned gw = w->gap_width;
+    if (!w->gaps || w->gap_xbits || (gw != 1 && gw != 2) || w->row_begin != 0 ||
+        w->row_end != w->nrows || w->op_begin != 0 || w->nnz == 0 || w->gap_nstep == 0 ||
+        w->ncols >= (UINT64_C(1) << 27) || w->gap_delim >= (UINT64_C(1) << 16) ||
+        w->gap_len != w->nnz + w->nrows)
+        return 1;
+    for (uint64_t c = 0; c < w->gap_nstep; c++) /* so 16 lanes' sums stay below 2^32 */
+        if (w->gap_step[c] > w->ncols)
+            return 1;
+    const int kind = w->val_kind;
+    const unsigned vw = kind == DNK_VAL_F32 ? 0 : w->vcode_width;
+    if (kind == DNK_VAL_FLOAT && !(w->val_fmt == DNK_FMT_F32 && w->nplanes == 3))
+        return 1;
+    if (kind != DNK_VAL_F32 && (vw != 1 && vw != 2))
+        return 1;
+    if (kind != DNK_VAL_F32 && w->vdelim >= (UINT64_C(1) << 16))
+        return 1;
+    if ((kind == DNK_VAL_DICT ? w->vtable_n : w->etable_n) >= (UINT64_C(1) << 31))
+        return 1;
+#define DNK512(G, K, V) dnk512_dot_run(w, x, y, bad_row, G, K, V)
+    if (gw == 1) {
+        if (kind == DNK_VAL_F32)
+            return DNK512(1, DNK_VAL_F32, 0);
+        if (kind == DNK_VAL_DICT)
+            return vw == 1 ? DNK512(1, DNK_VAL_DICT, 1) : DNK512(1, DNK_VAL_DICT, 2);
+        return vw == 1 ? DNK512(1, DNK_VAL_FLOAT, 1) : DNK512(1, DNK_VAL_FLOAT, 2);
+    }
+    if (kind == DNK_VAL_F32)
+        return DNK512(2, DNK_VAL_F32, 0);
+    if (kind == DNK_VAL_DICT)
+        return vw == 1 ? DNK512(2, DNK_VAL_DICT, 1) : DNK512(2, DNK_VAL_DICT, 2);
+    return vw == 1 ? DNK512(2, DNK_VAL_FLOAT, 1) : DNK512(2, DNK_VAL_FLOAT, 2);
+#undef DNK512
+}
+#undef DNK512_STEP
