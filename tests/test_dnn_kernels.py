@@ -498,7 +498,8 @@ def test_fused_sparse_every_gap_coding(monkeypatch, kisa, coding):
 def test_fused_config_prefers_distances_without_extra_bits():
     """wrap(fused=True)'s sparse config takes plain distance codes (1 byte) over escapes or
     Rice bits unless those save 1%: the per-call walk reads every distance's extra bits. The
-    product is the same; the size grows by less than 1%; the default encoder is unchanged."""
+    product is the same (to float32 rounding); the size grows by less than 1%; the default
+    encoder is unchanged."""
     from dnn_adapter.wrapping import _fusable
 
     cfg = _fusable(("sparse",))[0]
@@ -513,6 +514,5 @@ def test_fused_config_prefers_distances_without_extra_bits():
     assert small.nbytes <= fast.nbytes < 1.01 * small.nbytes
     assert fast.ras["gaps"].code_dtype == np.uint8
     x = np.random.default_rng(0).standard_normal((4096, 3)).astype(np.float32)
-    ys = [K.FusedWeight(e).matmul_t(x) for e in (fast, small)]
-    np.testing.assert_array_equal(ys[0], ys[1])
-    _check(w, x, ys[0])
+    for e in (fast, small):  # walked by different kernels (AVX-512 takes plain and Rice codes)
+        _check(w, x, K.FusedWeight(e).matmul_t(x))

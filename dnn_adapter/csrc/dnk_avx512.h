@@ -1,6 +1,7 @@
 /*
- * dnk_avx512.h -- the batch-1 sparse product with AVX-512 (ISA level 2), included once by
- * kernels.c on x86-64. Arguments were validated by kernels.c.
+ * dnk_avx512.h -- the sparse product's walk with AVX-512 (ISA level 2), included once by
+ * kernels.c on x86-64 after the AVX2 kernels (whose tiles multiply at batch > 1).
+ * Arguments were validated by kernels.c.
  *
  * What: y[r] = sum over row r's non-zeros of value * x[column], straight from the gap
  * stream (plain or Rice-coded distance codes, 1- or 2-byte symbols, a delimiter closing
@@ -87,7 +88,6 @@ DNK_INLINE DNK_T512 __m512i dnk512_ld(const void *p, uint64_t i, unsigned w, __m
         bad |= _mm512_mask_cmpgt_epu32_mask(om, pos, vncols);                           \
         carry = _mm512_permutexvar_epi32(l15, pos);                                     \
         __m512i col = _mm512_min_epu32(_mm512_sub_epi32(pos, one), vlast);              \
-        __m512 xv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), om, col, x, 4);       \
         /* values */                                                                    \
         __m512 v;                                                                       \
         if (kind == DNK_VAL_F32) {                                                      \
@@ -119,14 +119,21 @@ DNK_INLINE DNK_T512 __m512i dnk512_ld(const void *p, uint64_t i, unsigned w, __m
                 v = _mm512_castsi512_ps(_mm512_or_si512(wd, e));                        \
             }                                                                           \
         }                                                                               \
-        acc = _mm512_fmadd_ps(v, xv, acc);                                              \
+        if (mm) { /* batch > 1: into the chunk buffers, multiplied by the tiles */      \
+            _mm512_storeu_si512(cb + cnt, col); /* whole: loads forward from it */      \
+            _mm512_storeu_ps(vb + cnt, v);                                              \
+        } else {                                                                        \
+            __m512 xv = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), om, col, x, 4);   \
+            acc = _mm512_fmadd_ps(v, xv, acc);                                          \
+        }                                                                               \
     } while (0)
 
 /* Returns DNK_OK, DNK_ECORRUPT (*bad_row set), or 1: not handled here (the caller takes
  * the AVX2 path). kind/gw/vw are compile-time constants after inlining. */
 DNK_INLINE DNK_T512 int dnk512_dot_run(const dnk_layer_t *w, const float *restrict x,
-                                       float *restrict y, uint64_t *bad_row, unsigned gw,
-                                       int kind, unsigned vw, int rc, unsigned rice) {
+                                       uint64_t B, float *restrict y, uint64_t *bad_row,
+                                       unsigned gw, int kind, unsigned vw, int rc, unsigned rice,
+                                       int mm) {
     const void *restrict gaps = w->gaps;
     const void *restrict vc = w->vcodes;
     const uint64_t glen = w->gap_len, nnz = w->nnz, nrows = w->nrows, ncols = w->ncols;
@@ -166,12 +173,20 @@ DNK_INLINE DNK_T512 int dnk512_dot_run(const dnk_layer_t *w, const float *restri
         _mm512_set1_epi32((int)rice));
     const __m512i seven = _mm512_set1_epi32(7);
     const __m512i rmask = _mm512_set1_epi32((int)((1u << rice) - 1));
+    /* mm (batch > 1): a row's columns and values, up to DNK_CAP at a time */
+    uint32_t cb[DNK_CAP + 16]; /* + 16: steps store all their lanes */
+    float vb[DNK_CAP + 16];
+    uint64_t cnt = 0;
     uint64_t i = 0, o = 0, row = 0;
     __mmask16 bad = 0;
     while (row < nrows) {
         __m512i carry = _mm512_setzero_si512();
         __m512 acc = _mm512_setzero_ps();
         for (;;) {
+            if (mm && cnt > DNK_CAP - 16) { /* a long row: multiply what it has so far */
+                seg_mm_avx2(cb, vb, cnt, x, B, y + row * B);
+                cnt = 0;
+            }
             if (DNK_UNLIKELY(i >= glen))
                 goto corrupt;
             const uint64_t left = glen - i;
@@ -184,6 +199,7 @@ DNK_INLINE DNK_T512 int dnk512_dot_run(const dnk_layer_t *w, const float *restri
                 DNK512_STEP((__mmask16)0xFFFF);
                 i += 16; /* a predicted branch, not a data dependence on the load */
                 o += 16;
+                cnt += 16;
                 continue;
             }
             const unsigned n = dm ? (unsigned)__builtin_ctz(dm) : (unsigned)__builtin_popcount(lm);
@@ -193,13 +209,20 @@ DNK_INLINE DNK_T512 int dnk512_dot_run(const dnk_layer_t *w, const float *restri
                 DNK512_STEP((__mmask16)((1u << n) - 1));
                 i += n;
                 o += n;
+                cnt += n;
             }
             if (dm) { /* the row's delimiter, at stream position i */
                 if (kind != DNK_VAL_F32 && dnk_ld(vc, i, vw) != w->vdelim)
                     goto corrupt;
                 if (bad)
                     goto corrupt;
-                y[row++] = _mm512_reduce_add_ps(acc);
+                if (!mm) {
+                    y[row] = _mm512_reduce_add_ps(acc);
+                } else if (cnt) {
+                    seg_mm_avx2(cb, vb, cnt, x, B, y + row * B);
+                    cnt = 0;
+                }
+                row++;
                 i++;
                 break;
             }
@@ -213,10 +236,12 @@ corrupt:
     return DNK_ECORRUPT;
 }
 
-/* the AVX-512 batch-1 sparse product where it applies (whole layer, plain or Rice-coded
- * distance codes, 1/2-byte gap symbols, float32 / dict / float32-three-plane values), else 1 */
-DNK_T512 static int dnk512_sparse_dot(const dnk_layer_t *w, const float *x, float *y,
-                                      uint64_t *bad_row) {
+/* the AVX-512 sparse product where it applies (whole layer, plain or Rice-coded distance
+ * codes, 1/2-byte gap symbols, float32 / dict / float32-three-plane values), else 1.
+ * Batch 1: the one-pass dot; batch > 1: each row's columns and values walked into chunk
+ * buffers, multiplied by the AVX2 tiles. */
+DNK_T512 static int dnk512_sparse(const dnk_layer_t *w, const float *x, uint64_t B, float *y,
+                                  uint64_t *bad_row) {
     const unsigned gw = w->gap_width;
     if (!w->gaps || (gw != 1 && gw != 2) || w->row_begin != 0 ||
         w->row_end != w->nrows || w->op_begin != 0 || w->nnz == 0 || w->gap_nstep == 0 ||
@@ -250,8 +275,10 @@ DNK_T512 static int dnk512_sparse_dot(const dnk_layer_t *w, const float *x, floa
     if ((kind == DNK_VAL_DICT ? w->vtable_n : w->etable_n) >= (UINT64_C(1) << 31))
         return 1;
 #define DNK512(G, K, V)                                                                            \
-    (rice ? dnk512_dot_run(w, x, y, bad_row, G, K, V, 1, rice)                                     \
-          : dnk512_dot_run(w, x, y, bad_row, G, K, V, 0, 0))
+    (B > 1  ? (rice ? dnk512_dot_run(w, x, B, y, bad_row, G, K, V, 1, rice, 1)                    \
+                    : dnk512_dot_run(w, x, B, y, bad_row, G, K, V, 0, 0, 1))                       \
+     : rice ? dnk512_dot_run(w, x, 1, y, bad_row, G, K, V, 1, rice, 0)                             \
+            : dnk512_dot_run(w, x, 1, y, bad_row, G, K, V, 0, 0, 0))
     if (gw == 1) {
         if (kind == DNK_VAL_F32)
             return DNK512(1, DNK_VAL_F32, 0);

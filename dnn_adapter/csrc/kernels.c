@@ -247,8 +247,8 @@ int dnk_layer_mm(const dnk_layer_t *w, const float *xt, uint64_t batch, float *y
     if (rows == 0)
         return DNK_OK;
 #if DNK_X86
-    if (dnk_isa_level() >= 2 && batch == 1) {
-        int rc = dnk512_sparse_dot(w, xt, yt, bad_row);
+    if (dnk_isa_level() >= 2) {
+        int rc = dnk512_sparse(w, xt, batch, yt, bad_row);
         if (rc <= 0)
             return rc;
     }
