@@ -28,6 +28,7 @@ __all__ = [
     "NotFusable",
     "csr_mm",
     "isa_level",
+    "layer_conv2d",
     "layer_mm",
     "set_isa_level",
 ]
@@ -151,6 +152,83 @@ def layer_mm(
     if nrows < 0 or not 0 < ncols < 1 << 32:
         raise ValueError(f"{op}: bad shape ({nrows}, {ncols})")
     batch, yt = _check_xy(xt, yt, nrows, ncols, op)
+    w, keep = _layer(op, nrows, ncols, values, gaps, gap_step, gap_delim, gap_xbits, gap_extra,
+                     rows)
+    bad = ffi.new("uint64_t *")
+    st = lib.dnk_layer_mm(
+        w, _ptr(xt, "float[]"), batch, ffi.from_buffer("float[]", yt, require_writable=True), bad
+    )
+    _check(st, op, int(bad[0]))
+    del keep
+    return yt
+
+
+def layer_conv2d(
+    x,
+    *,
+    nrows: int,
+    kernel_size: tuple[int, int],
+    padding=(0, 0),
+    dilation=(1, 1),
+    values: dict,
+    gaps,
+    gap_step,
+    gap_delim: int = 0,
+    gap_xbits=None,
+    gap_extra=None,
+):
+    """Direct sparse 2-D convolution (stride 1, groups 1, zero padding) from a sparse
+    layer's streams.
+
+    ``x``: float32 ``(batch, cin, h, w)`` C-contiguous; the weight is ``nrows x (cin * kh *
+    kw)`` (a conv filter flattened as ``unfold`` orders it), read from the same streams as
+    :func:`layer_mm`. Returns float32 ``(nrows, batch * oh * ow)``, the layout of
+    ``layer_mm`` on the ``unfold``-ed input, computed without building it: the input is
+    zero-padded once into a workspace, then each non-zero adds its weight times the shifted
+    input plane to its output channel (one contiguous axpy per non-zero and image). Sums
+    are float32 in the walk's order (equal to a dense conv to rounding).
+    """
+    op = "layer_conv2d"
+    x = _req(x, "x", (np.float32,), op, ndim=4)
+    B, cin, H, W = (int(v) for v in x.shape)
+    kh, kw = (int(v) for v in kernel_size)
+    ph, pw = (int(v) for v in padding)
+    dh, dw = (int(v) for v in dilation)
+    if min(kh, kw, dh, dw) < 1 or min(ph, pw) < 0:
+        raise ValueError(f"{op}: bad geometry k={kernel_size} p={padding} d={dilation}")
+    Hp, Wp = H + 2 * ph, W + 2 * pw
+    oh, ow = Hp - dh * (kh - 1), Wp - dw * (kw - 1)
+    if B < 1 or oh < 1 or ow < 1:
+        raise ValueError(f"{op}: input {tuple(x.shape)} is too small for the kernel")
+    nrows, ncols = int(nrows), cin * kh * kw
+    if nrows < 0 or not 0 < ncols < 1 << 32:
+        raise ValueError(f"{op}: bad shape ({nrows}, {ncols})")
+    if ph or pw:
+        xp = _WS.get("cx", np.float32, B * cin * Hp * Wp).reshape(B, cin, Hp, Wp)
+        xp[:, :, :ph], xp[:, :, Hp - ph:] = 0, 0
+        xp[:, :, :, :pw], xp[:, :, :, Wp - pw:] = 0, 0
+        xp[:, :, ph:ph + H, pw:pw + W] = x
+    else:
+        xp = x
+    wide = _WS.get("cy", np.float32, nrows * B * oh * Wp)
+    w, keep = _layer(op, nrows, ncols, values, gaps, gap_step, gap_delim, gap_xbits, gap_extra,
+                     None)
+    cv = ffi.new("dnk_conv_t *")
+    cv.batch, cv.cin, cv.h, cv.w = B, cin, Hp, Wp
+    cv.kh, cv.kw, cv.dh, cv.dw = kh, kw, dh, dw
+    bad = ffi.new("uint64_t *")
+    st = lib.dnk_layer_conv2d(
+        w, cv, _ptr(xp, "float[]"), ffi.from_buffer("float[]", wide, require_writable=True), bad
+    )
+    _check(st, op, int(bad[0]))
+    del keep
+    # rows of Wp floats -> the ow valid columns, (nrows, B * oh * ow)
+    return np.ascontiguousarray(wide.reshape(nrows, B * oh, Wp)[:, :, :ow]).reshape(nrows, -1)
+
+
+def _layer(op, nrows, ncols, values, gaps, gap_step, gap_delim, gap_xbits, gap_extra, rows):
+    """The checked ``dnk_layer_t`` of a weight's streams, and the cffi buffers it borrows
+    (the caller keeps them alive over the C call)."""
     w = ffi.new("dnk_layer_t *")
     keep = []  # cffi buffers must outlive the call
     w.nrows, w.ncols = nrows, ncols
@@ -260,12 +338,7 @@ def layer_mm(
                 w.top, w.top_bytes = keep[-1], top.size
     else:
         raise ValueError(f"{op}: values kind must be 'f32', 'dict' or 'float', not {kind!r}")
-    bad = ffi.new("uint64_t *")
-    st = lib.dnk_layer_mm(
-        w, _ptr(xt, "float[]"), batch, ffi.from_buffer("float[]", yt, require_writable=True), bad
-    )
-    _check(st, op, int(bad[0]))
-    return yt
+    return w, keep
 
 
 def csr_mm(xt, row_ptr, cols, vals, ncols: int, yt=None):
@@ -579,6 +652,26 @@ class FusedWeight:
             r1 = min(self.nrows, r0 + self.band)
             layer_mm(xt, values=self.src.values((r0, r1)), rows=(r0, r1), yt=out, **kw)
         return out
+
+    def conv2d(self, x: np.ndarray, kernel_size, padding=(0, 0),
+               dilation=(1, 1)) -> np.ndarray:
+        """Sparse encodings: the direct convolution (stride 1) of ``x`` (float32 ``(batch,
+        cin, h, w)``) with this ``(nrows, cin, kh, kw)`` weight, no ``unfold``; returns
+        ``(nrows, batch * oh * ow)`` (see :func:`layer_conv2d`)."""
+        if self.gaps is None:
+            raise NotFusable("conv2d: only sparse encodings have a direct convolution")
+        if isinstance(x, np.ndarray) and x.ndim == 4:
+            kk = int(x.shape[1]) * int(kernel_size[0]) * int(kernel_size[1])
+            if kk != self.ncols:
+                raise ValueError(f"conv2d: the weight has {self.ncols} columns, the input and "
+                                 f"kernel give cin * kh * kw = {kk}")
+        g = self.gaps
+        gs = g.body(out=_WS.get("g", g.code_dtype, g.n + g.nblocks))
+        return layer_conv2d(
+            x, nrows=self.nrows, kernel_size=kernel_size, padding=padding, dilation=dilation,
+            values=self.src.values(), gaps=gs, gap_step=self.step, gap_delim=g.DELIM,
+            gap_xbits=self.xbits, gap_extra=self.extra,
+        )
 
     def to_csr(self) -> CSRWeight:
         """The decoded O(nnz) sparse form (sparse encodings only), for repeated products."""

@@ -5,8 +5,10 @@ weight is stored ``sparse`` (any RAS form), or element-wise ``float`` / ``dict``
 forward that runs the C kernels of ``dnn_adapter._kernels`` on the compressed streams: the
 sparse tuples are multiplied directly (gap codes -> column offsets -> gather), dense
 element-wise rows are rebuilt a band at a time in a small buffer and multiplied; no dense
-weight is ever built. Conv2d goes through ``unfold`` (im2col); ``groups != 1`` and other
-layers keep the decode path.
+weight is ever built. A sparse Conv2d with stride 1 is a direct sparse convolution (one
+shifted-plane axpy per non-zero, no ``unfold``); other strides and element-wise conv
+weights go through ``unfold`` (im2col); ``groups != 1`` and other layers keep the decode
+path.
 
 **Not bit-identical.** The kernels accumulate in float32 in their own order, so outputs
 equal the dense model's only to rounding (compare with a tolerance against a float64
@@ -114,19 +116,25 @@ class _FusedForward:
         else:
             padding = mod.padding
         B = xf.shape[0]
-        cols = F.unfold(
-            xf, mod.kernel_size, dilation=mod.dilation, padding=padding, stride=mod.stride
-        )  # B x K x L
-        L = cols.shape[2]
-        xt = cols.permute(1, 0, 2).reshape(cols.shape[1], B * L)  # K x (B*L), contiguous
-        y = self._mm(xt.contiguous())  # Cout x (B*L)
-        pd = (padding, padding) if isinstance(padding, int) else padding
+        pd = (padding, padding) if isinstance(padding, int) else tuple(padding)
         H, W = (
             (xf.shape[2 + d] + 2 * pd[d] - mod.dilation[d] * (mod.kernel_size[d] - 1) - 1)
             // mod.stride[d]
             + 1
             for d in (0, 1)
         )
+        w = self._weight()
+        if isinstance(w, FusedWeight) and w.sparse and tuple(mod.stride) == (1, 1):
+            # direct sparse conv: no unfold
+            y = torch.from_numpy(
+                w.conv2d(xf.contiguous().numpy(), mod.kernel_size, pd, mod.dilation)
+            )
+        else:
+            cols = F.unfold(
+                xf, mod.kernel_size, dilation=mod.dilation, padding=padding, stride=mod.stride
+            )  # B x K x L
+            xt = cols.permute(1, 0, 2).reshape(cols.shape[1], B * cols.shape[2])  # K x (B*L)
+            y = self._mm(xt.contiguous())  # Cout x (B*L)
         y = y.reshape(y.shape[0], B, H, W).permute(1, 0, 2, 3)
         if mod.bias is not None:
             y = y + mod.bias.to(torch.float32).reshape(1, -1, 1, 1)

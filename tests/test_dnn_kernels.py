@@ -6,6 +6,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -516,3 +517,77 @@ def test_fused_config_prefers_distances_without_extra_bits():
     x = np.random.default_rng(0).standard_normal((4096, 3)).astype(np.float32)
     for e in (fast, small):  # walked by different kernels (AVX-512 takes plain and Rice codes)
         _check(w, x, K.FusedWeight(e).matmul_t(x))
+
+
+# ---- direct sparse convolution (no unfold) -----------------------------------------------------
+@settings(max_examples=25, deadline=None)
+@given(
+    st.integers(1, 3),  # batch
+    st.integers(1, 5),  # cin
+    st.integers(1, 6),  # cout
+    st.tuples(st.integers(1, 4), st.integers(1, 4)),  # kernel
+    st.tuples(st.integers(0, 3), st.integers(0, 3)),  # padding
+    st.tuples(st.integers(1, 2), st.integers(1, 2)),  # dilation
+    st.tuples(st.integers(1, 19), st.integers(1, 19)),  # input h, w
+    st.sampled_from([0.0, 0.5, 0.9, 1.0]),  # sparsity
+    st.sampled_from([{}, {"rice": 1}, {"esc": 2}]),  # distance coding
+    st.integers(0, 2**31 - 1),
+)
+def test_direct_conv2d_matches_torch(B, cin, cout, k, p, d, hw, sp, coding, seed):
+    """layer_conv2d on every ISA level equals F.conv2d (to float32 rounding) for any geometry
+    that fits (stride 1): zero padding wider than the kernel, dilation, empty filters, rows
+    of one column."""
+    from dnn_adapter import codecs as C
+
+    span = [d[i] * (k[i] - 1) + 1 for i in (0, 1)]
+    if any(hw[i] + 2 * p[i] < span[i] for i in (0, 1)):
+        return  # the kernel does not fit: torch raises too (tested below)
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(cout, cin, *k, generator=g)
+    w[torch.rand(w.shape, generator=g) < sp] = 0
+    x = torch.randn(B, cin, *hw, generator=g)
+    ref = F.conv2d(x.double(), w.double(), padding=p, dilation=d)
+    old = C._gap_codings
+    C._gap_codings = lambda gg, **kw: [dict(coding)]
+    try:
+        enc = encode_best(w, form="element", candidates=SP, verify=True)
+    finally:
+        C._gap_codings = old
+    fw = K.FusedWeight(enc)
+    for lv in range(K.set_isa_level(99) + 1):
+        K.set_isa_level(lv)
+        try:
+            y = fw.conv2d(x.numpy(), k, p, d)
+        finally:
+            K.set_isa_level(-1)
+        oh, ow = ref.shape[2:]
+        got = torch.from_numpy(y).reshape(cout, B, oh, ow).permute(1, 0, 2, 3).double()
+        bound = 1e-5 * F.conv2d(x.double().abs(), w.double().abs(), padding=p, dilation=d) + 1e-30
+        assert ((got - ref).abs() <= bound).all(), (lv, float((got - ref).abs().max()))
+
+
+def test_direct_conv2d_checks():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(4, 3, 3, 3, generator=g)
+    w[torch.rand(w.shape, generator=g) < 0.7] = 0
+    fw = K.FusedWeight(encode_best(w, form="element", candidates=SP, verify=True))
+    x = np.ones((2, 3, 5, 5), np.float32)
+    with pytest.raises(ValueError, match="too small"):
+        fw.conv2d(np.ones((1, 3, 2, 2), np.float32), (3, 3))
+    with pytest.raises(ValueError, match="columns"):  # channels do not match the weight
+        fw.conv2d(np.ones((1, 2, 5, 5), np.float32), (3, 3))
+    with pytest.raises(TypeError):
+        fw.conv2d(x.astype(np.float64), (3, 3))
+    with pytest.raises(ValueError, match="bad geometry"):
+        fw.conv2d(x, (3, 3), padding=(-1, 0))
+    dense = K.FusedWeight(FloatCodec("element").encode(w.reshape(4, -1)))
+    with pytest.raises(K.NotFusable):
+        dense.conv2d(x, (3, 3))
+    # a corrupt distance stream is an error naming the row, never a crash
+    _, kw = _sparse_args()
+    bad = kw["gaps"].copy()
+    bad[bad == kw["gap_delim"]] = 0
+    with pytest.raises(K.KernelError):
+        K.layer_conv2d(np.ones((1, 2, 5, 5), np.float32), kernel_size=(5, 5), nrows=6,
+                       **{k2: v for k2, v in kw.items() if k2 not in ("nrows", "ncols", "gaps")},
+                       gaps=bad)

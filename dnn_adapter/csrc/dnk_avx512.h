@@ -133,7 +133,7 @@ DNK_INLINE DNK_T512 __m512i dnk512_ld(const void *p, uint64_t i, unsigned w, __m
 DNK_INLINE DNK_T512 int dnk512_dot_run(const dnk_layer_t *w, const float *restrict x,
                                        uint64_t B, float *restrict y, uint64_t *bad_row,
                                        unsigned gw, int kind, unsigned vw, int rc, unsigned rice,
-                                       int mm) {
+                                       int mm, const dnk_conv_t *cv) {
     const void *restrict gaps = w->gaps;
     const void *restrict vc = w->vcodes;
     const uint64_t glen = w->gap_len, nnz = w->nnz, nrows = w->nrows, ncols = w->ncols;
@@ -177,6 +177,15 @@ DNK_INLINE DNK_T512 int dnk512_dot_run(const dnk_layer_t *w, const float *restri
     uint32_t cb[DNK_CAP + 16]; /* + 16: steps store all their lanes */
     float vb[DNK_CAP + 16];
     uint64_t cnt = 0;
+    /* multiply the buffered operands into row `row` (a matrix product or a convolution) */
+#define DNK512_FLUSH()                                                                             \
+    do {                                                                                           \
+        if (cv)                                                                                    \
+            conv_seg_avx2(cb, vb, cnt, cv, x, y + row * B);                                        \
+        else                                                                                       \
+            seg_mm_avx2(cb, vb, cnt, x, B, y + row * B);                                           \
+        cnt = 0;                                                                                   \
+    } while (0)
     uint64_t i = 0, o = 0, row = 0;
     __mmask16 bad = 0;
     while (row < nrows) {
@@ -184,8 +193,7 @@ DNK_INLINE DNK_T512 int dnk512_dot_run(const dnk_layer_t *w, const float *restri
         __m512 acc = _mm512_setzero_ps();
         for (;;) {
             if (mm && cnt > DNK_CAP - 16) { /* a long row: multiply what it has so far */
-                seg_mm_avx2(cb, vb, cnt, x, B, y + row * B);
-                cnt = 0;
+                DNK512_FLUSH();
             }
             if (DNK_UNLIKELY(i >= glen))
                 goto corrupt;
@@ -219,8 +227,7 @@ DNK_INLINE DNK_T512 int dnk512_dot_run(const dnk_layer_t *w, const float *restri
                 if (!mm) {
                     y[row] = _mm512_reduce_add_ps(acc);
                 } else if (cnt) {
-                    seg_mm_avx2(cb, vb, cnt, x, B, y + row * B);
-                    cnt = 0;
+                    DNK512_FLUSH();
                 }
                 row++;
                 i++;
@@ -234,6 +241,7 @@ DNK_INLINE DNK_T512 int dnk512_dot_run(const dnk_layer_t *w, const float *restri
 corrupt:
     *bad_row = row;
     return DNK_ECORRUPT;
+#undef DNK512_FLUSH
 }
 
 /* the AVX-512 sparse product where it applies (whole layer, plain or Rice-coded distance
@@ -241,7 +249,7 @@ corrupt:
  * Batch 1: the one-pass dot; batch > 1: each row's columns and values walked into chunk
  * buffers, multiplied by the AVX2 tiles. */
 DNK_T512 static int dnk512_sparse(const dnk_layer_t *w, const float *x, uint64_t B, float *y,
-                                  uint64_t *bad_row) {
+                                  uint64_t *bad_row, const dnk_conv_t *cv) {
     const unsigned gw = w->gap_width;
     if (!w->gaps || (gw != 1 && gw != 2) || w->row_begin != 0 ||
         w->row_end != w->nrows || w->op_begin != 0 || w->nnz == 0 || w->gap_nstep == 0 ||
@@ -275,10 +283,10 @@ DNK_T512 static int dnk512_sparse(const dnk_layer_t *w, const float *x, uint64_t
     if ((kind == DNK_VAL_DICT ? w->vtable_n : w->etable_n) >= (UINT64_C(1) << 31))
         return 1;
 #define DNK512(G, K, V)                                                                            \
-    (B > 1  ? (rice ? dnk512_dot_run(w, x, B, y, bad_row, G, K, V, 1, rice, 1)                    \
-                    : dnk512_dot_run(w, x, B, y, bad_row, G, K, V, 0, 0, 1))                       \
-     : rice ? dnk512_dot_run(w, x, 1, y, bad_row, G, K, V, 1, rice, 0)                             \
-            : dnk512_dot_run(w, x, 1, y, bad_row, G, K, V, 0, 0, 0))
+    (B > 1 || cv ? (rice ? dnk512_dot_run(w, x, B, y, bad_row, G, K, V, 1, rice, 1, cv)           \
+                         : dnk512_dot_run(w, x, B, y, bad_row, G, K, V, 0, 0, 1, cv))              \
+     : rice      ? dnk512_dot_run(w, x, 1, y, bad_row, G, K, V, 1, rice, 0, NULL)                  \
+                 : dnk512_dot_run(w, x, 1, y, bad_row, G, K, V, 0, 0, 0, NULL))
     if (gw == 1) {
         if (kind == DNK_VAL_F32)
             return DNK512(1, DNK_VAL_F32, 0);

@@ -187,6 +187,33 @@ __attribute__((noinline)) DNK_TARGET static unsigned DNK_SFX(decode_vals)(
     return bad;
 }
 
+/* ---- direct convolution piece: y (one output channel, batch x oh rows of w floats) +=
+ * sum_k vals[k] * the input window of operand k (column cols[k] = (ci, i, j) of the filter),
+ * read in place from x (batch x cin x h x w, already padded): with stride 1 an output row
+ * of w floats is the input row shifted, so each operand is one axpy over the whole plane
+ * (oh * w - dw * (kw - 1) floats, about as long as the output), not oh short ones. The
+ * last dw * (kw - 1) floats of each row but the last take values from the next input row;
+ * the caller drops those columns. -------------------------------------------------------- */
+DNK_TARGET static void DNK_SFX(conv_seg)(const uint32_t *restrict cols,
+                                         const float *restrict vals, uint64_t n,
+                                         const dnk_conv_t *cv, const float *restrict x,
+                                         float *restrict y) {
+    const uint64_t W = cv->w, KW = cv->kw, KK = cv->kh * KW, plane = cv->h * W;
+    const uint64_t oplane = (cv->h - cv->dh * (cv->kh - 1)) * W; /* oh rows of w */
+    const uint64_t len = oplane - cv->dw * (KW - 1);
+    for (uint64_t k = 0; k < n; k++) {
+        const uint64_t c = cols[k], ci = c / KK, r = c - ci * KK, i = r / KW, j = r - i * KW;
+        const float v = vals[k];
+        const uint64_t shift = i * cv->dh * W + j * cv->dw;
+        for (uint64_t b = 0; b < cv->batch; b++) {
+            const float *restrict xs = x + (b * cv->cin + ci) * plane + shift;
+            float *restrict yp = y + b * oplane;
+            for (uint64_t t = 0; t < len; t++)
+                yp[t] += v * xs[t];
+        }
+    }
+}
+
 /* ---- sparse rows from a gap stream ----------------------------------------------------------- */
 typedef struct {
     uint64_t i, row, pos; /* stream position, current row, running column offset */
@@ -269,8 +296,11 @@ DNK_INLINE int DNK_SFX(walk)(const void *restrict gaps, const uint32_t *restrict
     return rc;
 }
 
+/* cv != NULL: a direct convolution (xt is the input, batch x cin x h x w; yt rows are B =
+ * batch * oh * ow long) */
 DNK_INLINE int DNK_SFX(sparse_run)(const dnk_layer_t *w, const float *xt, uint64_t B, float *yt,
-                                   uint64_t *bad_row, unsigned gw, unsigned vw, int esc) {
+                                   uint64_t *bad_row, unsigned gw, unsigned vw, int esc,
+                                   const dnk_conv_t *cv) {
     uint32_t cols[DNK_CAP];
     float vals[DNK_CAP];
     uint16_t vcb[DNK_CAP];
@@ -294,7 +324,10 @@ DNK_INLINE int DNK_SFX(sparse_run)(const dnk_layer_t *w, const float *xt, uint64
             goto corrupt;
         uint32_t a = 0;
         for (uint32_t g = 0; g < st.nseg; g++) {
-            DNK_SFX(seg_mm)(cols + a, v + a, segend[g] - a, xt, B, yt + segrow[g] * B);
+            if (cv)
+                DNK_SFX(conv_seg)(cols + a, v + a, segend[g] - a, cv, xt, yt + segrow[g] * B);
+            else
+                DNK_SFX(seg_mm)(cols + a, v + a, segend[g] - a, xt, B, yt + segrow[g] * B);
             a = segend[g];
         }
         op += cnt;
@@ -439,7 +472,8 @@ corrupt:
     *bad_row = row;
     return DNK_ECORRUPT;
 general:
-    return DNK_SFX(sparse_run)(w, x, 1, y, bad_row, gw, kind == DNK_VAL_F32 ? 0 : vw, esc);
+    return DNK_SFX(sparse_run)(w, x, 1, y, bad_row, gw, kind == DNK_VAL_F32 ? 0 : vw, esc,
+                               NULL);
 }
 
 /* ---- entry: pick the specialisation (gap width x value-code width) ----------------------- */
@@ -467,17 +501,34 @@ DNK_INLINE int DNK_SFX(sparse_dot_dispatch)(const dnk_layer_t *w, const float *x
         if (B == 1 && w->row_begin == 0 && w->row_end == w->nrows && w->op_begin == 0)          \
             return DNK_SFX(sparse_dot_dispatch)(w, xt, yt, bad_row, GW, e ? dnk_esc_kind(w) : 0); \
         if (e)                                                                                     \
-            return v == 0   ? DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 0, 1)                 \
-                   : v == 1 ? DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 1, 1)                 \
-                            : DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 2, 1);                \
-        return v == 0   ? DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 0, 0)                     \
-               : v == 1 ? DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 1, 0)                     \
-                        : DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 2, 0);                    \
+            return v == 0   ? DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 0, 1, NULL)                 \
+                   : v == 1 ? DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 1, 1, NULL)                 \
+                            : DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 2, 1, NULL);                \
+        return v == 0   ? DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 0, 0, NULL)                     \
+               : v == 1 ? DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 1, 0, NULL)                     \
+                        : DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 2, 0, NULL);                    \
     }
 DNK_SPARSE(1)
 DNK_SPARSE(2)
 DNK_SPARSE(4)
 #undef DNK_SPARSE
+
+/* direct sparse convolution: pick the walk's specialisation */
+DNK_TARGET static int DNK_SFX(layer_conv)(const dnk_layer_t *w, const dnk_conv_t *cv,
+                                          const float *x, float *yt, uint64_t *bad_row) {
+    const uint64_t B = cv->batch * (cv->h - cv->dh * (cv->kh - 1)) * cv->w;
+    const unsigned gw = w->gap_width, v = w->val_kind == DNK_VAL_F32 ? 0 : w->vcode_width;
+    const int e = w->gap_xbits != 0;
+#define DNK_CONV(G)                                                                                \
+    (e ? (v == 0   ? DNK_SFX(sparse_run)(w, x, B, yt, bad_row, G, 0, 1, cv)                         \
+          : v == 1 ? DNK_SFX(sparse_run)(w, x, B, yt, bad_row, G, 1, 1, cv)                         \
+                   : DNK_SFX(sparse_run)(w, x, B, yt, bad_row, G, 2, 1, cv))                        \
+       : (v == 0   ? DNK_SFX(sparse_run)(w, x, B, yt, bad_row, G, 0, 0, cv)                         \
+          : v == 1 ? DNK_SFX(sparse_run)(w, x, B, yt, bad_row, G, 1, 0, cv)                         \
+                   : DNK_SFX(sparse_run)(w, x, B, yt, bad_row, G, 2, 0, cv)))
+    return gw == 1 ? DNK_CONV(1) : gw == 2 ? DNK_CONV(2) : DNK_CONV(4);
+#undef DNK_CONV
+}
 
 DNK_TARGET static int DNK_SFX(layer_mm)(const dnk_layer_t *w, const float *xt, uint64_t B,
                                         float *yt, uint64_t *bad_row) {

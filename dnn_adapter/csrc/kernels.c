@@ -179,11 +179,8 @@ int dnk_set_isa_level(int level) {
 /* ---- exported entry points ----------------------------------------------------------------- */
 static int mul_ok(uint64_t a, uint64_t b) { return b == 0 || a <= UINT64_MAX / b; }
 
-int dnk_layer_mm(const dnk_layer_t *w, const float *xt, uint64_t batch, float *yt,
-                 uint64_t *bad_row) {
-    if (!w || !bad_row || batch == 0 || !xt || !yt)
-        return DNK_EINVAL;
-    *bad_row = 0;
+/* the layer's fields (not the activations) for a product with yt rows of `batch` floats */
+static int check_layer(const dnk_layer_t *w, uint64_t batch) {
     if (w->ncols == 0 || w->ncols >= (UINT64_C(1) << 32) || w->row_begin > w->row_end ||
         w->row_end > w->nrows || !mul_ok(w->nrows, batch) || !mul_ok(w->ncols, batch))
         return DNK_EINVAL;
@@ -243,12 +240,24 @@ int dnk_layer_mm(const dnk_layer_t *w, const float *xt, uint64_t batch, float *y
         if (w->val_kind != DNK_VAL_F32 && w->vcode_len < rows * (w->ncols + 1))
             return DNK_EINVAL;
     }
+    return DNK_OK;
+}
+
+int dnk_layer_mm(const dnk_layer_t *w, const float *xt, uint64_t batch, float *yt,
+                 uint64_t *bad_row) {
+    if (!w || !bad_row || batch == 0 || !xt || !yt)
+        return DNK_EINVAL;
+    *bad_row = 0;
+    int st = check_layer(w, batch);
+    if (st != DNK_OK)
+        return st;
+    uint64_t rows = w->row_end - w->row_begin;
     memset(yt + w->row_begin * batch, 0, rows * batch * sizeof(float));
     if (rows == 0)
         return DNK_OK;
 #if DNK_X86
     if (dnk_isa_level() >= 2) {
-        int rc = dnk512_sparse(w, xt, batch, yt, bad_row);
+        int rc = dnk512_sparse(w, xt, batch, yt, bad_row, NULL);
         if (rc <= 0)
             return rc;
     }
@@ -256,6 +265,47 @@ int dnk_layer_mm(const dnk_layer_t *w, const float *xt, uint64_t batch, float *y
         return layer_mm_avx2(w, xt, batch, yt, bad_row);
 #endif
     return layer_mm_portable(w, xt, batch, yt, bad_row);
+}
+
+int dnk_layer_conv2d(const dnk_layer_t *w, const dnk_conv_t *cv, const float *x, float *yt,
+                     uint64_t *bad_row) {
+    if (!w || !cv || !bad_row || !x || !yt || !w->gaps)
+        return DNK_EINVAL;
+    *bad_row = 0;
+    const uint64_t lim = UINT64_C(1) << 31;
+    if (cv->batch == 0 || cv->cin == 0 || cv->kh == 0 || cv->kw == 0 || cv->dh == 0 ||
+        cv->dw == 0 || cv->batch > lim || cv->cin > lim || cv->h > lim || cv->w > lim ||
+        cv->kh > (UINT64_C(1) << 16) || cv->kw > (UINT64_C(1) << 16) ||
+        cv->dh > (UINT64_C(1) << 16) || cv->dw > (UINT64_C(1) << 16))
+        return DNK_EINVAL;
+    /* the kernel fits: oh, ow >= 1 */
+    if (cv->dh * (cv->kh - 1) >= cv->h || cv->dw * (cv->kw - 1) >= cv->w)
+        return DNK_EINVAL;
+    const uint64_t oh = cv->h - cv->dh * (cv->kh - 1);
+    /* sizes below 2^62 (each factor is bounded above, so the products cannot wrap first) */
+    if (!mul_ok(cv->h, cv->w) || !mul_ok(cv->h * cv->w, cv->cin) ||
+        !mul_ok(cv->h * cv->w * cv->cin, cv->batch) || !mul_ok(oh * cv->w, cv->batch) ||
+        w->ncols != cv->cin * cv->kh * cv->kw)
+        return DNK_EINVAL;
+    const uint64_t B = cv->batch * oh * cv->w;
+    if (w->row_begin != 0 || w->row_end != w->nrows || w->op_begin != 0)
+        return DNK_EINVAL;
+    int st = check_layer(w, B);
+    if (st != DNK_OK)
+        return st;
+    memset(yt, 0, w->nrows * B * sizeof(float));
+    if (w->nrows == 0)
+        return DNK_OK;
+#if DNK_X86
+    if (dnk_isa_level() >= 2) {
+        int rc = dnk512_sparse(w, x, B, yt, bad_row, cv);
+        if (rc <= 0)
+            return rc;
+    }
+    if (dnk_isa_level() >= 1)
+        return layer_conv_avx2(w, cv, x, yt, bad_row);
+#endif
+    return layer_conv_portable(w, cv, x, yt, bad_row);
 }
 
 int dnk_csr_mm(uint64_t nrows, uint64_t ncols, const uint64_t *row_ptr, const uint32_t *cols,

@@ -102,6 +102,24 @@ typedef struct {
 int dnk_layer_mm(const dnk_layer_t *w, const float *xt, uint64_t batch, float *yt,
                  uint64_t *bad_row);
 
+/* Geometry of a direct 2-D convolution, stride 1, groups 1, over an input the caller has
+ * already padded: x is batch x cin x h x w floats, the weight's columns are (ci, i, j) =
+ * ci * kh * kw + i * kw + j (ncols = cin * kh * kw), oh = h - dh (kh - 1) and ow = w -
+ * dw (kw - 1) >= 1. The output yt is nrows x batch x oh rows of w floats: columns
+ * [0, ow) of each row are the convolution, the others are unspecified (dropped by the
+ * caller; the wide rows let every non-zero be one contiguous axpy). */
+typedef struct {
+    uint64_t batch, cin, h, w;
+    uint64_t kh, kw, dh, dw;
+} dnk_conv_t;
+
+/* Sparse layers only (gaps != NULL, whole layer): yt = the convolution of x with W, computed
+ * straight from the streams, no im2col: each non-zero adds its weight times a shifted input
+ * plane to its output channel. Same checks and statuses as dnk_layer_mm; the geometry is
+ * checked (DNK_EINVAL). */
+int dnk_layer_conv2d(const dnk_layer_t *w, const dnk_conv_t *cv, const float *x, float *yt,
+                     uint64_t *bad_row);
+
 /* CSR product (the cached O(nnz) sparse form): row r's non-zeros are
  * cols/vals[row_ptr[r] .. row_ptr[r+1]). row_ptr is checked (monotone, ends at
  * nnz); cols must be < ncols (the binding checks them once, when the cached

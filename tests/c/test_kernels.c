@@ -4,6 +4,8 @@
  * values, at batch 1 and 3, on every ISA level, against a double-precision reference; then
  * thousands of randomly corrupted streams (symbols, value codes, extra bits), which must
  * give DNK_OK or DNK_ECORRUPT and never an out-of-bounds access (the sanitizers check).
+ * The direct convolution (dnk_layer_conv2d) likewise, on exactly-sized heap buffers, with
+ * geometries whose shifted-plane reads end at the input's last float.
  * Built and run by tests/test_c_sanitizers.py; prints "ok".
  */
 #include <math.h>
@@ -134,6 +136,45 @@ static void check_product(const dnk_layer_t *w, int kind, uint64_t batch) {
     }
 }
 
+/* direct conv: the weight's NCOLS columns are (ci, i, j) of a CIN x KH x KW filter */
+#define CIN 12
+#define KH 5
+#define KW 5
+static void check_conv(const dnk_layer_t *w, int kind, dnk_conv_t cv) {
+    const uint64_t oh = cv.h - cv.dh * (KH - 1), ow = cv.w - cv.dw * (KW - 1);
+    const uint64_t nx = cv.batch * CIN * cv.h * cv.w, ny = NROWS * cv.batch * oh * cv.w;
+    float *x = malloc(nx * sizeof *x), *y = malloc(ny * sizeof *y); /* exact: ASan sees */
+    CHECK(x && y);
+    for (uint64_t i = 0; i < nx; i++)
+        x[i] = (float)((int)(rnd() % 17) - 8) * 0.25f;
+    uint64_t bad = 0;
+    CHECK(dnk_layer_conv2d(w, &cv, x, y, &bad) == DNK_OK);
+    uint64_t k = 0;
+    for (int r = 0; r < NROWS; r++) {
+        for (uint64_t b = 0; b < cv.batch; b++)
+            for (uint64_t oy = 0; oy < oh; oy++)
+                for (uint64_t ox = 0; ox < ow; ox++) {
+                    double ref = 0;
+                    for (uint32_t t = 0; t < rowlen[r]; t++) {
+                        uint32_t c = cols[k + t], ci = c / (KH * KW), i = c / KW % KH,
+                                 j = c % KW;
+                        double v = kind == DNK_VAL_F32 ? vals[k + t] : vtable[vcode_of[k + t]];
+                        ref += v * x[((b * CIN + ci) * cv.h + oy + i * cv.dh) * cv.w + ox +
+                                     j * cv.dw];
+                    }
+                    float got = y[((r * cv.batch + b) * oh + oy) * cv.w + ox];
+                    CHECK(fabs(got - ref) <= 1e-3 * (1 + fabs(ref)));
+                }
+        k += rowlen[r];
+    }
+    cv.cin = CIN + 1; /* columns do not match the geometry */
+    CHECK(dnk_layer_conv2d(w, &cv, x, y, &bad) == DNK_EINVAL);
+    cv.cin = CIN, cv.h = cv.dh * (KH - 1); /* the kernel does not fit */
+    CHECK(dnk_layer_conv2d(w, &cv, x, y, &bad) == DNK_EINVAL);
+    free(x);
+    free(y);
+}
+
 int main(void) {
     build();
     const int levels = dnk_set_isa_level(99) + 1; /* every level this CPU has */
@@ -144,6 +185,10 @@ int main(void) {
                 for (uint64_t batch = 1; batch <= 3; batch += 2) {
                     dnk_layer_t w = layer(kind, rice);
                     check_product(&w, kind, batch);
+                    dnk_conv_t tight = {batch, CIN, KH, KW, KH, KW, 1, 1}; /* oh = ow = 1 */
+                    dnk_conv_t wide = {batch, CIN, 8, 11, KH, KW, 1, 2};   /* dilated */
+                    check_conv(&w, kind, tight);
+                    check_conv(&w, kind, wide);
                 }
     }
     /* corrupted streams: any outcome but a crash or an out-of-bounds access */
@@ -179,7 +224,16 @@ int main(void) {
         if (rice)
             w.gap_extra = e2;
         uint64_t bad = 0;
-        int st = dnk_layer_mm(&w, xt, batch, yt, &bad);
+        int st;
+        if (it % 5 == 0) { /* the direct conv's walk */
+            static float cx[CIN * KH * KW], cy[NROWS * KW];
+            dnk_conv_t cv = {1, CIN, KH, KW, KH, KW, 1, 1};
+            for (int i = 0; i < CIN * KH * KW; i++)
+                cx[i] = 1.0f;
+            st = dnk_layer_conv2d(&w, &cv, cx, cy, &bad);
+        } else {
+            st = dnk_layer_mm(&w, xt, batch, yt, &bad);
+        }
         CHECK(st == DNK_OK || st == DNK_ECORRUPT);
         CHECK(st == DNK_OK || bad <= NROWS);
         corrupt += st == DNK_ECORRUPT;
