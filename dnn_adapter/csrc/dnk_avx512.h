@@ -128,12 +128,88 @@ DNK_INLINE DNK_T512 __m512i dnk512_ld(const void *p, uint64_t i, unsigned w, __m
         }                                                                               \
     } while (0)
 
+/* 8 columns' plane offsets (dnk_conv_off): quotients by kh * kw and kw from double
+ * products (c < 2^27 here: exact to within one), corrected with integer multiplies */
+DNK_INLINE DNK_T512 __m512i dnk512_conv_off8(const dnk_cv_t *cv, __m256i c) {
+    const dnk_conv_t *g = cv->g;
+    const __m256i kk = _mm256_set1_epi32((int)(g->kh * g->kw)), kw = _mm256_set1_epi32((int)g->kw);
+    const __m256i one = _mm256_set1_epi32(1);
+    __m256i q = _mm512_cvttpd_epu32(_mm512_mul_pd(_mm512_cvtepu32_pd(c), _mm512_set1_pd(cv->inv_kk)));
+    q = _mm256_sub_epi32(q, _mm256_srli_epi32(_mm256_sub_epi32(c, _mm256_mullo_epi32(q, kk)), 31));
+    q = _mm256_add_epi32(q, _mm256_andnot_si256(_mm256_srai_epi32(
+                             _mm256_sub_epi32(_mm256_sub_epi32(c, _mm256_mullo_epi32(q, kk)), kk), 31), one));
+    const __m256i r = _mm256_sub_epi32(c, _mm256_mullo_epi32(q, kk));
+    __m256i i = _mm512_cvttpd_epu32(_mm512_mul_pd(_mm512_cvtepu32_pd(r), _mm512_set1_pd(cv->inv_kw)));
+    i = _mm256_sub_epi32(i, _mm256_srli_epi32(_mm256_sub_epi32(r, _mm256_mullo_epi32(i, kw)), 31));
+    i = _mm256_add_epi32(i, _mm256_andnot_si256(_mm256_srai_epi32(
+                             _mm256_sub_epi32(_mm256_sub_epi32(r, _mm256_mullo_epi32(i, kw)), kw), 31), one));
+    const __m256i j = _mm256_sub_epi32(r, _mm256_mullo_epi32(i, kw));
+    /* ci * plane + i * (dh * w) + j * dw, in 64 bits */
+    const __m512i o = _mm512_add_epi64(
+        _mm512_mul_epu32(_mm512_cvtepu32_epi64(q), _mm512_set1_epi64((long long)(g->h * g->w))),
+        _mm512_mul_epu32(_mm512_cvtepu32_epi64(i), _mm512_set1_epi64((long long)(g->dh * g->w))));
+    return _mm512_add_epi64(o, _mm512_mul_epu32(_mm512_cvtepu32_epi64(j),
+                                                _mm512_set1_epi64((long long)g->dw)));
+}
+
+/* the direct convolution's piece (conv_seg in dnk_impl.h) with 16-float vectors: blocks
+ * of 64 output floats in 8 accumulators (even and odd operands), the last block masked
+ * (masked loads never touch memory past the window) */
+DNK_T512 static void conv_seg_512(const uint32_t *restrict cols, const float *restrict vals,
+                                  uint64_t n, const dnk_cv_t *cv, const float *restrict x,
+                                  float *restrict y) {
+    uint64_t off[DNK_CAP + 8];
+    for (uint64_t k = 0; k < n; k += 8) /* cols has 16 readable slots past n (walk buffers) */
+        _mm512_storeu_si512(off + k, dnk512_conv_off8(cv, _mm256_loadu_si256((const __m256i *)(cols + k))));
+    const uint64_t len = cv->len;
+    for (uint64_t b = 0; b < cv->g->batch; b++) {
+        const float *restrict xb = x + b * cv->xstride;
+        float *restrict yb = y + b * cv->oplane;
+        for (uint64_t t = 0; t < len; t += 64) {
+            const uint64_t rem = len - t;
+#define DNK_M(q) (rem >= 16 * (q) + 16 ? (__mmask16)0xFFFF                                     \
+                  : rem <= 16 * (q)    ? (__mmask16)0                                          \
+                                       : (__mmask16)((1u << (rem - 16 * (q))) - 1))
+            const __mmask16 m0 = DNK_M(0), m1 = DNK_M(1), m2 = DNK_M(2), m3 = DNK_M(3);
+#undef DNK_M
+            __m512 a0 = _mm512_maskz_loadu_ps(m0, yb + t), a1 = _mm512_maskz_loadu_ps(m1, yb + t + 16);
+            __m512 a2 = _mm512_maskz_loadu_ps(m2, yb + t + 32), a3 = _mm512_maskz_loadu_ps(m3, yb + t + 48);
+            __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+            uint64_t k = 0;
+            for (; k + 2 <= n; k += 2) {
+                const float *p = xb + off[k] + t, *q = xb + off[k + 1] + t;
+                const __m512 v = _mm512_set1_ps(vals[k]), u = _mm512_set1_ps(vals[k + 1]);
+                a0 = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(m0, p), a0);
+                a1 = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(m1, p + 16), a1);
+                a2 = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(m2, p + 32), a2);
+                a3 = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(m3, p + 48), a3);
+                c0 = _mm512_fmadd_ps(u, _mm512_maskz_loadu_ps(m0, q), c0);
+                c1 = _mm512_fmadd_ps(u, _mm512_maskz_loadu_ps(m1, q + 16), c1);
+                c2 = _mm512_fmadd_ps(u, _mm512_maskz_loadu_ps(m2, q + 32), c2);
+                c3 = _mm512_fmadd_ps(u, _mm512_maskz_loadu_ps(m3, q + 48), c3);
+            }
+            if (k < n) {
+                const float *p = xb + off[k] + t;
+                const __m512 v = _mm512_set1_ps(vals[k]);
+                a0 = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(m0, p), a0);
+                a1 = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(m1, p + 16), a1);
+                a2 = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(m2, p + 32), a2);
+                a3 = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(m3, p + 48), a3);
+            }
+            _mm512_mask_storeu_ps(yb + t, m0, _mm512_add_ps(a0, c0));
+            _mm512_mask_storeu_ps(yb + t + 16, m1, _mm512_add_ps(a1, c1));
+            _mm512_mask_storeu_ps(yb + t + 32, m2, _mm512_add_ps(a2, c2));
+            _mm512_mask_storeu_ps(yb + t + 48, m3, _mm512_add_ps(a3, c3));
+        }
+    }
+}
+
 /* Returns DNK_OK, DNK_ECORRUPT (*bad_row set), or 1: not handled here (the caller takes
  * the AVX2 path). kind/gw/vw are compile-time constants after inlining. */
 DNK_INLINE DNK_T512 int dnk512_dot_run(const dnk_layer_t *w, const float *restrict x,
                                        uint64_t B, float *restrict y, uint64_t *bad_row,
                                        unsigned gw, int kind, unsigned vw, int rc, unsigned rice,
-                                       int mm, const dnk_conv_t *cv) {
+                                       int mm, const dnk_cv_t *cv) {
     const void *restrict gaps = w->gaps;
     const void *restrict vc = w->vcodes;
     const uint64_t glen = w->gap_len, nnz = w->nnz, nrows = w->nrows, ncols = w->ncols;
@@ -176,12 +252,14 @@ DNK_INLINE DNK_T512 int dnk512_dot_run(const dnk_layer_t *w, const float *restri
     /* mm (batch > 1): a row's columns and values, up to DNK_CAP at a time */
     uint32_t cb[DNK_CAP + 16]; /* + 16: steps store all their lanes */
     float vb[DNK_CAP + 16];
+    if (cv) /* conv_seg_512 reads columns in groups of 8, up to 7 past a row's end */
+        memset(cb, 0, sizeof cb);
     uint64_t cnt = 0;
     /* multiply the buffered operands into row `row` (a matrix product or a convolution) */
 #define DNK512_FLUSH()                                                                             \
     do {                                                                                           \
         if (cv)                                                                                    \
-            conv_seg_avx2(cb, vb, cnt, cv, x, y + row * B);                                        \
+            conv_seg_512(cb, vb, cnt, cv, x, y + row * B);                                         \
         else                                                                                       \
             seg_mm_avx2(cb, vb, cnt, x, B, y + row * B);                                           \
         cnt = 0;                                                                                   \
@@ -249,7 +327,7 @@ corrupt:
  * Batch 1: the one-pass dot; batch > 1: each row's columns and values walked into chunk
  * buffers, multiplied by the AVX2 tiles. */
 DNK_T512 static int dnk512_sparse(const dnk_layer_t *w, const float *x, uint64_t B, float *y,
-                                  uint64_t *bad_row, const dnk_conv_t *cv) {
+                                  uint64_t *bad_row, const dnk_cv_t *cv) {
     const unsigned gw = w->gap_width;
     if (!w->gaps || (gw != 1 && gw != 2) || w->row_begin != 0 ||
         w->row_end != w->nrows || w->op_begin != 0 || w->nnz == 0 || w->gap_nstep == 0 ||

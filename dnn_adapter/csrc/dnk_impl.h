@@ -190,26 +190,92 @@ __attribute__((noinline)) DNK_TARGET static unsigned DNK_SFX(decode_vals)(
 /* ---- direct convolution piece: y (one output channel, batch x oh rows of w floats) +=
  * sum_k vals[k] * the input window of operand k (column cols[k] = (ci, i, j) of the filter),
  * read in place from x (batch x cin x h x w, already padded): with stride 1 an output row
- * of w floats is the input row shifted, so each operand is one axpy over the whole plane
- * (oh * w - dw * (kw - 1) floats, about as long as the output), not oh short ones. The
- * last dw * (kw - 1) floats of each row but the last take values from the next input row;
- * the caller drops those columns. -------------------------------------------------------- */
+ * of w floats is the input row shifted, so each operand's window is one run over the whole
+ * plane (oh * w - dw * (kw - 1) floats, about as long as the output), not oh short ones.
+ * The last dw * (kw - 1) floats of each row but the last take values from the next input
+ * row; the caller drops those columns. Register-blocked: a block of 32 output floats stays
+ * in 8 accumulators (even and odd operands) while every operand of the segment is added,
+ * so y is read and written once per segment, and each operand costs a load and an FMA per
+ * 8 floats. -------------------------------------------------------------------------------- */
 DNK_TARGET static void DNK_SFX(conv_seg)(const uint32_t *restrict cols,
                                          const float *restrict vals, uint64_t n,
-                                         const dnk_conv_t *cv, const float *restrict x,
+                                         const dnk_cv_t *cv, const float *restrict x,
                                          float *restrict y) {
-    const uint64_t W = cv->w, KW = cv->kw, KK = cv->kh * KW, plane = cv->h * W;
-    const uint64_t oplane = (cv->h - cv->dh * (cv->kh - 1)) * W; /* oh rows of w */
-    const uint64_t len = oplane - cv->dw * (KW - 1);
-    for (uint64_t k = 0; k < n; k++) {
-        const uint64_t c = cols[k], ci = c / KK, r = c - ci * KK, i = r / KW, j = r - i * KW;
-        const float v = vals[k];
-        const uint64_t shift = i * cv->dh * W + j * cv->dw;
-        for (uint64_t b = 0; b < cv->batch; b++) {
-            const float *restrict xs = x + (b * cv->cin + ci) * plane + shift;
-            float *restrict yp = y + b * oplane;
-            for (uint64_t t = 0; t < len; t++)
-                yp[t] += v * xs[t];
+    uint64_t off[DNK_CAP];
+    for (uint64_t k = 0; k < n; k++)
+        off[k] = dnk_conv_off(cv, cols[k]);
+    const uint64_t len = cv->len;
+    for (uint64_t b = 0; b < cv->g->batch; b++) {
+        const float *restrict xb = x + b * cv->xstride;
+        float *restrict yb = y + b * cv->oplane;
+        uint64_t t = 0;
+        for (; t + 32 <= len; t += 32) {
+            dnk_v8 a0, a1, a2, a3, c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0}, u;
+            DNK_LD8(a0, yb + t);
+            DNK_LD8(a1, yb + t + 8);
+            DNK_LD8(a2, yb + t + 16);
+            DNK_LD8(a3, yb + t + 24);
+            uint64_t k = 0;
+            for (; k + 2 <= n; k += 2) {
+                const float *p = xb + off[k] + t, *q = xb + off[k + 1] + t;
+                const float v = vals[k], vq = vals[k + 1];
+                DNK_LD8(u, p);
+                a0 += v * u;
+                DNK_LD8(u, p + 8);
+                a1 += v * u;
+                DNK_LD8(u, p + 16);
+                a2 += v * u;
+                DNK_LD8(u, p + 24);
+                a3 += v * u;
+                DNK_LD8(u, q);
+                c0 += vq * u;
+                DNK_LD8(u, q + 8);
+                c1 += vq * u;
+                DNK_LD8(u, q + 16);
+                c2 += vq * u;
+                DNK_LD8(u, q + 24);
+                c3 += vq * u;
+            }
+            if (k < n) {
+                const float *p = xb + off[k] + t;
+                const float v = vals[k];
+                DNK_LD8(u, p);
+                a0 += v * u;
+                DNK_LD8(u, p + 8);
+                a1 += v * u;
+                DNK_LD8(u, p + 16);
+                a2 += v * u;
+                DNK_LD8(u, p + 24);
+                a3 += v * u;
+            }
+            a0 += c0, a1 += c1, a2 += c2, a3 += c3;
+            DNK_ST8(yb + t, a0);
+            DNK_ST8(yb + t + 8, a1);
+            DNK_ST8(yb + t + 16, a2);
+            DNK_ST8(yb + t + 24, a3);
+        }
+        for (; t + 8 <= len; t += 8) {
+            dnk_v8 a0, c0 = {0}, u;
+            DNK_LD8(a0, yb + t);
+            uint64_t k = 0;
+            for (; k + 2 <= n; k += 2) {
+                DNK_LD8(u, xb + off[k] + t);
+                a0 += vals[k] * u;
+                DNK_LD8(u, xb + off[k + 1] + t);
+                c0 += vals[k + 1] * u;
+            }
+            if (k < n) {
+                DNK_LD8(u, xb + off[k] + t);
+                a0 += vals[k] * u;
+            }
+            a0 += c0;
+            DNK_ST8(yb + t, a0);
+        }
+        for (; t < len; t++) {
+            float a = yb[t];
+            for (uint64_t k = 0; k < n; k++)
+                a += vals[k] * xb[off[k] + t];
+            yb[t] = a;
         }
     }
 }
@@ -300,7 +366,7 @@ DNK_INLINE int DNK_SFX(walk)(const void *restrict gaps, const uint32_t *restrict
  * batch * oh * ow long) */
 DNK_INLINE int DNK_SFX(sparse_run)(const dnk_layer_t *w, const float *xt, uint64_t B, float *yt,
                                    uint64_t *bad_row, unsigned gw, unsigned vw, int esc,
-                                   const dnk_conv_t *cv) {
+                                   const dnk_cv_t *cv) {
     uint32_t cols[DNK_CAP];
     float vals[DNK_CAP];
     uint16_t vcb[DNK_CAP];
@@ -514,9 +580,9 @@ DNK_SPARSE(4)
 #undef DNK_SPARSE
 
 /* direct sparse convolution: pick the walk's specialisation */
-DNK_TARGET static int DNK_SFX(layer_conv)(const dnk_layer_t *w, const dnk_conv_t *cv,
+DNK_TARGET static int DNK_SFX(layer_conv)(const dnk_layer_t *w, const dnk_cv_t *cv,
                                           const float *x, float *yt, uint64_t *bad_row) {
-    const uint64_t B = cv->batch * (cv->h - cv->dh * (cv->kh - 1)) * cv->w;
+    const uint64_t B = cv->g->batch * cv->oplane;
     const unsigned gw = w->gap_width, v = w->val_kind == DNK_VAL_F32 ? 0 : w->vcode_width;
     const int e = w->gap_xbits != 0;
 #define DNK_CONV(G)                                                                                \

@@ -131,6 +131,33 @@ __attribute__((noinline)) static float dnk_gather_dot(const uint32_t *restrict c
     return ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7)) + s;
 }
 
+/* a direct convolution as the walks see it: the geometry, and what finds a weight column's
+ * (ci, i, j) without a division per operand (dnk_conv_off) */
+typedef struct {
+    const dnk_conv_t *g;
+    double inv_kk, inv_kw; /* 1 / (kh * kw), 1 / kw */
+    uint64_t len;     /* floats each operand adds per image: oh * w - dw * (kw - 1) */
+    uint64_t oplane;  /* an image's output plane: oh rows of w floats */
+    uint64_t xstride; /* an image's input: cin * h * w floats */
+} dnk_cv_t;
+
+/* column c = (ci * kh + i) * kw + j -> the offset of its shifted input plane, ci * h * w +
+ * i * dh * w + j * dw. The quotients come from a double product (c < 2^32, so it is off by
+ * at most one) and are corrected exactly. */
+DNK_INLINE uint64_t dnk_conv_off(const dnk_cv_t *cv, uint64_t c) {
+    const dnk_conv_t *g = cv->g;
+    const uint64_t kk = g->kh * g->kw;
+    uint64_t ci = (uint64_t)((double)c * cv->inv_kk);
+    ci -= ci * kk > c;
+    ci += (ci + 1) * kk <= c;
+    const uint64_t r = c - ci * kk;
+    uint64_t i = (uint64_t)((double)r * cv->inv_kw);
+    i -= i * g->kw > r;
+    i += (i + 1) * g->kw <= r;
+    const uint64_t j = r - i * g->kw;
+    return ci * g->h * g->w + i * g->dh * g->w + j * g->dw;
+}
+
 #define DNK_SFX(x) x##_portable
 #define DNK_TARGET
 #include "dnk_impl.h"
@@ -296,16 +323,23 @@ int dnk_layer_conv2d(const dnk_layer_t *w, const dnk_conv_t *cv, const float *x,
     memset(yt, 0, w->nrows * B * sizeof(float));
     if (w->nrows == 0)
         return DNK_OK;
+    const uint64_t kk = cv->kh * cv->kw;
+    const dnk_cv_t run = {cv,
+                          1.0 / (double)kk,
+                          1.0 / (double)cv->kw,
+                          oh * cv->w - cv->dw * (cv->kw - 1),
+                          oh * cv->w,
+                          cv->cin * cv->h * cv->w};
+    int rc = 1;
 #if DNK_X86
-    if (dnk_isa_level() >= 2) {
-        int rc = dnk512_sparse(w, x, B, yt, bad_row, cv);
-        if (rc <= 0)
-            return rc;
-    }
-    if (dnk_isa_level() >= 1)
-        return layer_conv_avx2(w, cv, x, yt, bad_row);
+    if (dnk_isa_level() >= 2)
+        rc = dnk512_sparse(w, x, B, yt, bad_row, &run);
+    if (rc > 0 && dnk_isa_level() >= 1)
+        rc = layer_conv_avx2(w, &run, x, yt, bad_row);
 #endif
-    return layer_conv_portable(w, cv, x, yt, bad_row);
+    if (rc > 0)
+        rc = layer_conv_portable(w, &run, x, yt, bad_row);
+    return rc;
 }
 
 int dnk_csr_mm(uint64_t nrows, uint64_t ncols, const uint64_t *row_ptr, const uint32_t *cols,
