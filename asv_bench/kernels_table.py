@@ -1,7 +1,8 @@
 """Fused kernels vs dense PyTorch and torch.sparse CSR: one table, ratios from one run.
 
 Layers: Linear 4096x4096 (``y = x W^T``) and a Conv2d 256->256, 3x3, padding 1 on 14x14
-maps (through im2col: ``unfold`` then the 256 x 2304 weight as a matrix), with unstructured
+maps (sparse: our direct convolution, no ``unfold``; 0%: im2col, ``unfold`` then the
+256 x 2304 weight as a matrix, as the fused forward does), with unstructured
 random pruning at 0/90/95/97% sparsity (Gaussian weights, std 0.02), batch 1 and 8, float32,
 one thread everywhere (``torch.set_num_threads(1)``; our kernels are single-threaded).
 
@@ -97,7 +98,11 @@ def _conv_case(sp, batch, reps):
     fns = {
         "dense": lambda: F.conv2d(x, w, padding=1),
         "csr": lambda: to_out(csr_t @ cols_t()),
-        "fused": lambda: to_out(torch.from_numpy(fw.matmul_t(cols_t().numpy()))),
+        "fused": (
+            (lambda: to_out(torch.from_numpy(fw.conv2d(x.numpy(), (3, 3), (1, 1)))))
+            if fw.sparse
+            else (lambda: to_out(torch.from_numpy(fw.matmul_t(cols_t().numpy()))))
+        ),
     }
     if fw.sparse:
         ours = fw.to_csr()
