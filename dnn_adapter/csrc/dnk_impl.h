@@ -559,52 +559,50 @@ DNK_INLINE int DNK_SFX(sparse_dot_dispatch)(const dnk_layer_t *w, const float *x
 #undef DNK_DOT
 }
 
+/* the sparse walk's specialisation (gap width x value-code width x distance extra bits);
+ * cv != NULL: a direct convolution, else a product (at batch 1 over the whole layer: the
+ * one-pass dot) */
 #define DNK_SPARSE(GW)                                                                             \
     DNK_TARGET static int DNK_SFX(sparse_mm_g##GW)(const dnk_layer_t *w, const float *xt,         \
-                                                   uint64_t B, float *yt, uint64_t *bad_row) {    \
+                                                   uint64_t B, float *yt, uint64_t *bad_row,      \
+                                                   const dnk_cv_t *cv) {                          \
         int e = w->gap_xbits != 0;                                                                 \
         unsigned v = w->val_kind == DNK_VAL_F32 ? 0 : w->vcode_width;                              \
-        if (B == 1 && w->row_begin == 0 && w->row_end == w->nrows && w->op_begin == 0)          \
+        if (!cv && B == 1 && w->row_begin == 0 && w->row_end == w->nrows && w->op_begin == 0)     \
             return DNK_SFX(sparse_dot_dispatch)(w, xt, yt, bad_row, GW, e ? dnk_esc_kind(w) : 0); \
         if (e)                                                                                     \
-            return v == 0   ? DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 0, 1, NULL)                 \
-                   : v == 1 ? DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 1, 1, NULL)                 \
-                            : DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 2, 1, NULL);                \
-        return v == 0   ? DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 0, 0, NULL)                     \
-               : v == 1 ? DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 1, 0, NULL)                     \
-                        : DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 2, 0, NULL);                    \
+            return v == 0   ? DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 0, 1, cv)             \
+                   : v == 1 ? DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 1, 1, cv)             \
+                            : DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 2, 1, cv);            \
+        return v == 0   ? DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 0, 0, cv)                 \
+               : v == 1 ? DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 1, 0, cv)                 \
+                        : DNK_SFX(sparse_run)(w, xt, B, yt, bad_row, GW, 2, 0, cv);                \
     }
 DNK_SPARSE(1)
 DNK_SPARSE(2)
 DNK_SPARSE(4)
 #undef DNK_SPARSE
 
-/* direct sparse convolution: pick the walk's specialisation */
+DNK_TARGET static int DNK_SFX(sparse_mm)(const dnk_layer_t *w, const float *xt, uint64_t B,
+                                         float *yt, uint64_t *bad_row, const dnk_cv_t *cv) {
+    if (w->gap_width == 1)
+        return DNK_SFX(sparse_mm_g1)(w, xt, B, yt, bad_row, cv);
+    if (w->gap_width == 2)
+        return DNK_SFX(sparse_mm_g2)(w, xt, B, yt, bad_row, cv);
+    return DNK_SFX(sparse_mm_g4)(w, xt, B, yt, bad_row, cv);
+}
+
+/* direct sparse convolution: yt rows are batch * oh * w long */
 DNK_TARGET static int DNK_SFX(layer_conv)(const dnk_layer_t *w, const dnk_cv_t *cv,
                                           const float *x, float *yt, uint64_t *bad_row) {
-    const uint64_t B = cv->g->batch * cv->oplane;
-    const unsigned gw = w->gap_width, v = w->val_kind == DNK_VAL_F32 ? 0 : w->vcode_width;
-    const int e = w->gap_xbits != 0;
-#define DNK_CONV(G)                                                                                \
-    (e ? (v == 0   ? DNK_SFX(sparse_run)(w, x, B, yt, bad_row, G, 0, 1, cv)                         \
-          : v == 1 ? DNK_SFX(sparse_run)(w, x, B, yt, bad_row, G, 1, 1, cv)                         \
-                   : DNK_SFX(sparse_run)(w, x, B, yt, bad_row, G, 2, 1, cv))                        \
-       : (v == 0   ? DNK_SFX(sparse_run)(w, x, B, yt, bad_row, G, 0, 0, cv)                         \
-          : v == 1 ? DNK_SFX(sparse_run)(w, x, B, yt, bad_row, G, 1, 0, cv)                         \
-                   : DNK_SFX(sparse_run)(w, x, B, yt, bad_row, G, 2, 0, cv)))
-    return gw == 1 ? DNK_CONV(1) : gw == 2 ? DNK_CONV(2) : DNK_CONV(4);
-#undef DNK_CONV
+    return DNK_SFX(sparse_mm)(w, x, cv->g->batch * cv->oplane, yt, bad_row, cv);
 }
 
 DNK_TARGET static int DNK_SFX(layer_mm)(const dnk_layer_t *w, const float *xt, uint64_t B,
                                         float *yt, uint64_t *bad_row) {
     if (!w->gaps)
         return DNK_SFX(dense_run)(w, xt, B, yt, bad_row);
-    if (w->gap_width == 1)
-        return DNK_SFX(sparse_mm_g1)(w, xt, B, yt, bad_row);
-    if (w->gap_width == 2)
-        return DNK_SFX(sparse_mm_g2)(w, xt, B, yt, bad_row);
-    return DNK_SFX(sparse_mm_g4)(w, xt, B, yt, bad_row);
+    return DNK_SFX(sparse_mm)(w, xt, B, yt, bad_row, NULL);
 }
 
 DNK_TARGET static int DNK_SFX(csr_mm)(uint64_t nrows, const uint64_t *row_ptr,
