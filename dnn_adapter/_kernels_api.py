@@ -168,6 +168,7 @@ def layer_conv2d(
     *,
     nrows: int,
     kernel_size: tuple[int, int],
+    stride=(1, 1),
     padding=(0, 0),
     dilation=(1, 1),
     values: dict,
@@ -177,53 +178,54 @@ def layer_conv2d(
     gap_xbits=None,
     gap_extra=None,
 ):
-    """Direct sparse 2-D convolution (stride 1, groups 1, zero padding) from a sparse
-    layer's streams.
+    """Direct sparse 2-D convolution (groups 1, zero padding, any stride and dilation) from
+    a sparse layer's streams.
 
     ``x``: float32 ``(batch, cin, h, w)`` C-contiguous; the weight is ``nrows x (cin * kh *
-    kw)`` (a conv filter flattened as ``unfold`` orders it), read from the same streams as
-    :func:`layer_mm`. Returns float32 ``(nrows, batch * oh * ow)``, the layout of
-    ``layer_mm`` on the ``unfold``-ed input, computed without building it: the input is
-    zero-padded once into a workspace, then each non-zero adds its weight times the shifted
-    input plane to its output channel (one contiguous axpy per non-zero and image). Sums
-    are float32 in the walk's order (equal to a dense conv to rounding).
+    kw)`` (a conv filter flattened as ``unfold`` orders it, ``kh * kw <= 1024``), read from
+    the same streams as :func:`layer_mm`. Returns float32 ``(nrows, batch * oh * ow)``, the
+    layout of ``layer_mm`` on the ``unfold``-ed input, computed without building it: the C
+    kernel packs the input once (per channel, one zero-padded plane per filter column and
+    row phase of the stride), then each non-zero adds its weight times one contiguous window
+    of its plane to its output channel. Sums are float32 in the walk's order (equal to a
+    dense conv to rounding).
     """
     op = "layer_conv2d"
     x = _req(x, "x", (np.float32,), op, ndim=4)
     B, cin, H, W = (int(v) for v in x.shape)
     kh, kw = (int(v) for v in kernel_size)
+    sh, sw = (int(v) for v in stride)
     ph, pw = (int(v) for v in padding)
     dh, dw = (int(v) for v in dilation)
-    if min(kh, kw, dh, dw) < 1 or min(ph, pw) < 0:
-        raise ValueError(f"{op}: bad geometry k={kernel_size} p={padding} d={dilation}")
+    if min(kh, kw, sh, sw, dh, dw) < 1 or min(ph, pw) < 0 or kh * kw > lib.DNK_CONV_MAXTAP:
+        raise ValueError(
+            f"{op}: bad geometry k={kernel_size} s={stride} p={padding} d={dilation}"
+        )
     Hp, Wp = H + 2 * ph, W + 2 * pw
-    oh, ow = Hp - dh * (kh - 1), Wp - dw * (kw - 1)
-    if B < 1 or oh < 1 or ow < 1:
+    if B < 1 or Hp <= dh * (kh - 1) or Wp <= dw * (kw - 1):
         raise ValueError(f"{op}: input {tuple(x.shape)} is too small for the kernel")
+    oh, ow = (Hp - dh * (kh - 1) - 1) // sh + 1, (Wp - dw * (kw - 1) - 1) // sw + 1
     nrows, ncols = int(nrows), cin * kh * kw
     if nrows < 0 or not 0 < ncols < 1 << 32:
         raise ValueError(f"{op}: bad shape ({nrows}, {ncols})")
-    if ph or pw:
-        xp = _WS.get("cx", np.float32, B * cin * Hp * Wp).reshape(B, cin, Hp, Wp)
-        xp[:, :, :ph], xp[:, :, Hp - ph:] = 0, 0
-        xp[:, :, :, :pw], xp[:, :, :, Wp - pw:] = 0, 0
-        xp[:, :, ph:ph + H, pw:pw + W] = x
-    else:
-        xp = x
-    wide = _WS.get("cy", np.float32, nrows * B * oh * Wp)
+    cv = ffi.new("dnk_conv_t *")
+    cv.batch, cv.cin, cv.h, cv.w = B, cin, H, W
+    cv.kh, cv.kw, cv.sh, cv.sw, cv.dh, cv.dw, cv.ph, cv.pw = kh, kw, sh, sw, dh, dw, ph, pw
+    need = int(lib.dnk_conv2d_workspace(cv, nrows))
+    if need == 0:
+        raise ValueError(f"{op}: geometry out of range for input {tuple(x.shape)}")
+    ws = _WS.get("cx", np.float32, need)
+    y = np.empty((nrows, B * oh * ow), dtype=np.float32)
     w, keep = _layer(op, nrows, ncols, values, gaps, gap_step, gap_delim, gap_xbits, gap_extra,
                      None)
-    cv = ffi.new("dnk_conv_t *")
-    cv.batch, cv.cin, cv.h, cv.w = B, cin, Hp, Wp
-    cv.kh, cv.kw, cv.dh, cv.dw = kh, kw, dh, dw
     bad = ffi.new("uint64_t *")
     st = lib.dnk_layer_conv2d(
-        w, cv, _ptr(xp, "float[]"), ffi.from_buffer("float[]", wide, require_writable=True), bad
+        w, cv, _ptr(x, "float[]"), ffi.from_buffer("float[]", ws, require_writable=True),
+        need, ffi.from_buffer("float[]", y, require_writable=True), bad,
     )
     _check(st, op, int(bad[0]))
     del keep
-    # rows of Wp floats -> the ow valid columns, (nrows, B * oh * ow)
-    return np.ascontiguousarray(wide.reshape(nrows, B * oh, Wp)[:, :, :ow]).reshape(nrows, -1)
+    return y
 
 
 def _layer(op, nrows, ncols, values, gaps, gap_step, gap_delim, gap_xbits, gap_extra, rows):
@@ -654,10 +656,10 @@ class FusedWeight:
         return out
 
     def conv2d(self, x: np.ndarray, kernel_size, padding=(0, 0),
-               dilation=(1, 1)) -> np.ndarray:
-        """Sparse encodings: the direct convolution (stride 1) of ``x`` (float32 ``(batch,
-        cin, h, w)``) with this ``(nrows, cin, kh, kw)`` weight, no ``unfold``; returns
-        ``(nrows, batch * oh * ow)`` (see :func:`layer_conv2d`)."""
+               dilation=(1, 1), stride=(1, 1)) -> np.ndarray:
+        """Sparse encodings: the direct convolution of ``x`` (float32 ``(batch, cin, h,
+        w)``) with this ``(nrows, cin, kh, kw)`` weight, no ``unfold``; returns ``(nrows,
+        batch * oh * ow)`` (see :func:`layer_conv2d`)."""
         if self.gaps is None:
             raise NotFusable("conv2d: only sparse encodings have a direct convolution")
         if isinstance(x, np.ndarray) and x.ndim == 4:
@@ -668,8 +670,8 @@ class FusedWeight:
         g = self.gaps
         gs = g.body(out=_WS.get("g", g.code_dtype, g.n + g.nblocks))
         return layer_conv2d(
-            x, nrows=self.nrows, kernel_size=kernel_size, padding=padding, dilation=dilation,
-            values=self.src.values(), gaps=gs, gap_step=self.step, gap_delim=g.DELIM,
+            x, nrows=self.nrows, kernel_size=kernel_size, stride=stride, padding=padding,
+            dilation=dilation, values=self.src.values(), gaps=gs, gap_step=self.step, gap_delim=g.DELIM,
             gap_xbits=self.xbits, gap_extra=self.extra,
         )
 

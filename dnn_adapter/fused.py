@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._kernels_api import CSRWeight, FusedWeight, NotFusable
+from ._kernels_api import CSRWeight, FusedWeight, NotFusable, lib
 from .codecs import CodecError
 
 __all__ = ["enable", "disable", "fused_layers"]
@@ -124,10 +124,10 @@ class _FusedForward:
             for d in (0, 1)
         )
         w = self._weight()
-        if isinstance(w, FusedWeight) and w.sparse and tuple(mod.stride) == (1, 1):
+        if isinstance(w, FusedWeight) and w.sparse and _direct_conv_ok(mod):
             # direct sparse conv: no unfold
             y = torch.from_numpy(
-                w.conv2d(xf.contiguous().numpy(), mod.kernel_size, pd, mod.dilation)
+                w.conv2d(xf.contiguous().numpy(), mod.kernel_size, pd, mod.dilation, mod.stride)
             )
         else:
             cols = F.unfold(
@@ -140,6 +140,11 @@ class _FusedForward:
             y = y + mod.bias.to(torch.float32).reshape(1, -1, 1, 1)
         y = y.to(x.dtype).contiguous()
         return y.squeeze(0) if unbatched else y
+
+
+def _direct_conv_ok(mod) -> bool:
+    """The C direct convolution takes any stride and dilation, kernels up to 1024 taps."""
+    return mod.kernel_size[0] * mod.kernel_size[1] <= lib.DNK_CONV_MAXTAP
 
 
 def _eligible(mod, name, st, model) -> str | None:

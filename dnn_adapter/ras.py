@@ -48,10 +48,11 @@ class RAS:
     Build with :meth:`build`; query with :meth:`block`, :meth:`get`, :meth:`decode`.
     """
 
-    __slots__ = ("wt", "k", "nblocks", "n", "block_len")
+    __slots__ = ("wt", "k", "nblocks", "n", "block_len", "_whole")
 
     def __init__(self, wt, k: int, nblocks: int, n: int, block_len: int):
         self.wt, self.k, self.nblocks, self.n, self.block_len = wt, k, nblocks, n, block_len
+        self._whole = None  # body_span() of every block (the tree is immutable), once asked
 
     # ---- symbols -------------------------------------------------------------------------
     @property
@@ -229,6 +230,8 @@ class RAS:
         """Symbol positions ``[start, end)`` of blocks ``j0 .. j1-1`` *with* their delimiters."""
         j1 = self.nblocks if j1 is None else int(j1)
         j0 = int(j0)
+        if j0 == 0 and j1 == self.nblocks and self._whole is not None:
+            return self._whole  # the fused kernels' every call: two selects saved
         if not 0 <= j0 <= j1 <= self.nblocks:
             raise IndexError(f"RAS: block range [{j0}, {j1}) out of range (0..{self.nblocks})")
         if j0 == j1:
@@ -236,8 +239,10 @@ class RAS:
         if self.block_len:  # fixed-length blocks: positions by arithmetic
             L = self.block_len + 1
             return 1 + j0 * L, 1 + j1 * L
-        start = self.block_span(j0)[0]
-        return start, self.block_span(j1 - 1)[1] + 1
+        span = self.block_span(j0)[0], self.block_span(j1 - 1)[1] + 1
+        if j0 == 0 and j1 == self.nblocks:
+            self._whole = span
+        return span
 
     def body(self, j0: int = 0, j1: int | None = None, out: np.ndarray | None = None):
         """Operand codes of blocks ``j0 .. j1-1``, each block followed by its ``DELIM``.

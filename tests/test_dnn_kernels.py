@@ -520,7 +520,7 @@ def test_fused_config_prefers_distances_without_extra_bits():
 
 
 # ---- direct sparse convolution (no unfold) -----------------------------------------------------
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     st.integers(1, 3),  # batch
     st.integers(1, 5),  # cin
@@ -528,15 +528,16 @@ def test_fused_config_prefers_distances_without_extra_bits():
     st.tuples(st.integers(1, 4), st.integers(1, 4)),  # kernel
     st.tuples(st.integers(0, 3), st.integers(0, 3)),  # padding
     st.tuples(st.integers(1, 2), st.integers(1, 2)),  # dilation
-    st.tuples(st.integers(1, 19), st.integers(1, 19)),  # input h, w
+    st.tuples(st.integers(1, 3), st.integers(1, 3)),  # stride
+    st.tuples(st.integers(1, 40), st.integers(1, 40)),  # input h, w
     st.sampled_from([0.0, 0.5, 0.9, 1.0]),  # sparsity
     st.sampled_from([{}, {"rice": 1}, {"esc": 2}]),  # distance coding
     st.integers(0, 2**31 - 1),
 )
-def test_direct_conv2d_matches_torch(B, cin, cout, k, p, d, hw, sp, coding, seed):
+def test_direct_conv2d_matches_torch(B, cin, cout, k, p, d, s, hw, sp, coding, seed):
     """layer_conv2d on every ISA level equals F.conv2d (to float32 rounding) for any geometry
-    that fits (stride 1): zero padding wider than the kernel, dilation, empty filters, rows
-    of one column."""
+    that fits: zero padding wider than the kernel, dilation, strides, empty filters, rows of
+    one column, output rows on both sides of the 16-float alignment (wide rows dropped)."""
     from dnn_adapter import codecs as C
 
     span = [d[i] * (k[i] - 1) + 1 for i in (0, 1)]
@@ -546,7 +547,7 @@ def test_direct_conv2d_matches_torch(B, cin, cout, k, p, d, hw, sp, coding, seed
     w = torch.randn(cout, cin, *k, generator=g)
     w[torch.rand(w.shape, generator=g) < sp] = 0
     x = torch.randn(B, cin, *hw, generator=g)
-    ref = F.conv2d(x.double(), w.double(), padding=p, dilation=d)
+    ref = F.conv2d(x.double(), w.double(), stride=s, padding=p, dilation=d)
     old = C._gap_codings
     C._gap_codings = lambda gg, **kw: [dict(coding)]
     try:
@@ -557,12 +558,13 @@ def test_direct_conv2d_matches_torch(B, cin, cout, k, p, d, hw, sp, coding, seed
     for lv in range(K.set_isa_level(99) + 1):
         K.set_isa_level(lv)
         try:
-            y = fw.conv2d(x.numpy(), k, p, d)
+            y = fw.conv2d(x.numpy(), k, p, d, s)
         finally:
             K.set_isa_level(-1)
         oh, ow = ref.shape[2:]
         got = torch.from_numpy(y).reshape(cout, B, oh, ow).permute(1, 0, 2, 3).double()
-        bound = 1e-5 * F.conv2d(x.double().abs(), w.double().abs(), padding=p, dilation=d) + 1e-30
+        bound = 1e-5 * F.conv2d(x.double().abs(), w.double().abs(), stride=s, padding=p,
+                                dilation=d) + 1e-30
         assert ((got - ref).abs() <= bound).all(), (lv, float((got - ref).abs().max()))
 
 
@@ -580,6 +582,8 @@ def test_direct_conv2d_checks():
         fw.conv2d(x.astype(np.float64), (3, 3))
     with pytest.raises(ValueError, match="bad geometry"):
         fw.conv2d(x, (3, 3), padding=(-1, 0))
+    with pytest.raises(ValueError, match="bad geometry"):
+        fw.conv2d(x, (3, 3), stride=(0, 1))
     dense = K.FusedWeight(FloatCodec("element").encode(w.reshape(4, -1)))
     with pytest.raises(K.NotFusable):
         dense.conv2d(x, (3, 3))

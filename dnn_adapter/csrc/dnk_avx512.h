@@ -128,80 +128,142 @@ DNK_INLINE DNK_T512 __m512i dnk512_ld(const void *p, uint64_t i, unsigned w, __m
         }                                                                               \
     } while (0)
 
-/* 8 columns' plane offsets (dnk_conv_off): quotients by kh * kw and kw from double
- * products (c < 2^27 here: exact to within one), corrected with integer multiplies */
+/* 8 columns' window offsets (dnk_conv_off): the quotient by kh * kw from a double product
+ * (c < 2^27 here: exact to within one), corrected with integer multiplies, then
+ * ci * cstride + tap[remainder] in 64 bits */
 DNK_INLINE DNK_T512 __m512i dnk512_conv_off8(const dnk_cv_t *cv, __m256i c) {
-    const dnk_conv_t *g = cv->g;
-    const __m256i kk = _mm256_set1_epi32((int)(g->kh * g->kw)), kw = _mm256_set1_epi32((int)g->kw);
-    const __m256i one = _mm256_set1_epi32(1);
+    const __m256i kk = _mm256_set1_epi32((int)cv->kk), one = _mm256_set1_epi32(1);
     __m256i q = _mm512_cvttpd_epu32(_mm512_mul_pd(_mm512_cvtepu32_pd(c), _mm512_set1_pd(cv->inv_kk)));
     q = _mm256_sub_epi32(q, _mm256_srli_epi32(_mm256_sub_epi32(c, _mm256_mullo_epi32(q, kk)), 31));
     q = _mm256_add_epi32(q, _mm256_andnot_si256(_mm256_srai_epi32(
                              _mm256_sub_epi32(_mm256_sub_epi32(c, _mm256_mullo_epi32(q, kk)), kk), 31), one));
     const __m256i r = _mm256_sub_epi32(c, _mm256_mullo_epi32(q, kk));
-    __m256i i = _mm512_cvttpd_epu32(_mm512_mul_pd(_mm512_cvtepu32_pd(r), _mm512_set1_pd(cv->inv_kw)));
-    i = _mm256_sub_epi32(i, _mm256_srli_epi32(_mm256_sub_epi32(r, _mm256_mullo_epi32(i, kw)), 31));
-    i = _mm256_add_epi32(i, _mm256_andnot_si256(_mm256_srai_epi32(
-                             _mm256_sub_epi32(_mm256_sub_epi32(r, _mm256_mullo_epi32(i, kw)), kw), 31), one));
-    const __m256i j = _mm256_sub_epi32(r, _mm256_mullo_epi32(i, kw));
-    /* ci * plane + i * (dh * w) + j * dw, in 64 bits */
-    const __m512i o = _mm512_add_epi64(
-        _mm512_mul_epu32(_mm512_cvtepu32_epi64(q), _mm512_set1_epi64((long long)(g->h * g->w))),
-        _mm512_mul_epu32(_mm512_cvtepu32_epi64(i), _mm512_set1_epi64((long long)(g->dh * g->w))));
-    return _mm512_add_epi64(o, _mm512_mul_epu32(_mm512_cvtepu32_epi64(j),
-                                                _mm512_set1_epi64((long long)g->dw)));
+    return _mm512_add_epi64(
+        _mm512_mullo_epi64(_mm512_cvtepu32_epi64(q), _mm512_set1_epi64((long long)cv->cstride)),
+        _mm512_i32gather_epi64(r, (const long long *)cv->tap, 8));
 }
 
-/* the direct convolution's piece (conv_seg in dnk_impl.h) with 16-float vectors: blocks
- * of 64 output floats in 8 accumulators (even and odd operands), the last block masked
- * (masked loads never touch memory past the window) */
+/* conv_run_512's tail: nf (<= 3) whole vectors and, if mk, one masked by mt; even and odd
+ * operands in separate accumulators (a chain per vector would wait on the FMA latency) */
+DNK_INLINE DNK_T512 void conv_tail_512(const uint64_t *restrict off, const float *restrict vals,
+                                       uint64_t n, const float *restrict xt,
+                                       float *restrict yt, const int nf, const int mk,
+                                       const __mmask16 mt) {
+    __m512 a[4], c[4];
+    for (int q = 0; q < 4; q++)
+        a[q] = c[q] = _mm512_setzero_ps();
+    for (int q = 0; q < nf; q++)
+        a[q] = _mm512_loadu_ps(yt + 16 * q);
+    if (mk)
+        a[nf] = _mm512_maskz_loadu_ps(mt, yt + 16 * nf);
+    uint64_t k = 0;
+    for (; k + 2 <= n; k += 2) {
+        const float *p = xt + off[k], *r = xt + off[k + 1];
+        const __m512 v = _mm512_set1_ps(vals[k]), u = _mm512_set1_ps(vals[k + 1]);
+        for (int q = 0; q < nf; q++) {
+            a[q] = _mm512_fmadd_ps(v, _mm512_loadu_ps(p + 16 * q), a[q]);
+            c[q] = _mm512_fmadd_ps(u, _mm512_loadu_ps(r + 16 * q), c[q]);
+        }
+        if (mk) {
+            a[nf] = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(mt, p + 16 * nf), a[nf]);
+            c[nf] = _mm512_fmadd_ps(u, _mm512_maskz_loadu_ps(mt, r + 16 * nf), c[nf]);
+        }
+    }
+    if (k < n) {
+        const float *p = xt + off[k];
+        const __m512 v = _mm512_set1_ps(vals[k]);
+        for (int q = 0; q < nf; q++)
+            a[q] = _mm512_fmadd_ps(v, _mm512_loadu_ps(p + 16 * q), a[q]);
+        if (mk)
+            a[nf] = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(mt, p + 16 * nf), a[nf]);
+    }
+    for (int q = 0; q < nf; q++)
+        _mm512_storeu_ps(yt + 16 * q, _mm512_add_ps(a[q], c[q]));
+    if (mk)
+        _mm512_mask_storeu_ps(yt + 16 * nf, mt, _mm512_add_ps(a[nf], c[nf]));
+}
+
+/* y[0..len) += sum_k vals[k] * x[off[k] + 0..len) for one output channel and image:
+ * blocks of 64 output floats in 8 accumulators (even and odd operands) with plain loads
+ * (masked loads cost about a third more per block on the Xeon measured), then the tail
+ * (conv_tail_512: masked loads never touch memory past the window) */
+DNK_T512 static void conv_run_512(const uint64_t *restrict off, const float *restrict vals,
+                                  uint64_t n, const float *restrict xb, float *restrict yb,
+                                  uint64_t len) {
+    uint64_t t = 0;
+    for (; t + 64 <= len; t += 64) {
+        __m512 a0 = _mm512_loadu_ps(yb + t), a1 = _mm512_loadu_ps(yb + t + 16);
+        __m512 a2 = _mm512_loadu_ps(yb + t + 32), a3 = _mm512_loadu_ps(yb + t + 48);
+        __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+        uint64_t k = 0;
+        for (; k + 2 <= n; k += 2) {
+            const float *p = xb + off[k] + t, *q = xb + off[k + 1] + t;
+            const __m512 v = _mm512_set1_ps(vals[k]), u = _mm512_set1_ps(vals[k + 1]);
+            a0 = _mm512_fmadd_ps(v, _mm512_loadu_ps(p), a0);
+            a1 = _mm512_fmadd_ps(v, _mm512_loadu_ps(p + 16), a1);
+            a2 = _mm512_fmadd_ps(v, _mm512_loadu_ps(p + 32), a2);
+            a3 = _mm512_fmadd_ps(v, _mm512_loadu_ps(p + 48), a3);
+            c0 = _mm512_fmadd_ps(u, _mm512_loadu_ps(q), c0);
+            c1 = _mm512_fmadd_ps(u, _mm512_loadu_ps(q + 16), c1);
+            c2 = _mm512_fmadd_ps(u, _mm512_loadu_ps(q + 32), c2);
+            c3 = _mm512_fmadd_ps(u, _mm512_loadu_ps(q + 48), c3);
+        }
+        if (k < n) {
+            const float *p = xb + off[k] + t;
+            const __m512 v = _mm512_set1_ps(vals[k]);
+            a0 = _mm512_fmadd_ps(v, _mm512_loadu_ps(p), a0);
+            a1 = _mm512_fmadd_ps(v, _mm512_loadu_ps(p + 16), a1);
+            a2 = _mm512_fmadd_ps(v, _mm512_loadu_ps(p + 32), a2);
+            a3 = _mm512_fmadd_ps(v, _mm512_loadu_ps(p + 48), a3);
+        }
+        _mm512_storeu_ps(yb + t, _mm512_add_ps(a0, c0));
+        _mm512_storeu_ps(yb + t + 16, _mm512_add_ps(a1, c1));
+        _mm512_storeu_ps(yb + t + 32, _mm512_add_ps(a2, c2));
+        _mm512_storeu_ps(yb + t + 48, _mm512_add_ps(a3, c3));
+    }
+    if (t == len)
+        return;
+    /* the tail, under 64 floats: nf whole vectors and, if rem, a masked one */
+    const uint64_t nf = (len - t) / 16, rem = (len - t) % 16;
+    const __mmask16 mt = (__mmask16)((1u << rem) - 1);
+    switch (nf * 2 + (rem != 0)) {
+    case 1: conv_tail_512(off, vals, n, xb + t, yb + t, 0, 1, mt); break;
+    case 2: conv_tail_512(off, vals, n, xb + t, yb + t, 1, 0, mt); break;
+    case 3: conv_tail_512(off, vals, n, xb + t, yb + t, 1, 1, mt); break;
+    case 4: conv_tail_512(off, vals, n, xb + t, yb + t, 2, 0, mt); break;
+    case 5: conv_tail_512(off, vals, n, xb + t, yb + t, 2, 1, mt); break;
+    case 6: conv_tail_512(off, vals, n, xb + t, yb + t, 3, 0, mt); break;
+    default: conv_tail_512(off, vals, n, xb + t, yb + t, 3, 1, mt); break;
+    }
+}
+
+/* conv_pack's row (dnk_row_fn): masked loads read only columns [c0, c1) of s */
+DNK_T512 static void pack_row_512(float *d, const float *s, int64_t c0, int64_t c1, uint64_t wq) {
+    for (uint64_t c = 0; c < wq; c += 16) {
+        const int64_t lo = c0 - (int64_t)c, hi = c1 - (int64_t)c;
+        const uint32_t l = lo <= 0 ? 0 : lo >= 16 ? 16 : (uint32_t)lo;
+        const uint32_t h = hi <= 0 ? 0 : hi >= 16 ? 16 : (uint32_t)hi;
+        const __mmask16 m = h > l ? (__mmask16)(((1u << h) - 1) & ~((1u << l) - 1)) : 0;
+        const __m512 v = _mm512_maskz_loadu_ps(m, s + c);
+        if (c + 16 <= wq)
+            _mm512_storeu_ps(d + c, v);
+        else
+            _mm512_mask_storeu_ps(d + c, (__mmask16)((1u << (wq - c)) - 1), v);
+    }
+}
+
+/* the direct convolution's piece (conv_seg in dnk_impl.h) with 16-float vectors */
 DNK_T512 static void conv_seg_512(const uint32_t *restrict cols, const float *restrict vals,
                                   uint64_t n, const dnk_cv_t *cv, const float *restrict x,
                                   float *restrict y) {
-    uint64_t off[DNK_CAP + 8];
-    for (uint64_t k = 0; k < n; k += 8) /* cols has 16 readable slots past n (walk buffers) */
+    uint64_t off[DNK_CAP];
+    uint64_t k = 0;
+    for (; k + 8 <= n; k += 8)
         _mm512_storeu_si512(off + k, dnk512_conv_off8(cv, _mm256_loadu_si256((const __m256i *)(cols + k))));
-    const uint64_t len = cv->len;
-    for (uint64_t b = 0; b < cv->g->batch; b++) {
-        const float *restrict xb = x + b * cv->xstride;
-        float *restrict yb = y + b * cv->oplane;
-        for (uint64_t t = 0; t < len; t += 64) {
-            const uint64_t rem = len - t;
-#define DNK_M(q) (rem >= 16 * (q) + 16 ? (__mmask16)0xFFFF                                     \
-                  : rem <= 16 * (q)    ? (__mmask16)0                                          \
-                                       : (__mmask16)((1u << (rem - 16 * (q))) - 1))
-            const __mmask16 m0 = DNK_M(0), m1 = DNK_M(1), m2 = DNK_M(2), m3 = DNK_M(3);
-#undef DNK_M
-            __m512 a0 = _mm512_maskz_loadu_ps(m0, yb + t), a1 = _mm512_maskz_loadu_ps(m1, yb + t + 16);
-            __m512 a2 = _mm512_maskz_loadu_ps(m2, yb + t + 32), a3 = _mm512_maskz_loadu_ps(m3, yb + t + 48);
-            __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
-            uint64_t k = 0;
-            for (; k + 2 <= n; k += 2) {
-                const float *p = xb + off[k] + t, *q = xb + off[k + 1] + t;
-                const __m512 v = _mm512_set1_ps(vals[k]), u = _mm512_set1_ps(vals[k + 1]);
-                a0 = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(m0, p), a0);
-                a1 = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(m1, p + 16), a1);
-                a2 = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(m2, p + 32), a2);
-                a3 = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(m3, p + 48), a3);
-                c0 = _mm512_fmadd_ps(u, _mm512_maskz_loadu_ps(m0, q), c0);
-                c1 = _mm512_fmadd_ps(u, _mm512_maskz_loadu_ps(m1, q + 16), c1);
-                c2 = _mm512_fmadd_ps(u, _mm512_maskz_loadu_ps(m2, q + 32), c2);
-                c3 = _mm512_fmadd_ps(u, _mm512_maskz_loadu_ps(m3, q + 48), c3);
-            }
-            if (k < n) {
-                const float *p = xb + off[k] + t;
-                const __m512 v = _mm512_set1_ps(vals[k]);
-                a0 = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(m0, p), a0);
-                a1 = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(m1, p + 16), a1);
-                a2 = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(m2, p + 32), a2);
-                a3 = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(m3, p + 48), a3);
-            }
-            _mm512_mask_storeu_ps(yb + t, m0, _mm512_add_ps(a0, c0));
-            _mm512_mask_storeu_ps(yb + t + 16, m1, _mm512_add_ps(a1, c1));
-            _mm512_mask_storeu_ps(yb + t + 32, m2, _mm512_add_ps(a2, c2));
-            _mm512_mask_storeu_ps(yb + t + 48, m3, _mm512_add_ps(a3, c3));
-        }
-    }
+    for (; k < n; k++)
+        off[k] = dnk_conv_off(cv, cols[k]);
+    for (uint64_t b = 0; b < cv->g->batch; b++)
+        conv_run_512(off, vals, n, x + b * cv->xstride, y + b * cv->oplane, cv->len);
 }
 
 /* Returns DNK_OK, DNK_ECORRUPT (*bad_row set), or 1: not handled here (the caller takes
@@ -252,8 +314,6 @@ DNK_INLINE DNK_T512 int dnk512_dot_run(const dnk_layer_t *w, const float *restri
     /* mm (batch > 1): a row's columns and values, up to DNK_CAP at a time */
     uint32_t cb[DNK_CAP + 16]; /* + 16: steps store all their lanes */
     float vb[DNK_CAP + 16];
-    if (cv) /* conv_seg_512 reads columns in groups of 8, up to 7 past a row's end */
-        memset(cb, 0, sizeof cb);
     uint64_t cnt = 0;
     /* multiply the buffered operands into row `row` (a matrix product or a convolution) */
 #define DNK512_FLUSH()                                                                             \

@@ -187,16 +187,13 @@ __attribute__((noinline)) DNK_TARGET static unsigned DNK_SFX(decode_vals)(
     return bad;
 }
 
-/* ---- direct convolution piece: y (one output channel, batch x oh rows of w floats) +=
+/* ---- direct convolution piece: y (one output channel, batch x oh rows of wq floats) +=
  * sum_k vals[k] * the input window of operand k (column cols[k] = (ci, i, j) of the filter),
- * read in place from x (batch x cin x h x w, already padded): with stride 1 an output row
- * of w floats is the input row shifted, so each operand's window is one run over the whole
- * plane (oh * w - dw * (kw - 1) floats, about as long as the output), not oh short ones.
- * The last dw * (kw - 1) floats of each row but the last take values from the next input
- * row; the caller drops those columns. Register-blocked: a block of 32 output floats stays
- * in 8 accumulators (even and odd operands) while every operand of the segment is added,
- * so y is read and written once per segment, and each operand costs a load and an FMA per
- * 8 floats. -------------------------------------------------------------------------------- */
+ * read in place from the packed input (dnk_cv_t: the window is one contiguous run of
+ * oh * wq floats of the plane of tap (i, j)). Register-blocked: a block of 32 output floats
+ * stays in 8 accumulators (even and odd operands) while every operand of the segment is
+ * added, so y is read and written once per segment, and each operand costs a load and an
+ * FMA per 8 floats. -------------------------------------------------------------------------- */
 DNK_TARGET static void DNK_SFX(conv_seg)(const uint32_t *restrict cols,
                                          const float *restrict vals, uint64_t n,
                                          const dnk_cv_t *cv, const float *restrict x,
@@ -391,7 +388,8 @@ DNK_INLINE int DNK_SFX(sparse_run)(const dnk_layer_t *w, const float *xt, uint64
         uint32_t a = 0;
         for (uint32_t g = 0; g < st.nseg; g++) {
             if (cv)
-                DNK_SFX(conv_seg)(cols + a, v + a, segend[g] - a, cv, xt, yt + segrow[g] * B);
+                (cv->seg ? cv->seg : DNK_SFX(conv_seg))(cols + a, v + a, segend[g] - a, cv, xt,
+                                                        yt + segrow[g] * B);
             else
                 DNK_SFX(seg_mm)(cols + a, v + a, segend[g] - a, xt, B, yt + segrow[g] * B);
             a = segend[g];
@@ -592,10 +590,10 @@ DNK_TARGET static int DNK_SFX(sparse_mm)(const dnk_layer_t *w, const float *xt, 
     return DNK_SFX(sparse_mm_g4)(w, xt, B, yt, bad_row, cv);
 }
 
-/* direct sparse convolution: yt rows are batch * oh * w long */
-DNK_TARGET static int DNK_SFX(layer_conv)(const dnk_layer_t *w, const dnk_cv_t *cv,
+/* direct sparse convolution: yt rows are B floats apart (cv: one image's band of them) */
+DNK_TARGET static int DNK_SFX(layer_conv)(const dnk_layer_t *w, const dnk_cv_t *cv, uint64_t B,
                                           const float *x, float *yt, uint64_t *bad_row) {
-    return DNK_SFX(sparse_mm)(w, x, cv->g->batch * cv->oplane, yt, bad_row, cv);
+    return DNK_SFX(sparse_mm)(w, x, B, yt, bad_row, cv);
 }
 
 DNK_TARGET static int DNK_SFX(layer_mm)(const dnk_layer_t *w, const float *xt, uint64_t B,

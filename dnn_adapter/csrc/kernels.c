@@ -19,6 +19,7 @@
  * per output column otherwise), so results are deterministic for a given ISA
  * level but differ from a dense GEMM by rounding.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "kernels.h"
@@ -131,31 +132,36 @@ __attribute__((noinline)) static float dnk_gather_dot(const uint32_t *restrict c
     return ((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7)) + s;
 }
 
-/* a direct convolution as the walks see it: the geometry, and what finds a weight column's
- * (ci, i, j) without a division per operand (dnk_conv_off) */
-typedef struct {
+/* a direct convolution as the walks see it. The input is packed (dnk_layer_conv2d): per
+ * image and channel, sh * kw planes of hq rows of wq floats, plane (ph, j) holding padded
+ * rows ph, ph + sh, ... at columns j * dw, j * dw + sw, ...; so tap (i, j) of output row oy
+ * reads row oy + (i * dh) / sh of plane ((i * dh) % sh, j), and an operand's window is one
+ * contiguous run of oh * wq floats. */
+typedef struct dnk_cv dnk_cv_t;
+/* a piece of the convolution (conv_seg): one output channel's operands */
+typedef void (*dnk_seg_fn)(const uint32_t *cols, const float *vals, uint64_t n,
+                           const dnk_cv_t *cv, const float *x, float *y);
+/* one packed row (conv_pack, stride 1): d[c] = c0 <= c < c1 ? s[c] : 0 for c < wq */
+typedef void (*dnk_row_fn)(float *d, const float *s, int64_t c0, int64_t c1, uint64_t wq);
+struct dnk_cv {
     const dnk_conv_t *g;
-    double inv_kk, inv_kw; /* 1 / (kh * kw), 1 / kw */
-    uint64_t len;     /* floats each operand adds per image: oh * w - dw * (kw - 1) */
-    uint64_t oplane;  /* an image's output plane: oh rows of w floats */
-    uint64_t xstride; /* an image's input: cin * h * w floats */
-} dnk_cv_t;
+    dnk_seg_fn seg;      /* the ISA level's piece, NULL: the walk's own */
+    double inv_kk;       /* 1 / (kh * kw) */
+    uint64_t kk;         /* kh * kw */
+    uint64_t cstride;    /* packed floats per input channel */
+    const uint64_t *tap; /* tap i * kw + j -> its window's offset within the channel */
+    uint64_t len;        /* floats each operand adds per image: oh * wq */
+    uint64_t oplane;     /* an image's (wide) output plane: oh * wq */
+    uint64_t xstride;    /* an image's packed input: cin * cstride floats */
+};
 
-/* column c = (ci * kh + i) * kw + j -> the offset of its shifted input plane, ci * h * w +
- * i * dh * w + j * dw. The quotients come from a double product (c < 2^32, so it is off by
- * at most one) and are corrected exactly. */
+/* column c = ci * kh * kw + t -> ci * cstride + tap[t]. The quotient comes from a double
+ * product (c < 2^32, so it is off by at most one) and is corrected exactly. */
 DNK_INLINE uint64_t dnk_conv_off(const dnk_cv_t *cv, uint64_t c) {
-    const dnk_conv_t *g = cv->g;
-    const uint64_t kk = g->kh * g->kw;
     uint64_t ci = (uint64_t)((double)c * cv->inv_kk);
-    ci -= ci * kk > c;
-    ci += (ci + 1) * kk <= c;
-    const uint64_t r = c - ci * kk;
-    uint64_t i = (uint64_t)((double)r * cv->inv_kw);
-    i -= i * g->kw > r;
-    i += (i + 1) * g->kw <= r;
-    const uint64_t j = r - i * g->kw;
-    return ci * g->h * g->w + i * g->dh * g->w + j * g->dw;
+    ci -= ci * cv->kk > c;
+    ci += (ci + 1) * cv->kk <= c;
+    return ci * cv->cstride + cv->tap[c - ci * cv->kk];
 }
 
 #define DNK_SFX(x) x##_portable
@@ -294,51 +300,185 @@ int dnk_layer_mm(const dnk_layer_t *w, const float *xt, uint64_t batch, float *y
     return layer_mm_portable(w, xt, batch, yt, bad_row);
 }
 
-int dnk_layer_conv2d(const dnk_layer_t *w, const dnk_conv_t *cv, const float *x, float *yt,
-                     uint64_t *bad_row) {
-    if (!w || !cv || !bad_row || !x || !yt || !w->gaps)
+#define DNK_CONV_BAND (UINT64_C(1) << 20) /* bytes of packed input per band: half an L2 */
+
+/* The packed layout of a convolution (see dnk_cv_t), a band of output rows at a time: the
+ * band's input windows (every plane's rows of the band, plus the taps' row shifts) are
+ * packed into about DNK_CONV_BAND bytes, so they stay in L2 while every output channel
+ * reads them; each band walks the streams once more (a small fraction of its
+ * multiply-adds). */
+typedef struct {
+    uint64_t oh, ow, wq;  /* output rows and columns; packed row length (>= ow) */
+    uint64_t shift;       /* the taps' largest row shift in a plane: dh (kh - 1) / sh */
+    uint64_t band;        /* output rows per band */
+    uint64_t plane;       /* floats of a packed plane: (band + shift) rows of wq, to 16 */
+    uint64_t cstride;     /* a channel's planes: sh * kw * plane */
+    uint64_t xstride;     /* a band's packed input: cin * cstride */
+    uint64_t wide;        /* floats of a band's wide output (wq > ow), else 0 (written direct) */
+} dnk_conv_plan_t;
+
+static int conv_plan(const dnk_conv_t *g, uint64_t nrows, dnk_conv_plan_t *p) {
+    const uint64_t lim = UINT64_C(1) << 31, k16 = UINT64_C(1) << 16;
+    if (!g || g->batch == 0 || g->cin == 0 || g->h == 0 || g->w == 0 || g->kh == 0 ||
+        g->kw == 0 || g->sh == 0 || g->sw == 0 || g->dh == 0 || g->dw == 0 || g->batch > lim ||
+        g->cin > lim || g->h > lim || g->w > lim || g->kh > k16 || g->kw > k16 || g->sh > k16 ||
+        g->sw > k16 || g->dh > k16 || g->dw > k16 || g->ph > k16 || g->pw > k16 ||
+        g->kh * g->kw > DNK_CONV_MAXTAP || nrows > lim)
+        return DNK_EINVAL;
+    const uint64_t hp = g->h + 2 * g->ph, wp = g->w + 2 * g->pw; /* < 2^32 */
+    if (g->dh * (g->kh - 1) >= hp || g->dw * (g->kw - 1) >= wp)
+        return DNK_EINVAL; /* the kernel does not fit */
+    p->oh = (hp - g->dh * (g->kh - 1) - 1) / g->sh + 1;
+    p->ow = (wp - g->dw * (g->kw - 1) - 1) / g->sw + 1;
+    /* rows of 16-float multiples (aligned loads) where that adds at most 40% of columns */
+    const uint64_t r16 = (p->ow + 15) & ~(uint64_t)15;
+    p->wq = r16 * 5 <= p->ow * 7 ? r16 : p->ow;
+    p->shift = g->dh * (g->kh - 1) / g->sh;
+    const uint64_t planes = g->sh * g->kw; /* <= 2^32 */
+    /* a packed row of every plane of every channel: < 2^31 * 2^32 * 2^33 floats could wrap */
+    if (!mul_ok(planes, g->cin) || !mul_ok(planes * g->cin, p->wq * 4))
+        return DNK_EINVAL;
+    const uint64_t rowb = planes * g->cin * p->wq * 4;
+    uint64_t band = DNK_CONV_BAND / rowb;
+    band = band > p->shift ? band - p->shift : 1;
+    p->band = band < p->oh ? band : p->oh;
+    const uint64_t rows = p->band + p->shift; /* <= oh + shift < 2^33 */
+    if (!mul_ok(rows, p->wq) || rows * p->wq > (UINT64_C(1) << 60))
+        return DNK_EINVAL;
+    p->plane = (rows * p->wq + 15) & ~(uint64_t)15;
+    if (!mul_ok(p->plane, planes) || !mul_ok(p->plane * planes, g->cin))
+        return DNK_EINVAL;
+    p->cstride = p->plane * planes;
+    p->xstride = p->cstride * g->cin;
+    /* the output, and a band's wide output */
+    if (!mul_ok(p->oh, p->ow) || !mul_ok(p->oh * p->ow, g->batch) ||
+        !mul_ok(p->oh * p->ow * g->batch, nrows) || !mul_ok(p->band * p->wq, nrows))
+        return DNK_EINVAL;
+    p->wide = p->wq != p->ow ? p->band * p->wq * nrows : 0;
+    const uint64_t big = UINT64_C(1) << 60;
+    if (p->xstride >= big || p->wide >= big || p->oh * p->ow * g->batch * nrows >= big)
+        return DNK_EINVAL;
+    return DNK_OK;
+}
+
+uint64_t dnk_conv2d_workspace(const dnk_conv_t *cv, uint64_t nrows) {
+    dnk_conv_plan_t p;
+    if (conv_plan(cv, nrows, &p) != DNK_OK)
+        return 0;
+    return 16 + p.xstride + p.wide;
+}
+
+static void pack_row(float *d, const float *s, int64_t c0, int64_t c1, uint64_t wq) {
+    memset(d, 0, (uint64_t)c0 * sizeof(float));
+    memcpy(d + c0, s + c0, (uint64_t)(c1 - c0) * sizeof(float));
+    memset(d + c1, 0, (wq - (uint64_t)c1) * sizeof(float));
+}
+
+/* one image x (cin x h x w) -> the packed planes (dnk_cv_t) of the band whose first output
+ * row is r0 (plane row r: padded input row (r0 + r) * sh + q), zeros where a tap reads
+ * padding */
+static void conv_pack(const dnk_conv_t *g, const dnk_conv_plan_t *p, const float *x, float *xp,
+                      uint64_t r0, uint64_t nr, dnk_row_fn row) {
+    const int64_t h = (int64_t)g->h, w = (int64_t)g->w, sw = (int64_t)g->sw;
+    const int64_t wq = (int64_t)p->wq;
+    const uint64_t rows = nr + p->shift;
+    for (uint64_t ci = 0; ci < g->cin; ci++) {
+        const float *src = x + ci * g->h * g->w;
+        float *dst = xp + ci * p->cstride;
+        for (uint64_t q = 0; q < g->sh; q++)
+            for (uint64_t j = 0; j < g->kw; j++) {
+                float *d = dst + (q * g->kw + j) * p->plane;
+                const int64_t c_at = (int64_t)(j * g->dw) - (int64_t)g->pw; /* column 0 */
+                /* the columns c with 0 <= c_at + c * sw < w */
+                int64_t c0 = c_at >= 0 ? 0 : (-c_at + sw - 1) / sw;
+                int64_t c1 = c_at >= w ? 0 : (w - c_at + sw - 1) / sw;
+                c0 = c0 < wq ? c0 : wq;
+                c1 = c1 < wq ? c1 : wq;
+                c1 = c1 > c0 ? c1 : c0;
+                for (uint64_t r = 0; r < rows; r++) {
+                    float *dr = d + r * p->wq;
+                    const int64_t R = (int64_t)((r0 + r) * g->sh + q) - (int64_t)g->ph;
+                    if (R < 0 || R >= h || c1 == c0) {
+                        memset(dr, 0, p->wq * sizeof(float));
+                        continue;
+                    }
+                    const float *sr = src + R * w + c_at; /* column 0 (maybe before the row) */
+                    if (sw == 1) {
+                        row(dr, sr, c0, c1, p->wq);
+                        continue;
+                    }
+                    memset(dr, 0, (uint64_t)c0 * sizeof(float));
+                    for (int64_t c = c0; c < c1; c++)
+                        dr[c] = sr[c * sw];
+                    memset(dr + c1, 0, (uint64_t)(wq - c1) * sizeof(float));
+                }
+                memset(d + rows * p->wq, 0, (p->plane - rows * p->wq) * sizeof(float));
+            }
+    }
+}
+
+int dnk_layer_conv2d(const dnk_layer_t *w, const dnk_conv_t *cv, const float *x, float *ws,
+                     uint64_t ws_len, float *y, uint64_t *bad_row) {
+    if (!w || !cv || !bad_row || !x || !ws || !y || !w->gaps)
         return DNK_EINVAL;
     *bad_row = 0;
-    const uint64_t lim = UINT64_C(1) << 31;
-    if (cv->batch == 0 || cv->cin == 0 || cv->kh == 0 || cv->kw == 0 || cv->dh == 0 ||
-        cv->dw == 0 || cv->batch > lim || cv->cin > lim || cv->h > lim || cv->w > lim ||
-        cv->kh > (UINT64_C(1) << 16) || cv->kw > (UINT64_C(1) << 16) ||
-        cv->dh > (UINT64_C(1) << 16) || cv->dw > (UINT64_C(1) << 16))
+    dnk_conv_plan_t p;
+    if (conv_plan(cv, w->nrows, &p) != DNK_OK || w->ncols != cv->cin * cv->kh * cv->kw ||
+        ws_len < 16 + p.xstride + p.wide)
         return DNK_EINVAL;
-    /* the kernel fits: oh, ow >= 1 */
-    if (cv->dh * (cv->kh - 1) >= cv->h || cv->dw * (cv->kw - 1) >= cv->w)
-        return DNK_EINVAL;
-    const uint64_t oh = cv->h - cv->dh * (cv->kh - 1);
-    /* sizes below 2^62 (each factor is bounded above, so the products cannot wrap first) */
-    if (!mul_ok(cv->h, cv->w) || !mul_ok(cv->h * cv->w, cv->cin) ||
-        !mul_ok(cv->h * cv->w * cv->cin, cv->batch) || !mul_ok(oh * cv->w, cv->batch) ||
-        w->ncols != cv->cin * cv->kh * cv->kw)
-        return DNK_EINVAL;
-    const uint64_t B = cv->batch * oh * cv->w;
     if (w->row_begin != 0 || w->row_end != w->nrows || w->op_begin != 0)
         return DNK_EINVAL;
+    const uint64_t oplane = p.oh * p.ow, B = cv->batch * oplane; /* y's rows */
     int st = check_layer(w, B);
     if (st != DNK_OK)
         return st;
-    memset(yt, 0, w->nrows * B * sizeof(float));
+    if (!p.wide)
+        memset(y, 0, w->nrows * B * sizeof(float));
     if (w->nrows == 0)
         return DNK_OK;
+    float *xp = ws + ((64 - (uintptr_t)ws % 64) % 64) / sizeof(float); /* ws: float-aligned */
+    float *yw = xp + p.xstride; /* a band's wide output rows (p.wide) */
+    uint64_t tap[DNK_CONV_MAXTAP];
+    for (uint64_t i = 0; i < cv->kh; i++)
+        for (uint64_t j = 0; j < cv->kw; j++)
+            tap[i * cv->kw + j] = ((i * cv->dh) % cv->sh * cv->kw + j) * p.plane +
+                                  (i * cv->dh) / cv->sh * p.wq;
+    dnk_conv_t one = *cv;
+    one.batch = 1;
     const uint64_t kk = cv->kh * cv->kw;
-    const dnk_cv_t run = {cv,
-                          1.0 / (double)kk,
-                          1.0 / (double)cv->kw,
-                          oh * cv->w - cv->dw * (cv->kw - 1),
-                          oh * cv->w,
-                          cv->cin * cv->h * cv->w};
-    int rc = 1;
+    dnk_row_fn row = pack_row;
+    dnk_seg_fn seg = NULL;
 #if DNK_X86
     if (dnk_isa_level() >= 2)
-        rc = dnk512_sparse(w, x, B, yt, bad_row, &run);
-    if (rc > 0 && dnk_isa_level() >= 1)
-        rc = layer_conv_avx2(w, &run, x, yt, bad_row);
+        row = pack_row_512, seg = conv_seg_512; /* also under the AVX2 walks */
 #endif
-    if (rc > 0)
-        rc = layer_conv_portable(w, &run, x, yt, bad_row);
+    int rc = DNK_OK;
+    for (uint64_t b = 0; b < cv->batch && rc == DNK_OK; b++)
+        for (uint64_t r0 = 0; r0 < p.oh && rc == DNK_OK; r0 += p.band) {
+            const uint64_t nr = p.oh - r0 < p.band ? p.oh - r0 : p.band;
+            conv_pack(&one, &p, x + b * cv->cin * cv->h * cv->w, xp, r0, nr, row);
+            const dnk_cv_t run = {&one, seg, 1.0 / (double)kk, kk, p.cstride, tap, nr * p.wq,
+                                  nr * p.wq, p.xstride};
+            /* the band's rows: in y directly (B floats apart), or wide (nr * wq apart) */
+            const uint64_t rs = p.wide ? nr * p.wq : B;
+            float *yb = p.wide ? yw : y + b * oplane + r0 * p.ow;
+            if (p.wide)
+                memset(yw, 0, w->nrows * rs * sizeof(float));
+            rc = 1;
+#if DNK_X86
+            if (dnk_isa_level() >= 2)
+                rc = dnk512_sparse(w, xp, rs, yb, bad_row, &run);
+            if (rc > 0 && dnk_isa_level() >= 1)
+                rc = layer_conv_avx2(w, &run, rs, xp, yb, bad_row);
+#endif
+            if (rc > 0)
+                rc = layer_conv_portable(w, &run, rs, xp, yb, bad_row);
+            if (rc == DNK_OK && p.wide) /* the ow valid columns of each wide row */
+                for (uint64_t r = 0; r < w->nrows; r++)
+                    for (uint64_t i = 0; i < nr; i++)
+                        memcpy(y + r * B + b * oplane + (r0 + i) * p.ow, yw + r * rs + i * p.wq,
+                               p.ow * sizeof(float));
+        }
     return rc;
 }
 

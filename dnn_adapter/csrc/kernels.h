@@ -28,7 +28,8 @@
  *
  * Conventions (as in wavelet_c/wavelet.h): functions return DNK_OK or a
  * negative DNK_E* status; memory is borrowed from the caller; nothing is
- * allocated (scratch lives on the stack, about 40 KiB); no printing or abort.
+ * allocated (scratch lives on the stack, under 64 KiB; the convolution's packed input is a
+ * workspace the caller passes in); no printing or abort.
  * Data-dependent indices (codes, column offsets, delimiters, row lengths) are
  * checked in C: corrupt streams give DNK_ECORRUPT, never an out-of-bounds
  * access. Sizes of the borrowed arrays are the caller's contract: the Python
@@ -102,23 +103,31 @@ typedef struct {
 int dnk_layer_mm(const dnk_layer_t *w, const float *xt, uint64_t batch, float *yt,
                  uint64_t *bad_row);
 
-/* Geometry of a direct 2-D convolution, stride 1, groups 1, over an input the caller has
- * already padded: x is batch x cin x h x w floats, the weight's columns are (ci, i, j) =
- * ci * kh * kw + i * kw + j (ncols = cin * kh * kw), oh = h - dh (kh - 1) and ow = w -
- * dw (kw - 1) >= 1. The output yt is nrows x batch x oh rows of w floats: columns
- * [0, ow) of each row are the convolution, the others are unspecified (dropped by the
- * caller; the wide rows let every non-zero be one contiguous axpy). */
+/* Geometry of a direct 2-D convolution, groups 1, zero padding: x is batch x cin x h x w
+ * floats (not padded), the weight's columns are (ci, i, j) = ci * kh * kw + i * kw + j
+ * (ncols = cin * kh * kw, kh * kw <= DNK_CONV_MAXTAP), strides sh, sw, dilations dh, dw,
+ * padding ph, pw; oh = (h + 2 ph - dh (kh - 1) - 1) / sh + 1 >= 1, ow likewise. */
 typedef struct {
     uint64_t batch, cin, h, w;
-    uint64_t kh, kw, dh, dw;
+    uint64_t kh, kw, sh, sw, dh, dw, ph, pw;
 } dnk_conv_t;
 
-/* Sparse layers only (gaps != NULL, whole layer): yt = the convolution of x with W, computed
- * straight from the streams, no im2col: each non-zero adds its weight times a shifted input
- * plane to its output channel. Same checks and statuses as dnk_layer_mm; the geometry is
- * checked (DNK_EINVAL). */
-int dnk_layer_conv2d(const dnk_layer_t *w, const dnk_conv_t *cv, const float *x, float *yt,
-                     uint64_t *bad_row);
+#define DNK_CONV_MAXTAP 1024
+
+/* Floats of workspace dnk_layer_conv2d needs for this geometry and nrows output channels
+ * (the packed input and, where the output rows are padded for alignment, the wide output;
+ * 16 floats of alignment slack included); 0 for a geometry it refuses. */
+uint64_t dnk_conv2d_workspace(const dnk_conv_t *cv, uint64_t nrows);
+
+/* Sparse layers only (gaps != NULL, whole layer): y (nrows x batch x oh x ow floats) = the
+ * convolution of x with W, computed straight from the streams, no im2col: the input is
+ * packed once into ws (ws_len >= dnk_conv2d_workspace floats) as, per channel, one
+ * zero-padded plane per row phase (i * dh mod sh) and filter column j, holding the strided
+ * columns j * dw + sw * 0..; then each non-zero adds its weight times one contiguous
+ * window of its plane to its output channel. Same checks and statuses as dnk_layer_mm;
+ * the geometry is checked (DNK_EINVAL). */
+int dnk_layer_conv2d(const dnk_layer_t *w, const dnk_conv_t *cv, const float *x, float *ws,
+                     uint64_t ws_len, float *y, uint64_t *bad_row);
 
 /* CSR product (the cached O(nnz) sparse form): row r's non-zeros are
  * cols/vals[row_ptr[r] .. row_ptr[r+1]). row_ptr is checked (monotone, ends at
@@ -127,8 +136,8 @@ int dnk_layer_conv2d(const dnk_layer_t *w, const dnk_conv_t *cv, const float *x,
 int dnk_csr_mm(uint64_t nrows, uint64_t ncols, const uint64_t *row_ptr, const uint32_t *cols,
                const float *vals, uint64_t nnz, const float *xt, uint64_t batch, float *yt);
 
-/* Kernel variant in use: 0 portable, 1 AVX2+FMA, 2 AVX-512 (F/BW/VL/DQ) for the batch-1
- * sparse product, AVX2+FMA for the rest (x86-64). */
+/* Kernel variant in use: 0 portable, 1 AVX2+FMA, 2 AVX-512 (F/BW/VL/DQ) for the sparse
+ * walks and the direct convolution's multiply-adds, AVX2+FMA for the rest (x86-64). */
 int dnk_isa_level(void);
 /* Force a level (tests): returns the level actually set (capped by the CPU). */
 int dnk_set_isa_level(int level);

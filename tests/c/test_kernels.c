@@ -141,14 +141,19 @@ static void check_product(const dnk_layer_t *w, int kind, uint64_t batch) {
 #define KH 5
 #define KW 5
 static void check_conv(const dnk_layer_t *w, int kind, dnk_conv_t cv) {
-    const uint64_t oh = cv.h - cv.dh * (KH - 1), ow = cv.w - cv.dw * (KW - 1);
-    const uint64_t nx = cv.batch * CIN * cv.h * cv.w, ny = NROWS * cv.batch * oh * cv.w;
-    float *x = malloc(nx * sizeof *x), *y = malloc(ny * sizeof *y); /* exact: ASan sees */
-    CHECK(x && y);
+    const int64_t hp = (int64_t)(cv.h + 2 * cv.ph), wp = (int64_t)(cv.w + 2 * cv.pw);
+    const uint64_t oh = (uint64_t)(hp - (int64_t)(cv.dh * (KH - 1)) - 1) / cv.sh + 1;
+    const uint64_t ow = (uint64_t)(wp - (int64_t)(cv.dw * (KW - 1)) - 1) / cv.sw + 1;
+    const uint64_t nx = cv.batch * CIN * cv.h * cv.w, ny = NROWS * cv.batch * oh * ow;
+    const uint64_t nws = dnk_conv2d_workspace(&cv, NROWS);
+    CHECK(nws > 0);
+    /* exact sizes: ASan sees any read or write past them */
+    float *x = malloc(nx * sizeof *x), *y = malloc(ny * sizeof *y), *ws = malloc(nws * sizeof *ws);
+    CHECK(x && y && ws);
     for (uint64_t i = 0; i < nx; i++)
         x[i] = (float)((int)(rnd() % 17) - 8) * 0.25f;
     uint64_t bad = 0;
-    CHECK(dnk_layer_conv2d(w, &cv, x, y, &bad) == DNK_OK);
+    CHECK(dnk_layer_conv2d(w, &cv, x, ws, nws, y, &bad) == DNK_OK);
     uint64_t k = 0;
     for (int r = 0; r < NROWS; r++) {
         for (uint64_t b = 0; b < cv.batch; b++)
@@ -159,20 +164,26 @@ static void check_conv(const dnk_layer_t *w, int kind, dnk_conv_t cv) {
                         uint32_t c = cols[k + t], ci = c / (KH * KW), i = c / KW % KH,
                                  j = c % KW;
                         double v = kind == DNK_VAL_F32 ? vals[k + t] : vtable[vcode_of[k + t]];
-                        ref += v * x[((b * CIN + ci) * cv.h + oy + i * cv.dh) * cv.w + ox +
-                                     j * cv.dw];
+                        int64_t yy = (int64_t)(oy * cv.sh + i * cv.dh) - (int64_t)cv.ph;
+                        int64_t xx = (int64_t)(ox * cv.sw + j * cv.dw) - (int64_t)cv.pw;
+                        if (yy >= 0 && yy < (int64_t)cv.h && xx >= 0 && xx < (int64_t)cv.w)
+                            ref += v * x[((b * CIN + ci) * cv.h + (uint64_t)yy) * cv.w +
+                                         (uint64_t)xx];
                     }
-                    float got = y[((r * cv.batch + b) * oh + oy) * cv.w + ox];
+                    float got = y[((r * cv.batch + b) * oh + oy) * ow + ox];
                     CHECK(fabs(got - ref) <= 1e-3 * (1 + fabs(ref)));
                 }
         k += rowlen[r];
     }
+    CHECK(dnk_layer_conv2d(w, &cv, x, ws, nws - 1, y, &bad) == DNK_EINVAL); /* short ws */
     cv.cin = CIN + 1; /* columns do not match the geometry */
-    CHECK(dnk_layer_conv2d(w, &cv, x, y, &bad) == DNK_EINVAL);
-    cv.cin = CIN, cv.h = cv.dh * (KH - 1); /* the kernel does not fit */
-    CHECK(dnk_layer_conv2d(w, &cv, x, y, &bad) == DNK_EINVAL);
+    CHECK(dnk_layer_conv2d(w, &cv, x, ws, nws, y, &bad) == DNK_EINVAL);
+    cv.cin = CIN, cv.h = cv.dh * (KH - 1) - 2 * cv.ph; /* the kernel does not fit */
+    CHECK(dnk_layer_conv2d(w, &cv, x, ws, nws, y, &bad) == DNK_EINVAL);
+    CHECK(dnk_conv2d_workspace(&cv, NROWS) == 0);
     free(x);
     free(y);
+    free(ws);
 }
 
 int main(void) {
@@ -185,10 +196,17 @@ int main(void) {
                 for (uint64_t batch = 1; batch <= 3; batch += 2) {
                     dnk_layer_t w = layer(kind, rice);
                     check_product(&w, kind, batch);
-                    dnk_conv_t tight = {batch, CIN, KH, KW, KH, KW, 1, 1}; /* oh = ow = 1 */
-                    dnk_conv_t wide = {batch, CIN, 8, 11, KH, KW, 1, 2};   /* dilated */
+                    /* h, w, kh, kw, sh, sw, dh, dw, ph, pw */
+                    dnk_conv_t tight = {batch, CIN, KH, KW, KH, KW, 1, 1, 1, 1, 0, 0}; /* 1x1 out */
+                    dnk_conv_t wide = {batch, CIN, 8, 11, KH, KW, 1, 1, 1, 2, 0, 0};   /* dilated */
+                    dnk_conv_t pad = {batch, CIN, 3, 20, KH, KW, 1, 1, 1, 1, 2, 1};    /* padded */
+                    dnk_conv_t strd = {batch, CIN, 9, 13, KH, KW, 2, 3, 1, 1, 1, 2};   /* strided */
+                    dnk_conv_t all = {batch, CIN, 14, 9, KH, KW, 3, 2, 2, 1, 3, 0};
                     check_conv(&w, kind, tight);
                     check_conv(&w, kind, wide);
+                    check_conv(&w, kind, pad);
+                    check_conv(&w, kind, strd);
+                    check_conv(&w, kind, all);
                 }
     }
     /* corrupted streams: any outcome but a crash or an out-of-bounds access */
@@ -226,11 +244,12 @@ int main(void) {
         uint64_t bad = 0;
         int st;
         if (it % 5 == 0) { /* the direct conv's walk */
-            static float cx[CIN * KH * KW], cy[NROWS * KW];
-            dnk_conv_t cv = {1, CIN, KH, KW, KH, KW, 1, 1};
+            static float cx[CIN * KH * KW], cy[NROWS * 3], cws[4096];
+            dnk_conv_t cv = {1, CIN, KH, KW, KH, KW, 1, 1, 1, 1, 0, 1}; /* 1 x 3 output */
             for (int i = 0; i < CIN * KH * KW; i++)
                 cx[i] = 1.0f;
-            st = dnk_layer_conv2d(&w, &cv, cx, cy, &bad);
+            CHECK(dnk_conv2d_workspace(&cv, NROWS) <= 4096);
+            st = dnk_layer_conv2d(&w, &cv, cx, cws, 4096, cy, &bad);
         } else {
             st = dnk_layer_mm(&w, xt, batch, yt, &bad);
         }
