@@ -192,7 +192,18 @@ def layer_conv2d(
     """
     op = "layer_conv2d"
     x = _req(x, "x", (np.float32,), op, ndim=4)
-    B, cin, H, W = (int(v) for v in x.shape)
+    cv, need, yshape, ncols = _conv_geometry(
+        op, x.shape, int(nrows), kernel_size, stride, padding, dilation
+    )
+    w, keep = _layer(op, int(nrows), ncols, values, gaps, gap_step, gap_delim, gap_xbits,
+                     gap_extra, None)
+    return _conv_walk(op, w, cv, x, need, yshape)
+
+
+def _conv_geometry(op, shape, nrows, kernel_size, stride, padding, dilation):
+    """The checked ``dnk_conv_t`` of a convolution of an input of *shape*, its workspace size
+    (floats), the output's shape ``(nrows, batch * oh * ow)`` and the weight's columns."""
+    B, cin, H, W = (int(v) for v in shape)
     kh, kw = (int(v) for v in kernel_size)
     sh, sw = (int(v) for v in stride)
     ph, pw = (int(v) for v in padding)
@@ -203,9 +214,9 @@ def layer_conv2d(
         )
     Hp, Wp = H + 2 * ph, W + 2 * pw
     if B < 1 or Hp <= dh * (kh - 1) or Wp <= dw * (kw - 1):
-        raise ValueError(f"{op}: input {tuple(x.shape)} is too small for the kernel")
+        raise ValueError(f"{op}: input {tuple(shape)} is too small for the kernel")
     oh, ow = (Hp - dh * (kh - 1) - 1) // sh + 1, (Wp - dw * (kw - 1) - 1) // sw + 1
-    nrows, ncols = int(nrows), cin * kh * kw
+    ncols = cin * kh * kw
     if nrows < 0 or not 0 < ncols < 1 << 32:
         raise ValueError(f"{op}: bad shape ({nrows}, {ncols})")
     cv = ffi.new("dnk_conv_t *")
@@ -213,19 +224,37 @@ def layer_conv2d(
     cv.kh, cv.kw, cv.sh, cv.sw, cv.dh, cv.dw, cv.ph, cv.pw = kh, kw, sh, sw, dh, dw, ph, pw
     need = int(lib.dnk_conv2d_workspace(cv, nrows))
     if need == 0:
-        raise ValueError(f"{op}: geometry out of range for input {tuple(x.shape)}")
+        raise ValueError(f"{op}: geometry out of range for input {tuple(shape)}")
+    return cv, need, (nrows, B * oh * ow), ncols
+
+
+def _conv_walk(op, w, cv, x, need, yshape):
+    """``dnk_layer_conv2d`` with checked parts (x: checked float32, C-contiguous)."""
     ws = _WS.get("cx", np.float32, need)
-    y = np.empty((nrows, B * oh * ow), dtype=np.float32)
-    w, keep = _layer(op, nrows, ncols, values, gaps, gap_step, gap_delim, gap_xbits, gap_extra,
-                     None)
+    y = np.empty(yshape, dtype=np.float32)
     bad = ffi.new("uint64_t *")
     st = lib.dnk_layer_conv2d(
         w, cv, _ptr(x, "float[]"), ffi.from_buffer("float[]", ws, require_writable=True),
         need, ffi.from_buffer("float[]", y, require_writable=True), bad,
     )
     _check(st, op, int(bad[0]))
-    del keep
     return y
+
+
+def _geometry(cache: dict, op, shape, nrows, kernel_size, stride, padding, dilation):
+    """:func:`_conv_geometry`, memoised in *cache* (a layer sees few input shapes)."""
+    key = (tuple(shape), tuple(kernel_size), tuple(stride), tuple(padding), tuple(dilation))
+    g = cache.get(key)
+    if g is None:
+        g = _conv_geometry(op, shape, nrows, kernel_size, stride, padding, dilation)
+        if len(cache) >= 16:
+            cache.clear()
+        cache[key] = g
+    return g
+
+
+def _addr(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0]
 
 
 def _layer(op, nrows, ncols, values, gaps, gap_step, gap_delim, gap_xbits, gap_extra, rows):
@@ -592,6 +621,8 @@ class FusedWeight:
         else:
             raise NotFusable(f"no fused kernel for the {cid!r} codec")
         self.band = max(1, _CHUNK_SYMBOLS // (self.ncols + 1))
+        self._prep = None  # _walk_layer's checked struct
+        self._geo: dict = {}  # conv2d's checked geometries, by input shape and arguments
 
     @staticmethod
     def _band_decoder(enc, cid, n):
@@ -631,19 +662,14 @@ class FusedWeight:
         """``W @ xt`` for ``xt`` of shape ``(ncols, batch)`` (float32); ``(nrows, batch)``."""
         kw = {"nrows": self.nrows, "ncols": self.ncols}
         if self.gaps is not None:
-            g = self.gaps
-            gs = self.gaps.body(out=_WS.get("g", g.code_dtype, g.n + g.nblocks))
-            return layer_mm(
-                xt,
-                values=self.src.values(),
-                gaps=gs,
-                gap_step=self.step,
-                gap_delim=g.DELIM,
-                gap_xbits=self.xbits,
-                gap_extra=self.extra,
-                yt=out,
-                **kw,
-            )
+            op = "layer_mm"
+            batch, out = _check_xy(xt, out, self.nrows, self.ncols, op)
+            prep = self._walk_layer(op)
+            bad = ffi.new("uint64_t *")
+            st = lib.dnk_layer_mm(prep[1], _ptr(xt, "float[]"), batch,
+                                  ffi.from_buffer("float[]", out, require_writable=True), bad)
+            _check(st, op, int(bad[0]))
+            return out
         if out is None:
             _check_xy(xt, None, self.nrows, self.ncols, "FusedWeight.matmul_t")
             out = np.empty((self.nrows, xt.shape[1]), dtype=np.float32)
@@ -662,18 +688,32 @@ class FusedWeight:
         batch * oh * ow)`` (see :func:`layer_conv2d`)."""
         if self.gaps is None:
             raise NotFusable("conv2d: only sparse encodings have a direct convolution")
-        if isinstance(x, np.ndarray) and x.ndim == 4:
-            kk = int(x.shape[1]) * int(kernel_size[0]) * int(kernel_size[1])
-            if kk != self.ncols:
-                raise ValueError(f"conv2d: the weight has {self.ncols} columns, the input and "
-                                 f"kernel give cin * kh * kw = {kk}")
+        op = "conv2d"
+        x = _req(x, "x", (np.float32,), op, ndim=4)
+        cv, need, yshape, ncols = _geometry(self._geo, op, x.shape, self.nrows, kernel_size,
+                                            stride, padding, dilation)
+        if ncols != self.ncols:
+            raise ValueError(f"conv2d: the weight has {self.ncols} columns, the input and "
+                             f"kernel give cin * kh * kw = {ncols}")
+        prep = self._walk_layer(op)  # held over the call: it keeps the buffers alive
+        return _conv_walk(op, prep[1], cv, x, need, yshape)
+
+    def _walk_layer(self, op):
+        """``(key, dnk_layer_t, buffers...)`` of this sparse weight's streams, extracted now
+        into the thread's workspaces. The checked struct is rebuilt only when a workspace
+        array moved (another size, another thread): the fixed parts never change."""
         g = self.gaps
         gs = g.body(out=_WS.get("g", g.code_dtype, g.n + g.nblocks))
-        return layer_conv2d(
-            x, nrows=self.nrows, kernel_size=kernel_size, stride=stride, padding=padding,
-            dilation=dilation, values=self.src.values(), gaps=gs, gap_step=self.step, gap_delim=g.DELIM,
-            gap_xbits=self.xbits, gap_extra=self.extra,
+        vals = self.src.values()
+        key = (_addr(gs), gs.size) + tuple(
+            (k, _addr(v), v.size) for k, v in vals.items() if isinstance(v, np.ndarray)
         )
+        prep = self._prep
+        if prep is None or prep[0] != key:
+            w, keep = _layer(op, self.nrows, self.ncols, vals, gs, self.step, g.DELIM,
+                             self.xbits, self.extra, None)
+            prep = self._prep = (key, w, keep, gs, vals)
+        return prep
 
     def to_csr(self) -> CSRWeight:
         """The decoded O(nnz) sparse form (sparse encodings only), for repeated products."""
@@ -722,6 +762,7 @@ class CSRWeight:
             a.setflags(write=False)
         self.row_ptr, self.cols, self.vals, self.ncols = row_ptr, cols, vals, int(ncols)
         self.nrows = row_ptr.size - 1
+        self._geo: dict = {}  # conv2d's checked geometries
 
     @property
     def nbytes(self) -> int:
@@ -729,3 +770,25 @@ class CSRWeight:
 
     def matmul_t(self, xt: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         return _csr_call(xt, self.row_ptr, self.cols, self.vals, self.ncols, out)
+
+    def conv2d(self, x: np.ndarray, kernel_size, padding=(0, 0), dilation=(1, 1),
+               stride=(1, 1)) -> np.ndarray:
+        """The direct convolution (as :meth:`FusedWeight.conv2d`, no ``unfold``) from this
+        CSR form; ``(nrows, batch * oh * ow)``."""
+        op = "csr_conv2d"
+        x = _req(x, "x", (np.float32,), op, ndim=4)
+        cv, need, yshape, ncols = _geometry(self._geo, op, x.shape, self.nrows, kernel_size,
+                                            stride, padding, dilation)
+        if ncols != self.ncols:
+            raise ValueError(f"{op}: the weight has {self.ncols} columns, the input and "
+                             f"kernel give cin * kh * kw = {ncols}")
+        ws = _WS.get("cx", np.float32, need)
+        y = np.empty(yshape, dtype=np.float32)
+        st = lib.dnk_csr_conv2d(
+            self.nrows, self.ncols, _ptr(self.row_ptr, "uint64_t[]"),
+            _ptr(self.cols, "uint32_t[]"), _ptr(self.vals, "float[]"), self.vals.size, cv,
+            _ptr(x, "float[]"), ffi.from_buffer("float[]", ws, require_writable=True), need,
+            ffi.from_buffer("float[]", y, require_writable=True),
+        )
+        _check(st, op)
+        return y

@@ -124,8 +124,8 @@ class _FusedForward:
             for d in (0, 1)
         )
         w = self._weight()
-        if isinstance(w, FusedWeight) and w.sparse and _direct_conv_ok(mod):
-            # direct sparse conv: no unfold
+        if (isinstance(w, CSRWeight) or w.sparse) and _direct_conv_ok(mod):
+            # direct sparse conv (from the streams, or the cached CSR form): no unfold
             y = torch.from_numpy(
                 w.conv2d(xf.contiguous().numpy(), mod.kernel_size, pd, mod.dilation, mod.stride)
             )

@@ -555,17 +555,20 @@ def test_direct_conv2d_matches_torch(B, cin, cout, k, p, d, s, hw, sp, coding, s
     finally:
         C._gap_codings = old
     fw = K.FusedWeight(enc)
+    csr = fw.to_csr()
     for lv in range(K.set_isa_level(99) + 1):
         K.set_isa_level(lv)
         try:
-            y = fw.conv2d(x.numpy(), k, p, d, s)
+            ys = [fw.conv2d(x.numpy(), k, p, d, s), csr.conv2d(x.numpy(), k, p, d, s)]
         finally:
             K.set_isa_level(-1)
         oh, ow = ref.shape[2:]
-        got = torch.from_numpy(y).reshape(cout, B, oh, ow).permute(1, 0, 2, 3).double()
         bound = 1e-5 * F.conv2d(x.double().abs(), w.double().abs(), stride=s, padding=p,
                                 dilation=d) + 1e-30
-        assert ((got - ref).abs() <= bound).all(), (lv, float((got - ref).abs().max()))
+        for which, y in zip(("streams", "csr"), ys, strict=True):
+            got = torch.from_numpy(y).reshape(cout, B, oh, ow).permute(1, 0, 2, 3).double()
+            err = float((got - ref).abs().max())
+            assert ((got - ref).abs() <= bound).all(), (lv, which, err)
 
 
 def test_direct_conv2d_checks():
@@ -584,6 +587,13 @@ def test_direct_conv2d_checks():
         fw.conv2d(x, (3, 3), padding=(-1, 0))
     with pytest.raises(ValueError, match="bad geometry"):
         fw.conv2d(x, (3, 3), stride=(0, 1))
+    csr = fw.to_csr()
+    with pytest.raises(ValueError, match="columns"):
+        csr.conv2d(np.ones((1, 2, 5, 5), np.float32), (3, 3))
+    with pytest.raises(ValueError, match="too small"):
+        csr.conv2d(np.ones((1, 3, 2, 2), np.float32), (3, 3))
+    with pytest.raises(TypeError):
+        csr.conv2d(x.astype(np.float64), (3, 3))
     dense = K.FusedWeight(FloatCodec("element").encode(w.reshape(4, -1)))
     with pytest.raises(K.NotFusable):
         dense.conv2d(x, (3, 3))

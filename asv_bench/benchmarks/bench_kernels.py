@@ -107,8 +107,8 @@ class FusedLinearSuite:
 
 class FusedConvSuite:
     """The direct sparse convolution (no ``unfold``): Conv2d 128->128, 3x3, padding 1 on
-    14x14 maps, pruned 95%, batch 1 and 8, against ``F.conv2d`` (dense) and torch CSR on the
-    unfolded input."""
+    14x14 maps, pruned 95%, batch 1 and 8, from the streams (fused) and from the cached CSR
+    form, against ``F.conv2d`` (dense) and torch CSR on the unfolded input."""
 
     params = ([1, 8],)
     param_names = ["batch"]
@@ -132,6 +132,7 @@ class FusedConvSuite:
         self.x = torch.randn(batch, 128, 14, 14, generator=g)
         self.xn = self.x.numpy()
         self.fw = FusedWeight(encode_best(w, form="element", candidates=_fusable(("sparse",))))
+        self.csr = self.fw.to_csr()
         import warnings
 
         with warnings.catch_warnings():  # "sparse CSR support is in beta"
@@ -140,6 +141,9 @@ class FusedConvSuite:
 
     def _fused(self):
         self.fw.conv2d(self.xn, (3, 3), (1, 1))
+
+    def _cached(self):  # the same direct conv from the cached CSR form
+        self.csr.conv2d(self.xn, (3, 3), (1, 1))
 
     def _dense(self):
         self.F.conv2d(self.x, self.w, padding=1)
@@ -160,5 +164,9 @@ class FusedConvSuite:
     def track_fused_vs_torch_csr(self, batch):
         return FusedLinearSuite._ratio(self._fused, self._torch_csr)
 
+    def track_cached_vs_dense(self, batch):
+        return FusedLinearSuite._ratio(self._cached, self._dense)
+
     track_fused_vs_dense.unit = "x dense"
     track_fused_vs_torch_csr.unit = "x torch csr"
+    track_cached_vs_dense.unit = "x dense"

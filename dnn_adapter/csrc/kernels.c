@@ -417,6 +417,85 @@ static void conv_pack(const dnk_conv_t *g, const dnk_conv_plan_t *p, const float
     }
 }
 
+/* the convolution's weight: a sparse layer's streams, or the cached CSR form */
+typedef struct {
+    const dnk_layer_t *w; /* NULL: CSR */
+    uint64_t nrows;
+    const uint64_t *row_ptr;
+    const uint32_t *cols;
+    const float *vals;
+    uint64_t nnz;
+} dnk_conv_src_t;
+
+/* the bands of every image (conv_plan) through the walk or the CSR rows; y is nrows x
+ * batch x oh x ow, checked by the caller (and the layer's fields, for a walk) */
+static int conv_bands(const dnk_conv_src_t *src, const dnk_conv_t *cv, const dnk_conv_plan_t *p,
+                      const float *x, float *ws, float *y, uint64_t *bad_row) {
+    const uint64_t nrows = src->nrows, oplane = p->oh * p->ow, B = cv->batch * oplane;
+    if (!p->wide)
+        memset(y, 0, nrows * B * sizeof(float));
+    if (nrows == 0)
+        return DNK_OK;
+    float *xp = ws + ((64 - (uintptr_t)ws % 64) % 64) / sizeof(float); /* ws: float-aligned */
+    float *yw = xp + p->xstride; /* a band's wide output rows (p->wide) */
+    uint64_t tap[DNK_CONV_MAXTAP];
+    for (uint64_t i = 0; i < cv->kh; i++)
+        for (uint64_t j = 0; j < cv->kw; j++)
+            tap[i * cv->kw + j] = ((i * cv->dh) % cv->sh * cv->kw + j) * p->plane +
+                                  (i * cv->dh) / cv->sh * p->wq;
+    dnk_conv_t one = *cv;
+    one.batch = 1;
+    const uint64_t kk = cv->kh * cv->kw;
+    dnk_row_fn row = pack_row;
+    dnk_seg_fn seg = NULL, own = conv_seg_portable;
+#if DNK_X86
+    if (dnk_isa_level() >= 2)
+        row = pack_row_512, seg = conv_seg_512; /* also under the AVX2 walks */
+    own = dnk_isa_level() >= 2 ? conv_seg_512 : dnk_isa_level() >= 1 ? conv_seg_avx2 : own;
+#endif
+    int rc = DNK_OK;
+    for (uint64_t b = 0; b < cv->batch && rc == DNK_OK; b++)
+        for (uint64_t r0 = 0; r0 < p->oh && rc == DNK_OK; r0 += p->band) {
+            const uint64_t nr = p->oh - r0 < p->band ? p->oh - r0 : p->band;
+            conv_pack(&one, p, x + b * cv->cin * cv->h * cv->w, xp, r0, nr, row);
+            const dnk_cv_t run = {&one, seg, 1.0 / (double)kk, kk, p->cstride, tap, nr * p->wq,
+                                  nr * p->wq, p->xstride};
+            /* the band's rows: in y directly (B floats apart), or wide (nr * wq apart) */
+            const uint64_t rs = p->wide ? nr * p->wq : B;
+            float *yb = p->wide ? yw : y + b * oplane + r0 * p->ow;
+            if (p->wide)
+                memset(yw, 0, nrows * rs * sizeof(float));
+            if (src->w) {
+                rc = 1;
+#if DNK_X86
+                if (dnk_isa_level() >= 2)
+                    rc = dnk512_sparse(src->w, xp, rs, yb, bad_row, &run);
+                if (rc > 0 && dnk_isa_level() >= 1)
+                    rc = layer_conv_avx2(src->w, &run, rs, xp, yb, bad_row);
+#endif
+                if (rc > 0)
+                    rc = layer_conv_portable(src->w, &run, rs, xp, yb, bad_row);
+            } else {
+                for (uint64_t r = 0; r < nrows; r++) {
+                    const uint64_t a0 = src->row_ptr[r], a1 = src->row_ptr[r + 1];
+                    if (a1 < a0 || a1 > src->nnz) {
+                        rc = DNK_ECORRUPT;
+                        break;
+                    }
+                    for (uint64_t a = a0; a < a1; a += DNK_CAP) /* conv_seg: <= DNK_CAP */
+                        own(src->cols + a, src->vals + a, a1 - a < DNK_CAP ? a1 - a : DNK_CAP,
+                            &run, xp, yb + r * rs);
+                }
+            }
+            if (rc == DNK_OK && p->wide) /* the ow valid columns of each wide row */
+                for (uint64_t r = 0; r < nrows; r++)
+                    for (uint64_t i = 0; i < nr; i++)
+                        memcpy(y + r * B + b * oplane + (r0 + i) * p->ow, yw + r * rs + i * p->wq,
+                               p->ow * sizeof(float));
+        }
+    return rc;
+}
+
 int dnk_layer_conv2d(const dnk_layer_t *w, const dnk_conv_t *cv, const float *x, float *ws,
                      uint64_t ws_len, float *y, uint64_t *bad_row) {
     if (!w || !cv || !bad_row || !x || !ws || !y || !w->gaps)
@@ -428,58 +507,27 @@ int dnk_layer_conv2d(const dnk_layer_t *w, const dnk_conv_t *cv, const float *x,
         return DNK_EINVAL;
     if (w->row_begin != 0 || w->row_end != w->nrows || w->op_begin != 0)
         return DNK_EINVAL;
-    const uint64_t oplane = p.oh * p.ow, B = cv->batch * oplane; /* y's rows */
-    int st = check_layer(w, B);
+    int st = check_layer(w, cv->batch * p.oh * p.ow);
     if (st != DNK_OK)
         return st;
-    if (!p.wide)
-        memset(y, 0, w->nrows * B * sizeof(float));
-    if (w->nrows == 0)
-        return DNK_OK;
-    float *xp = ws + ((64 - (uintptr_t)ws % 64) % 64) / sizeof(float); /* ws: float-aligned */
-    float *yw = xp + p.xstride; /* a band's wide output rows (p.wide) */
-    uint64_t tap[DNK_CONV_MAXTAP];
-    for (uint64_t i = 0; i < cv->kh; i++)
-        for (uint64_t j = 0; j < cv->kw; j++)
-            tap[i * cv->kw + j] = ((i * cv->dh) % cv->sh * cv->kw + j) * p.plane +
-                                  (i * cv->dh) / cv->sh * p.wq;
-    dnk_conv_t one = *cv;
-    one.batch = 1;
-    const uint64_t kk = cv->kh * cv->kw;
-    dnk_row_fn row = pack_row;
-    dnk_seg_fn seg = NULL;
-#if DNK_X86
-    if (dnk_isa_level() >= 2)
-        row = pack_row_512, seg = conv_seg_512; /* also under the AVX2 walks */
-#endif
-    int rc = DNK_OK;
-    for (uint64_t b = 0; b < cv->batch && rc == DNK_OK; b++)
-        for (uint64_t r0 = 0; r0 < p.oh && rc == DNK_OK; r0 += p.band) {
-            const uint64_t nr = p.oh - r0 < p.band ? p.oh - r0 : p.band;
-            conv_pack(&one, &p, x + b * cv->cin * cv->h * cv->w, xp, r0, nr, row);
-            const dnk_cv_t run = {&one, seg, 1.0 / (double)kk, kk, p.cstride, tap, nr * p.wq,
-                                  nr * p.wq, p.xstride};
-            /* the band's rows: in y directly (B floats apart), or wide (nr * wq apart) */
-            const uint64_t rs = p.wide ? nr * p.wq : B;
-            float *yb = p.wide ? yw : y + b * oplane + r0 * p.ow;
-            if (p.wide)
-                memset(yw, 0, w->nrows * rs * sizeof(float));
-            rc = 1;
-#if DNK_X86
-            if (dnk_isa_level() >= 2)
-                rc = dnk512_sparse(w, xp, rs, yb, bad_row, &run);
-            if (rc > 0 && dnk_isa_level() >= 1)
-                rc = layer_conv_avx2(w, &run, rs, xp, yb, bad_row);
-#endif
-            if (rc > 0)
-                rc = layer_conv_portable(w, &run, rs, xp, yb, bad_row);
-            if (rc == DNK_OK && p.wide) /* the ow valid columns of each wide row */
-                for (uint64_t r = 0; r < w->nrows; r++)
-                    for (uint64_t i = 0; i < nr; i++)
-                        memcpy(y + r * B + b * oplane + (r0 + i) * p.ow, yw + r * rs + i * p.wq,
-                               p.ow * sizeof(float));
-        }
-    return rc;
+    const dnk_conv_src_t src = {w, w->nrows, NULL, NULL, NULL, 0};
+    return conv_bands(&src, cv, &p, x, ws, y, bad_row);
+}
+
+int dnk_csr_conv2d(uint64_t nrows, uint64_t ncols, const uint64_t *row_ptr, const uint32_t *cols,
+                   const float *vals, uint64_t nnz, const dnk_conv_t *cv, const float *x,
+                   float *ws, uint64_t ws_len, float *y) {
+    if (!row_ptr || !cv || !x || !ws || !y || (nnz && (!cols || !vals)))
+        return DNK_EINVAL;
+    dnk_conv_plan_t p;
+    if (conv_plan(cv, nrows, &p) != DNK_OK || ncols != cv->cin * cv->kh * cv->kw ||
+        ncols >= (UINT64_C(1) << 32) || ws_len < 16 + p.xstride + p.wide)
+        return DNK_EINVAL;
+    if (row_ptr[0] != 0 || row_ptr[nrows] != nnz)
+        return DNK_ECORRUPT;
+    uint64_t bad = 0;
+    const dnk_conv_src_t src = {NULL, nrows, row_ptr, cols, vals, nnz};
+    return conv_bands(&src, cv, &p, x, ws, y, &bad);
 }
 
 int dnk_csr_mm(uint64_t nrows, uint64_t ncols, const uint64_t *row_ptr, const uint32_t *cols,

@@ -129,6 +129,13 @@ uint64_t dnk_conv2d_workspace(const dnk_conv_t *cv, uint64_t nrows);
 int dnk_layer_conv2d(const dnk_layer_t *w, const dnk_conv_t *cv, const float *x, float *ws,
                      uint64_t ws_len, float *y, uint64_t *bad_row);
 
+/* The direct convolution (as dnk_layer_conv2d) with the CSR form of dnk_csr_mm: row r's
+ * non-zeros are cols/vals[row_ptr[r] .. row_ptr[r+1]) (row_ptr checked, cols < ncols the
+ * caller's contract, as there). */
+int dnk_csr_conv2d(uint64_t nrows, uint64_t ncols, const uint64_t *row_ptr, const uint32_t *cols,
+                   const float *vals, uint64_t nnz, const dnk_conv_t *cv, const float *x,
+                   float *ws, uint64_t ws_len, float *y);
+
 /* CSR product (the cached O(nnz) sparse form): row r's non-zeros are
  * cols/vals[row_ptr[r] .. row_ptr[r+1]). row_ptr is checked (monotone, ends at
  * nnz); cols must be < ncols (the binding checks them once, when the cached

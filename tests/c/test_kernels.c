@@ -153,6 +153,20 @@ static void check_conv(const dnk_layer_t *w, int kind, dnk_conv_t cv) {
     for (uint64_t i = 0; i < nx; i++)
         x[i] = (float)((int)(rnd() % 17) - 8) * 0.25f;
     uint64_t bad = 0;
+    /* the CSR form of the same weight, on exactly-sized heap buffers too */
+    uint64_t nnz = 0, *rp = malloc((NROWS + 1) * sizeof *rp);
+    CHECK(rp);
+    rp[0] = 0;
+    for (int r = 0; r < NROWS; r++)
+        rp[r + 1] = nnz += rowlen[r];
+    uint32_t *cc = malloc((nnz ? nnz : 1) * sizeof *cc);
+    float *cvals = malloc((nnz ? nnz : 1) * sizeof *cvals), *y2 = malloc(ny * sizeof *y2);
+    CHECK(cc && cvals && y2);
+    for (uint64_t t = 0; t < nnz; t++) {
+        cc[t] = cols[t];
+        cvals[t] = kind == DNK_VAL_F32 ? vals[t] : vtable[vcode_of[t]];
+    }
+    CHECK(dnk_csr_conv2d(NROWS, NCOLS, rp, cc, cvals, nnz, &cv, x, ws, nws, y2) == DNK_OK);
     CHECK(dnk_layer_conv2d(w, &cv, x, ws, nws, y, &bad) == DNK_OK);
     uint64_t k = 0;
     for (int r = 0; r < NROWS; r++) {
@@ -172,10 +186,19 @@ static void check_conv(const dnk_layer_t *w, int kind, dnk_conv_t cv) {
                     }
                     float got = y[((r * cv.batch + b) * oh + oy) * ow + ox];
                     CHECK(fabs(got - ref) <= 1e-3 * (1 + fabs(ref)));
+                    got = y2[((r * cv.batch + b) * oh + oy) * ow + ox];
+                    CHECK(fabs(got - ref) <= 1e-3 * (1 + fabs(ref)));
                 }
         k += rowlen[r];
     }
     CHECK(dnk_layer_conv2d(w, &cv, x, ws, nws - 1, y, &bad) == DNK_EINVAL); /* short ws */
+    CHECK(dnk_csr_conv2d(NROWS, NCOLS, rp, cc, cvals, nnz, &cv, x, ws, nws - 1, y2) == DNK_EINVAL);
+    rp[NROWS / 2] = nnz + 1; /* a row past the end */
+    CHECK(dnk_csr_conv2d(NROWS, NCOLS, rp, cc, cvals, nnz, &cv, x, ws, nws, y2) == DNK_ECORRUPT);
+    free(rp);
+    free(cc);
+    free(cvals);
+    free(y2);
     cv.cin = CIN + 1; /* columns do not match the geometry */
     CHECK(dnk_layer_conv2d(w, &cv, x, ws, nws, y, &bad) == DNK_EINVAL);
     cv.cin = CIN, cv.h = cv.dh * (KH - 1) - 2 * cv.ph; /* the kernel does not fit */
