@@ -41,14 +41,27 @@ DNK_INLINE void DNK_SFX(tiles)(const uint32_t *restrict cols, const float *restr
         u += a3;
         DNK_ST8(y + t + 24, u);
     }
-    for (; t + 8 <= B; t += 8) {
-        dnk_v8 a0 = {0}, u;
-        for (uint64_t k = 0; k < n; k++) {
-            DNK_LD8(u, xt + (cols ? (uint64_t)cols[k] : k) * B + t);
+    for (; t + 8 <= B; t += 8) { /* four chains: one would wait on the FMA latency */
+        dnk_v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, u;
+        uint64_t k = 0;
+#define DNK_XR(k) (xt + (cols ? (uint64_t)cols[k] : (k)) * B + t)
+        for (; k + 4 <= n; k += 4) {
+            DNK_LD8(u, DNK_XR(k));
+            a0 += vals[k] * u;
+            DNK_LD8(u, DNK_XR(k + 1));
+            a1 += vals[k + 1] * u;
+            DNK_LD8(u, DNK_XR(k + 2));
+            a2 += vals[k + 2] * u;
+            DNK_LD8(u, DNK_XR(k + 3));
+            a3 += vals[k + 3] * u;
+        }
+        for (; k < n; k++) {
+            DNK_LD8(u, DNK_XR(k));
             a0 += vals[k] * u;
         }
+#undef DNK_XR
         DNK_LD8(u, y + t);
-        u += a0;
+        u += (a0 + a1) + (a2 + a3);
         DNK_ST8(y + t, u);
     }
     if (t < B) {
