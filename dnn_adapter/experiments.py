@@ -14,7 +14,9 @@ quantization), it
   bit-identical and the outputs ``torch.equal`` (streaming and loaded-cached),
 * computes the zero-order entropy bound of the same tensors (:func:`entropy_bound_bits`),
 * times dense PyTorch eager vs wrapped streaming vs cached at batch 1 and 8 (interleaved,
-  median, one thread) and measures each one's peak RSS in a fresh process
+  median, one thread), on pruned settings also the fused sparse kernels (``WrapConfig(
+  fused=True)``, per call and with the CSR cache; outputs equal to rounding, error
+  reported), and measures each one's peak RSS in a fresh process
   (:func:`dnn_adapter.memory.peak_rss_of`),
 
 and writes ``results.md`` (tables in the paper's shape, the paper's numbers beside ours),
@@ -39,6 +41,7 @@ import torch
 from torch import nn
 
 from . import _benchmem, zoo
+from .fused import fused_layers
 from .io import VERSION as FILE_VERSION
 from .io import load, read_header, save
 from .memory import peak_rss_of
@@ -470,6 +473,8 @@ class Row:
     lat: dict = field(default_factory=dict)  # "dense/1" -> seconds
     mem: dict = field(default_factory=dict)
     encode_s: float = 0.0
+    fused_layers: int = 0  # timed pruned rows: layers run by the fused kernels
+    fused_err: float | None = None  # their max |out - dense out| / max |dense out|
 
     @property
     def cr(self):
@@ -557,11 +562,20 @@ def run_one(
     row.codecs = ", ".join(f"{k}x{v}" for k, v in sorted(used.items()))
     row.exact_weights = _same_state(sd, w.state_dict())
     cached = pre = None
+    fused = {}
     if latency:  # the file loaded back in cached mode (timed rows only: it costs a full
         # decode), and in streaming mode with prefetch (decoding ahead on a second thread)
         cached = load(path, copy.deepcopy(base), mode="cached", verify=False)
         row.exact_weights &= _same_state(sd, cached.state_dict())
         pre = set_prefetch(load(path, copy.deepcopy(base), mode="streaming", verify=False))
+        if setting.prune > 0:  # pruned: the fused sparse kernels, per call and CSR-cached
+            for k, cache in (("fused", False), ("fused-csr", True)):
+                f = wrap(copy.deepcopy(m), WrapConfig(overrides=forms, codecs=codecs,
+                                                      verify=False, fused=True,
+                                                      fused_cache=cache))
+                row.fused_layers = len(fused_layers(f))
+                if row.fused_layers:
+                    fused[k] = f
 
     # outputs (and accuracy) -- dense eager vs streaming vs loaded cached
     g = torch.Generator().manual_seed(1)
@@ -579,6 +593,9 @@ def run_one(
             for other in (cached, pre, pre):  # pre twice: the second forward prefetches
                 if other is not None:
                     exact &= torch.equal(ref, other(x))
+            for f in fused.values():  # float32 sums in the kernels' order: not bit-exact
+                err = float((f(x) - ref).abs().max() / ref.abs().max().clamp_min(1e-30))
+                row.fused_err = max(row.fused_err or 0.0, err)
         if test is not None:
             xt, yt = test
             ref = m(xt)
@@ -592,7 +609,7 @@ def run_one(
     row.res = res if test is None else None
 
     if latency:
-        models = {"dense": m, "streaming": w, "prefetch": pre, "cached": cached}
+        models = {"dense": m, "streaming": w, "prefetch": pre, "cached": cached, **fused}
         ts = {f"{k}/{b}": [] for k in models for b in xs}
         with torch.inference_mode():
             for _ in range(reps):
@@ -613,6 +630,8 @@ def run_one(
         f"  exact {row.exact_weights and row.exact_outputs}"
         + (f"  stream b1 x{row.speedup('streaming', 1):.2f}"
            f"  prefetch b1 x{row.speedup('prefetch', 1):.2f}" if row.lat else "")
+        + (f"  fused b1 x{row.speedup('fused', 1):.2f} csr x{row.speedup('fused-csr', 1):.2f}"
+           f" (err {row.fused_err:.1e})" if fused else "")
         + (
             f"  mem MB d/s/p/c {row.mem['dense'] / 1e6:.0f}/{row.mem['streaming'] / 1e6:.0f}"
             f"/{row.mem['prefetch'] / 1e6:.0f}/{row.mem['cached'] / 1e6:.0f}"
@@ -725,6 +744,16 @@ def _sp(r: Row) -> str:
     )
 
 
+def _fsp(r: Row) -> str:
+    """Speedups of the fused sparse kernels (timed pruned rows)."""
+    if "fused/1" not in r.lat:
+        return "-"
+    return (
+        f"{_x(r.speedup('fused', 1))} / {_x(r.speedup('fused', 8))} ; "
+        f"{_x(r.speedup('fused-csr', 1))} / {_x(r.speedup('fused-csr', 8))}"
+    )
+
+
 def _exact(r: Row) -> str:
     return "yes" if r.exact_weights and r.exact_outputs else "**NO**"
 
@@ -796,6 +825,7 @@ def table_pq(rows, kind: str) -> str:
                 f"{r.bound_improved:.3f}",
                 f"{r.of_bound:.1f}%",
                 _sp(r),
+                _fsp(r),
                 paper,
                 _exact(r),
             ]
@@ -815,6 +845,7 @@ def table_pq(rows, kind: str) -> str:
             "bound: max CR improved",
             "ours % of bound",
             "speedup stream b1/b8 ; prefetch b1/b8 ; cached b1/b8",
+            "speedup fused b1/b8 ; fused+CSR b1/b8",
             "paper (form/theirs)",
             "bit-exact",
         ],
@@ -838,6 +869,7 @@ def table_combined(rows) -> str:
                 f"{r.dense_bytes / r.bound_bytes:.2f}",
                 f"{r.of_bound:.1f}%",
                 _sp(r),
+                _fsp(r),
                 f"{p[0]} MB, CR {p[1]}, speedup {p[2]}" if p else "-",
                 _exact(r),
             ]
@@ -854,6 +886,7 @@ def table_combined(rows) -> str:
             "bound CR",
             "ours % of bound",
             "speedup stream b1/b8 ; prefetch b1/b8 ; cached b1/b8",
+            "speedup fused b1/b8 ; fused+CSR b1/b8",
             "paper: Our Method (OPQ + theirs)",
             "bit-exact",
         ],
@@ -885,6 +918,13 @@ def table_latency(rows) -> str:
                 f"{_x(r.speedup('prefetch', 1))} / {_x(r.speedup('prefetch', 8))}",
                 f"{_x(r.speedup('cached', 1))} / {_x(r.speedup('cached', 8))}",
                 (
+                    f"{ms('fused/1')} / {ms('fused/8')} ; {ms('fused-csr/1')} / "
+                    f"{ms('fused-csr/8')} ({r.fused_layers} layers, err {r.fused_err:.0e})"
+                    if "fused/1" in lat
+                    else "-"
+                ),
+                _fsp(r),
+                (
                     " / ".join(_mb(mem[k]) if k in mem else "-"
                                for k in ("dense", "streaming", "prefetch", "cached"))
                     if mem
@@ -907,6 +947,8 @@ def table_latency(rows) -> str:
             "speedup stream b1/b8",
             "speedup prefetch b1/b8",
             "speedup cached b1/b8",
+            "fused ms b1/b8 ; fused+CSR ms b1/b8",
+            "speedup fused b1/b8 ; fused+CSR b1/b8",
             "peak RSS MB dense/stream/prefetch/cached",
             "dense MB",
             "ours MB",
@@ -1047,7 +1089,9 @@ def plots(rows: list[Row], img: str) -> list[str]:
         fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False)
         for ax, mk in zip(axes.flat, lat_models, strict=False):
             ss = [s for s in settings if (mk, s) in by and by[(mk, s)].lat]
-            modes = [(mo, b) for mo in ("streaming", "prefetch", "cached") for b in (1, 8)]
+            fz = any("fused/1" in by[(mk, s)].lat for s in ss)
+            modes = [(mo, b) for mo in ("streaming", "prefetch", "cached")
+                     + (("fused", "fused-csr") if fz else ()) for b in (1, 8)]
             w = 0.8 / len(modes)
             for k, (mode, b) in enumerate(modes):
                 ys = [by[(mk, s)].speedup(mode, b) or np.nan for s in ss]
@@ -1199,6 +1243,15 @@ def write_report(rows, out, meta, forms_rows) -> str:
         "dense compute scales with resolution and batch: a lower resolution makes streaming "
         "look worse. Speedups are dense time / ours (>1 = faster). This is a "
         "2-core shared CPU; the paper used an RTX 3090 with custom kernels.",
+        "* Fused (timed pruned rows): the model wrapped with `WrapConfig(fused=True)`: its "
+        "sparse Linear/Conv2d layers (groups 1, outside attention) multiply straight from the "
+        "compressed streams on every call (the C kernels of `dnn_adapter.fused`: a sparse "
+        "walk, and a direct convolution without `unfold`), other layers as in streaming; "
+        "*fused+CSR* adds `fused_cache=True` (each sparse layer's decoded CSR form kept "
+        "after its first call). Their sums are float32 in the kernels' order, so outputs "
+        "match the dense model to rounding, not bit for bit: the latency table gives the "
+        "largest |difference| relative to the largest |dense output|, and the bit-exact "
+        "column does not cover them.",
         "* Peak memory: `dnn_adapter.memory.peak_rss_of` runs load + one batch-1 forward in a "
         "fresh spawned process per mode (prefetch: two forwards, the second decoding ahead) "
         "and reports the resident-set high-water mark above the "
