@@ -5,10 +5,12 @@ weight is stored ``sparse`` (any RAS form), or element-wise ``float`` / ``dict``
 forward that runs the C kernels of ``dnn_adapter._kernels`` on the compressed streams: the
 sparse tuples are multiplied directly (gap codes -> column offsets -> gather), dense
 element-wise rows are rebuilt a band at a time in a small buffer and multiplied; no dense
-weight is ever built. A sparse Conv2d with stride 1 is a direct sparse convolution (one
-shifted-plane axpy per non-zero, no ``unfold``); other strides and element-wise conv
-weights go through ``unfold`` (im2col); ``groups != 1`` and other layers keep the decode
-path.
+weight is ever built. A sparse Conv2d (any stride, dilation and zero padding, kernels up to
+1024 taps) is a direct sparse convolution, from the streams or from the cached CSR form: the
+C kernel packs the input once per band of output rows (a zero-padded plane per filter
+column and stride phase), then adds each non-zero's weight times one contiguous window of
+it (no ``unfold``); element-wise (dense) conv weights go through ``unfold`` (im2col);
+``groups != 1`` and other layers keep the decode path.
 
 **Not bit-identical.** The kernels accumulate in float32 in their own order, so outputs
 equal the dense model's only to rounding (compare with a tolerance against a float64

@@ -15,6 +15,12 @@
  * Cost: O(nnz * batch) multiply-adds plus O(stream) integer work; the batch-1
  * product is bound by the gathers x[col] (scalar, 8 independent chains).
  *
+ * The direct convolution (dnk_layer_conv2d, dnk_csr_conv2d) runs the same walk (or CSR
+ * rows) with pass 3 replaced: the input is first packed into the caller's workspace, a
+ * band of output rows at a time (dnk_cv_t: one zero-padded plane per input channel,
+ * filter column and stride phase), so every non-zero adds its weight times one contiguous
+ * window of a plane to its output channel.
+ *
  * Accumulation is float32 in a fixed order (8 partial sums at batch 1, one
  * per output column otherwise), so results are deterministic for a given ISA
  * level but differ from a dense GEMM by rounding.
