@@ -571,6 +571,23 @@ def test_direct_conv2d_matches_torch(B, cin, cout, k, p, d, s, hw, sp, coding, s
             assert ((got - ref).abs() <= bound).all(), (lv, which, err)
 
 
+@pytest.mark.parametrize("hw", [(1, 1), (14, 14), (7, 9), (56, 56), (3, 40)])
+def test_direct_conv2d_pointwise(hw):
+    """1x1 convolutions (stride 1, no padding) run as one row per channel when the input fits
+    a band, else in bands of rows: both equal F.conv2d, from the streams and from CSR."""
+    g = torch.Generator().manual_seed(hw[0] * 100 + hw[1])
+    cin = 96 if hw == (56, 56) else 24  # 56x56x96 floats: over one band
+    w = torch.randn(20, cin, 1, 1, generator=g)
+    w[torch.rand(w.shape, generator=g) < 0.8] = 0
+    x = torch.randn(2, cin, *hw, generator=g)
+    ref = F.conv2d(x.double(), w.double())
+    fw = K.FusedWeight(encode_best(w, form="element", candidates=SP, verify=True))
+    bound = 1e-5 * F.conv2d(x.double().abs(), w.double().abs()) + 1e-30
+    for y in (fw.conv2d(x.numpy(), (1, 1)), fw.to_csr().conv2d(x.numpy(), (1, 1))):
+        got = torch.from_numpy(y).reshape(20, 2, *hw).permute(1, 0, 2, 3).double()
+        assert ((got - ref).abs() <= bound).all()
+
+
 def test_direct_conv2d_checks():
     g = torch.Generator().manual_seed(0)
     w = torch.randn(4, 3, 3, 3, generator=g)

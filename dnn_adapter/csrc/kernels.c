@@ -367,9 +367,25 @@ static int conv_plan(const dnk_conv_t *g, uint64_t nrows, dnk_conv_plan_t *p) {
     return DNK_OK;
 }
 
+/* the geometry the kernels run: a pointwise convolution (1 x 1 taps, stride 1, no padding)
+ * whose whole input fits one band is one row of h * w floats per channel (h = 1), so its
+ * output rows need no per-row alignment columns */
+static const dnk_conv_t *conv_geom(const dnk_conv_t *cv, dnk_conv_t *flat) {
+    if (!cv || cv->kh != 1 || cv->kw != 1 || cv->sh != 1 || cv->sw != 1 || cv->ph || cv->pw ||
+        cv->h > (UINT64_C(1) << 31) || cv->w > (UINT64_C(1) << 31) ||
+        cv->cin > (UINT64_C(1) << 31) || cv->h * cv->w > (UINT64_C(1) << 31) ||
+        cv->cin * cv->h * cv->w * sizeof(float) > DNK_CONV_BAND)
+        return cv;
+    *flat = *cv;
+    flat->w = cv->h * cv->w;
+    flat->h = 1;
+    return flat;
+}
+
 uint64_t dnk_conv2d_workspace(const dnk_conv_t *cv, uint64_t nrows) {
     dnk_conv_plan_t p;
-    if (conv_plan(cv, nrows, &p) != DNK_OK)
+    dnk_conv_t flat;
+    if (conv_plan(conv_geom(cv, &flat), nrows, &p) != DNK_OK)
         return 0;
     return 16 + p.xstride + p.wide;
 }
@@ -508,6 +524,8 @@ int dnk_layer_conv2d(const dnk_layer_t *w, const dnk_conv_t *cv, const float *x,
         return DNK_EINVAL;
     *bad_row = 0;
     dnk_conv_plan_t p;
+    dnk_conv_t flat;
+    cv = conv_geom(cv, &flat);
     if (conv_plan(cv, w->nrows, &p) != DNK_OK || w->ncols != cv->cin * cv->kh * cv->kw ||
         ws_len < 16 + p.xstride + p.wide)
         return DNK_EINVAL;
@@ -526,6 +544,8 @@ int dnk_csr_conv2d(uint64_t nrows, uint64_t ncols, const uint64_t *row_ptr, cons
     if (!row_ptr || !cv || !x || !ws || !y || (nnz && (!cols || !vals)))
         return DNK_EINVAL;
     dnk_conv_plan_t p;
+    dnk_conv_t flat;
+    cv = conv_geom(cv, &flat);
     if (conv_plan(cv, nrows, &p) != DNK_OK || ncols != cv->cin * cv->kh * cv->kw ||
         ncols >= (UINT64_C(1) << 32) || ws_len < 16 + p.xstride + p.wide)
         return DNK_EINVAL;
