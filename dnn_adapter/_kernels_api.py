@@ -154,12 +154,16 @@ def layer_mm(
     batch, yt = _check_xy(xt, yt, nrows, ncols, op)
     w, keep = _layer(op, nrows, ncols, values, gaps, gap_step, gap_delim, gap_xbits, gap_extra,
                      rows)
+    return _mm_walk(op, w, xt, batch, yt)
+
+
+def _mm_walk(op, w, xt, batch, yt):
+    """``dnk_layer_mm`` with checked parts (xt, yt: checked by :func:`_check_xy`)."""
     bad = ffi.new("uint64_t *")
     st = lib.dnk_layer_mm(
         w, _ptr(xt, "float[]"), batch, ffi.from_buffer("float[]", yt, require_writable=True), bad
     )
     _check(st, op, int(bad[0]))
-    del keep
     return yt
 
 
@@ -228,10 +232,14 @@ def _conv_geometry(op, shape, nrows, kernel_size, stride, padding, dilation):
     return cv, need, (nrows, B * oh * ow), ncols
 
 
+def _conv_out(need, yshape):
+    """The convolution's workspace (*need* floats, reused) and a new output array."""
+    return _WS.get("cx", np.float32, need), np.empty(yshape, dtype=np.float32)
+
+
 def _conv_walk(op, w, cv, x, need, yshape):
     """``dnk_layer_conv2d`` with checked parts (x: checked float32, C-contiguous)."""
-    ws = _WS.get("cx", np.float32, need)
-    y = np.empty(yshape, dtype=np.float32)
+    ws, y = _conv_out(need, yshape)
     bad = ffi.new("uint64_t *")
     st = lib.dnk_layer_conv2d(
         w, cv, _ptr(x, "float[]"), ffi.from_buffer("float[]", ws, require_writable=True),
@@ -241,16 +249,22 @@ def _conv_walk(op, w, cv, x, need, yshape):
     return y
 
 
-def _geometry(cache: dict, op, shape, nrows, kernel_size, stride, padding, dilation):
-    """:func:`_conv_geometry`, memoised in *cache* (a layer sees few input shapes)."""
-    key = (tuple(shape), tuple(kernel_size), tuple(stride), tuple(padding), tuple(dilation))
+def _conv_args(cache: dict, op, x, nrows, ncols, kernel_size, stride, padding, dilation):
+    """A weight's conv2d arguments checked: ``(x, cv, need, yshape)`` (see
+    :func:`_conv_geometry`, memoised in *cache*: a layer sees few input shapes)."""
+    x = _req(x, "x", (np.float32,), op, ndim=4)
+    key = (x.shape, tuple(kernel_size), tuple(stride), tuple(padding), tuple(dilation))
     g = cache.get(key)
     if g is None:
-        g = _conv_geometry(op, shape, nrows, kernel_size, stride, padding, dilation)
+        g = _conv_geometry(op, x.shape, nrows, kernel_size, stride, padding, dilation)
         if len(cache) >= 16:
             cache.clear()
         cache[key] = g
-    return g
+    cv, need, yshape, kk = g
+    if kk != ncols:
+        raise ValueError(f"{op}: the weight has {ncols} columns, the input and kernel give "
+                         f"cin * kh * kw = {kk}")
+    return x, cv, need, yshape
 
 
 def _addr(a: np.ndarray) -> int:
@@ -664,12 +678,8 @@ class FusedWeight:
         if self.gaps is not None:
             op = "layer_mm"
             batch, out = _check_xy(xt, out, self.nrows, self.ncols, op)
-            prep = self._walk_layer(op)
-            bad = ffi.new("uint64_t *")
-            st = lib.dnk_layer_mm(prep[1], _ptr(xt, "float[]"), batch,
-                                  ffi.from_buffer("float[]", out, require_writable=True), bad)
-            _check(st, op, int(bad[0]))
-            return out
+            prep = self._walk_layer(op)  # held over the call: it keeps the buffers alive
+            return _mm_walk(op, prep[1], xt, batch, out)
         if out is None:
             _check_xy(xt, None, self.nrows, self.ncols, "FusedWeight.matmul_t")
             out = np.empty((self.nrows, xt.shape[1]), dtype=np.float32)
@@ -689,12 +699,8 @@ class FusedWeight:
         if self.gaps is None:
             raise NotFusable("conv2d: only sparse encodings have a direct convolution")
         op = "conv2d"
-        x = _req(x, "x", (np.float32,), op, ndim=4)
-        cv, need, yshape, ncols = _geometry(self._geo, op, x.shape, self.nrows, kernel_size,
-                                            stride, padding, dilation)
-        if ncols != self.ncols:
-            raise ValueError(f"conv2d: the weight has {self.ncols} columns, the input and "
-                             f"kernel give cin * kh * kw = {ncols}")
+        x, cv, need, yshape = _conv_args(self._geo, op, x, self.nrows, self.ncols, kernel_size,
+                                         stride, padding, dilation)
         prep = self._walk_layer(op)  # held over the call: it keeps the buffers alive
         return _conv_walk(op, prep[1], cv, x, need, yshape)
 
@@ -776,14 +782,9 @@ class CSRWeight:
         """The direct convolution (as :meth:`FusedWeight.conv2d`, no ``unfold``) from this
         CSR form; ``(nrows, batch * oh * ow)``."""
         op = "csr_conv2d"
-        x = _req(x, "x", (np.float32,), op, ndim=4)
-        cv, need, yshape, ncols = _geometry(self._geo, op, x.shape, self.nrows, kernel_size,
-                                            stride, padding, dilation)
-        if ncols != self.ncols:
-            raise ValueError(f"{op}: the weight has {self.ncols} columns, the input and "
-                             f"kernel give cin * kh * kw = {ncols}")
-        ws = _WS.get("cx", np.float32, need)
-        y = np.empty(yshape, dtype=np.float32)
+        x, cv, need, yshape = _conv_args(self._geo, op, x, self.nrows, self.ncols, kernel_size,
+                                         stride, padding, dilation)
+        ws, y = _conv_out(need, yshape)
         st = lib.dnk_csr_conv2d(
             self.nrows, self.ncols, _ptr(self.row_ptr, "uint64_t[]"),
             _ptr(self.cols, "uint32_t[]"), _ptr(self.vals, "float[]"), self.vals.size, cv,

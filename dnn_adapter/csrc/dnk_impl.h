@@ -401,8 +401,7 @@ DNK_INLINE int DNK_SFX(sparse_run)(const dnk_layer_t *w, const float *xt, uint64
         uint32_t a = 0;
         for (uint32_t g = 0; g < st.nseg; g++) {
             if (cv)
-                (cv->seg ? cv->seg : DNK_SFX(conv_seg))(cols + a, v + a, segend[g] - a, cv, xt,
-                                                        yt + segrow[g] * B);
+                cv->seg(cols + a, v + a, segend[g] - a, cv, xt, yt + segrow[g] * B);
             else
                 DNK_SFX(seg_mm)(cols + a, v + a, segend[g] - a, xt, B, yt + segrow[g] * B);
             a = segend[g];

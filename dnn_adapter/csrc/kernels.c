@@ -151,7 +151,7 @@ typedef void (*dnk_seg_fn)(const uint32_t *cols, const float *vals, uint64_t n,
 typedef void (*dnk_row_fn)(float *d, const float *s, int64_t c0, int64_t c1, uint64_t wq);
 struct dnk_cv {
     const dnk_conv_t *g;
-    dnk_seg_fn seg;      /* the ISA level's piece, NULL: the walk's own */
+    dnk_seg_fn seg;      /* the ISA level's piece (used by every walk) */
     double inv_kk;       /* 1 / (kh * kw) */
     uint64_t kk;         /* kh * kw */
     uint64_t cstride;    /* packed floats per input channel */
@@ -382,12 +382,26 @@ static const dnk_conv_t *conv_geom(const dnk_conv_t *cv, dnk_conv_t *flat) {
     return flat;
 }
 
+/* floats of workspace a plan needs: the packed band, a band's wide output, alignment */
+static uint64_t conv_ws(const dnk_conv_plan_t *p) { return 16 + p->xstride + p->wide; }
+
 uint64_t dnk_conv2d_workspace(const dnk_conv_t *cv, uint64_t nrows) {
     dnk_conv_plan_t p;
     dnk_conv_t flat;
     if (conv_plan(conv_geom(cv, &flat), nrows, &p) != DNK_OK)
         return 0;
-    return 16 + p.xstride + p.wide;
+    return conv_ws(&p);
+}
+
+/* the entry points' checks: the geometry the kernels run (conv_geom, in *flat), its plan,
+ * the weight's columns and the workspace length; NULL when any fails */
+static const dnk_conv_t *conv_checked(const dnk_conv_t *cv, uint64_t nrows, uint64_t ncols,
+                                      uint64_t ws_len, dnk_conv_t *flat, dnk_conv_plan_t *p) {
+    cv = conv_geom(cv, flat);
+    if (conv_plan(cv, nrows, p) != DNK_OK || ncols != cv->cin * cv->kh * cv->kw ||
+        ws_len < conv_ws(p))
+        return NULL;
+    return cv;
 }
 
 static void pack_row(float *d, const float *s, int64_t c0, int64_t c1, uint64_t wq) {
@@ -469,11 +483,11 @@ static int conv_bands(const dnk_conv_src_t *src, const dnk_conv_t *cv, const dnk
     one.batch = 1;
     const uint64_t kk = cv->kh * cv->kw;
     dnk_row_fn row = pack_row;
-    dnk_seg_fn seg = NULL, own = conv_seg_portable;
+    dnk_seg_fn seg = conv_seg_portable; /* at level 2 also under the AVX2 walks */
 #if DNK_X86
     if (dnk_isa_level() >= 2)
-        row = pack_row_512, seg = conv_seg_512; /* also under the AVX2 walks */
-    own = dnk_isa_level() >= 2 ? conv_seg_512 : dnk_isa_level() >= 1 ? conv_seg_avx2 : own;
+        row = pack_row_512;
+    seg = dnk_isa_level() >= 2 ? conv_seg_512 : dnk_isa_level() >= 1 ? conv_seg_avx2 : seg;
 #endif
     int rc = DNK_OK;
     for (uint64_t b = 0; b < cv->batch && rc == DNK_OK; b++)
@@ -505,7 +519,7 @@ static int conv_bands(const dnk_conv_src_t *src, const dnk_conv_t *cv, const dnk
                         break;
                     }
                     for (uint64_t a = a0; a < a1; a += DNK_CAP) /* conv_seg: <= DNK_CAP */
-                        own(src->cols + a, src->vals + a, a1 - a < DNK_CAP ? a1 - a : DNK_CAP,
+                        seg(src->cols + a, src->vals + a, a1 - a < DNK_CAP ? a1 - a : DNK_CAP,
                             &run, xp, yb + r * rs);
                 }
             }
@@ -525,9 +539,7 @@ int dnk_layer_conv2d(const dnk_layer_t *w, const dnk_conv_t *cv, const float *x,
     *bad_row = 0;
     dnk_conv_plan_t p;
     dnk_conv_t flat;
-    cv = conv_geom(cv, &flat);
-    if (conv_plan(cv, w->nrows, &p) != DNK_OK || w->ncols != cv->cin * cv->kh * cv->kw ||
-        ws_len < 16 + p.xstride + p.wide)
+    if (!(cv = conv_checked(cv, w->nrows, w->ncols, ws_len, &flat, &p)))
         return DNK_EINVAL;
     if (w->row_begin != 0 || w->row_end != w->nrows || w->op_begin != 0)
         return DNK_EINVAL;
@@ -545,9 +557,7 @@ int dnk_csr_conv2d(uint64_t nrows, uint64_t ncols, const uint64_t *row_ptr, cons
         return DNK_EINVAL;
     dnk_conv_plan_t p;
     dnk_conv_t flat;
-    cv = conv_geom(cv, &flat);
-    if (conv_plan(cv, nrows, &p) != DNK_OK || ncols != cv->cin * cv->kh * cv->kw ||
-        ncols >= (UINT64_C(1) << 32) || ws_len < 16 + p.xstride + p.wide)
+    if (ncols >= (UINT64_C(1) << 32) || !(cv = conv_checked(cv, nrows, ncols, ws_len, &flat, &p)))
         return DNK_EINVAL;
     if (row_ptr[0] != 0 || row_ptr[nrows] != nnz)
         return DNK_ECORRUPT;
